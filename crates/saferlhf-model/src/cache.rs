@@ -1,0 +1,83 @@
+//! Key/value cache for incremental decoding: one preallocated buffer per layer, filled in place
+//! as tokens are generated, so a decode step costs one token's projections, not the prefix's.
+
+use burn::tensor::{Device, Tensor};
+
+/// Cached keys and values of every layer, each [batch, kv_heads, capacity, head_dim].
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `layers` layers holding up to `capacity` positions.
+    pub fn new(
+        layers: usize,
+        batch: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+        device: &Device,
+    ) -> Self {
+        let empty = || Tensor::<4>::zeros([batch, kv_heads, capacity, head_dim], device);
+        KvCache {
+            layers: (0..layers).map(|_| (empty(), empty())).collect(),
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Number of positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Writes this step's keys and values [batch, kv_heads, new, head_dim] of `layer` after the
+    /// cached ones and returns all keys and values so far. The length advances once per forward
+    /// (see [`KvCache::advance`]), after every layer has appended.
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, new, d] = k.dims();
+        let end = self.len + new;
+        assert!(
+            end <= self.capacity,
+            "KV cache overflow: {end} positions > capacity {}",
+            self.capacity
+        );
+        let (ck, cv) = &mut self.layers[layer];
+        let range = [0..b, 0..h, self.len..end, 0..d];
+        *ck = ck.clone().slice_assign(range.clone(), k);
+        *cv = cv.clone().slice_assign(range.clone(), v);
+        let filled = [0..b, 0..h, 0..end, 0..d];
+        (ck.clone().slice(filled.clone()), cv.clone().slice(filled))
+    }
+
+    /// Marks `new` more positions as cached.
+    pub(crate) fn advance(&mut self, new: usize) {
+        self.len += new;
+    }
+
+    /// Keeps only the rows in `rows` (e.g. to drop finished sequences from a batch).
+    pub fn select_rows(&mut self, rows: burn::tensor::Tensor<1, burn::tensor::Int>) {
+        for (k, v) in &mut self.layers {
+            *k = k.clone().select(0, rows.clone());
+            *v = v.clone().select(0, rows.clone());
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The language-model side of saferlhf: a Llama-family decoder, its configuration (Hugging Face
+//! `config.json` compatible), weight import and export (Hugging Face safetensors, GGUF), the
+//! tokenizer and chat templates. `saferlhf-rollout` generates with these models; the learner trains
+//! them.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
+pub use cache::KvCache;
+pub use config::LlamaConfig;
+pub use error::{ModelError, Result};
+pub use model::LlamaForCausalLM;

@@ -1,0 +1,336 @@
+//! The Llama-family decoder: RMSNorm, rotary position embeddings (Hugging Face's rotate-half
+//! layout), grouped-query attention on burn's fused attention, SwiGLU, optionally tied embeddings.
+//!
+//! Module and field names mirror Hugging Face's `LlamaForCausalLM` (`model.layers.0.self_attn.
+//! q_proj`, ...) so weights import and export by name. Every forward takes a left-padded batch
+//! and a key mask; rows of different lengths share one call.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::cache::KvCache;
+use crate::config::LlamaConfig;
+
+/// One attention block's projections (names as in Hugging Face).
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    /// Query projection, hidden -> heads * head_dim.
+    pub q_proj: Linear,
+    /// Key projection, hidden -> kv_heads * head_dim.
+    pub k_proj: Linear,
+    /// Value projection, hidden -> kv_heads * head_dim.
+    pub v_proj: Linear,
+    /// Output projection, heads * head_dim -> hidden.
+    pub o_proj: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+/// SwiGLU feed-forward layer: down(silu(gate(x)) * up(x)).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Gate projection, hidden -> intermediate.
+    pub gate_proj: Linear,
+    /// Up projection, hidden -> intermediate.
+    pub up_proj: Linear,
+    /// Down projection, intermediate -> hidden.
+    pub down_proj: Linear,
+}
+
+/// One pre-norm decoder block.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Attention sub-block.
+    pub self_attn: SelfAttention,
+    /// Feed-forward sub-block.
+    pub mlp: Mlp,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Norm before the feed-forward layer.
+    pub post_attention_layernorm: RmsNorm,
+}
+
+/// The decoder stack without the output projection.
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    /// Token embedding, [vocab, hidden].
+    pub embed_tokens: Embedding,
+    /// Decoder blocks.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+}
+
+/// A causal language model: decoder plus output projection (absent when tied to the embedding).
+#[derive(Module, Debug)]
+pub struct LlamaForCausalLM {
+    /// The decoder.
+    pub model: LlamaModel,
+    /// Output projection hidden -> vocab; `None` when tied to `model.embed_tokens`.
+    pub lm_head: Option<Linear>,
+    rope_theta: f64,
+    max_positions: usize,
+}
+
+/// Cosine and sine tables for one forward, each [batch, 1, seq, head_dim / 2].
+pub(crate) struct RopeTables {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl RopeTables {
+    /// Angles position * θ^(-2i/d) for each (row, position), computed on the device.
+    fn new(positions: Tensor<2, Int>, head_dim: usize, theta: f64) -> Self {
+        let device = positions.device();
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
+            .collect();
+        let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [half]), &device);
+        let [batch, seq] = positions.dims();
+        let angles = positions.float().reshape([batch, seq, 1]) * inv_freq.reshape([1, 1, half]);
+        let angles = angles.reshape([batch, 1, seq, half]);
+        RopeTables {
+            cos: angles.clone().cos(),
+            sin: angles.sin(),
+        }
+    }
+
+    /// Rotates [batch, heads, seq, head_dim] in Hugging Face's rotate-half layout: the pair for
+    /// component i is (i, i + head_dim / 2).
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, s, d] = x.dims();
+        let half = d / 2;
+        let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
+        let x2 = x.slice([0..b, 0..h, 0..s, half..d]);
+        let out1 = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
+        let out2 = x2 * self.cos.clone() + x1 * self.sin.clone();
+        Tensor::cat(vec![out1, out2], 3)
+    }
+}
+
+fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_bias(false).init(device)
+}
+
+impl SelfAttention {
+    fn new(config: &LlamaConfig, device: &Device) -> Self {
+        let (h, kv, d) = (
+            config.num_attention_heads,
+            config.kv_heads(),
+            config.head_dim(),
+        );
+        SelfAttention {
+            q_proj: linear(config.hidden_size, h * d, device),
+            k_proj: linear(config.hidden_size, kv * d, device),
+            v_proj: linear(config.hidden_size, kv * d, device),
+            o_proj: linear(h * d, config.hidden_size, device),
+            n_heads: h,
+            n_kv_heads: kv,
+            head_dim: d,
+        }
+    }
+
+    /// x: [batch, seq, hidden]; mask: [batch, 1, seq, keys] (true = may not attend);
+    /// returns [batch, seq, hidden]. With a cache, keys are the cached ones plus this call's.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: Tensor<4, Bool>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let split = |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, d]).swap_dims(1, 2);
+        let q = rope.apply(split(self.q_proj.forward(x.clone()), h));
+        let k = rope.apply(split(self.k_proj.forward(x.clone()), kv));
+        let v = split(self.v_proj.forward(x), kv);
+        // k, v: [batch, kv_heads, keys, head_dim]
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v),
+            None => (k, v),
+        };
+        let keys = k.dims()[2];
+        // Grouped-query attention without copying K/V: the `rep` query heads that share a KV head
+        // are contiguous (head = group * rep + r), so fold them into the query-length axis.
+        let rep = h / kv;
+        let q = q.reshape([b, kv, rep * s, d]);
+        let mask = if rep > 1 {
+            mask.repeat_dim(2, rep)
+        } else {
+            mask
+        }
+        .expand([b, kv, rep * s, keys]);
+        let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
+        let out = out
+            .reshape([b, h, s, d])
+            .swap_dims(1, 2)
+            .reshape([b, s, h * d]);
+        self.o_proj.forward(out)
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+impl LlamaForCausalLM {
+    /// A randomly initialised model of the given (validated) configuration on `device`.
+    pub fn new(config: &LlamaConfig, device: &Device) -> Self {
+        let norm = || {
+            RmsNormConfig::new(config.hidden_size)
+                .with_epsilon(config.rms_norm_eps)
+                .init(device)
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                self_attn: SelfAttention::new(config, device),
+                mlp: Mlp {
+                    gate_proj: linear(config.hidden_size, config.intermediate_size, device),
+                    up_proj: linear(config.hidden_size, config.intermediate_size, device),
+                    down_proj: linear(config.intermediate_size, config.hidden_size, device),
+                },
+                input_layernorm: norm(),
+                post_attention_layernorm: norm(),
+            })
+            .collect();
+        LlamaForCausalLM {
+            model: LlamaModel {
+                embed_tokens: EmbeddingConfig::new(config.vocab_size, config.hidden_size)
+                    .init(device),
+                layers,
+                norm: norm(),
+            },
+            lm_head: (!config.tie_word_embeddings)
+                .then(|| linear(config.hidden_size, config.vocab_size, device)),
+            rope_theta: config.rope_theta,
+            max_positions: config.max_position_embeddings,
+        }
+    }
+
+    /// Vocabulary size (rows of the embedding).
+    pub fn vocab_size(&self) -> usize {
+        self.model.embed_tokens.weight.dims()[0]
+    }
+
+    /// Longest sequence the model accepts (`max_position_embeddings`).
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Number of decoder blocks.
+    pub fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    /// (kv_heads, head_dim) of the attention blocks, for sizing a [`KvCache`].
+    pub fn kv_shape(&self) -> (usize, usize) {
+        self.model
+            .layers
+            .first()
+            .map(|l| (l.self_attn.n_kv_heads, l.self_attn.head_dim))
+            .unwrap_or((0, 0))
+    }
+
+    /// Final hidden states [batch, seq, hidden] for `tokens` [batch, seq].
+    ///
+    /// `positions` [batch, seq] are the RoPE positions of the new tokens; `key_mask` [batch, keys]
+    /// marks real tokens (true) among all keys: the cached ones followed by the new ones, so
+    /// `keys = cache.len() + seq` (or `seq` without a cache). A query attends to keys that are
+    /// real and not after it. With a cache, the new keys and values are appended to it.
+    pub fn forward_hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        key_mask: Tensor<2, Bool>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let [b, s] = tokens.dims();
+        let device = tokens.device();
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let keys = offset + s;
+        let head_dim = self.kv_shape().1;
+        let rope = RopeTables::new(positions, head_dim, self.rope_theta);
+        // Causal part: query i (absolute index offset + i) sees keys j <= offset + i.
+        let causal: Vec<bool> = (0..s)
+            .flat_map(|i| (0..keys).map(move |j| j <= offset + i))
+            .collect();
+        let causal = Tensor::<2, Bool>::from_data(TensorData::new(causal, [s, keys]), &device)
+            .reshape([1, 1, s, keys])
+            .expand([b, 1, s, keys]);
+        let real = key_mask.reshape([b, 1, 1, keys]).expand([b, 1, s, keys]);
+        let blocked = causal.bool_and(real).bool_not();
+
+        let mut x = self.model.embed_tokens.forward(tokens);
+        for (index, layer) in self.model.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (c, index));
+            let attn = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                &rope,
+                blocked.clone(),
+                layer_cache,
+            );
+            x = x + attn;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+        }
+        if let Some(cache) = cache {
+            cache.advance(s);
+        }
+        self.model.norm.forward(x)
+    }
+
+    /// Projects hidden states [batch, seq, hidden] to logits [batch, seq, vocab].
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => burn::tensor::module::linear(
+                hidden,
+                self.model.embed_tokens.weight.val().transpose(),
+                None,
+            ),
+        }
+    }
+
+    /// Logits [batch, seq, vocab] for a left-padded batch without cache; `attention_mask`
+    /// [batch, seq] is true at real tokens. Positions count real tokens from 0 in each row, as
+    /// Hugging Face does for left padding.
+    pub fn forward(&self, tokens: Tensor<2, Int>, attention_mask: Tensor<2, Bool>) -> Tensor<3> {
+        let positions = positions_from_mask(attention_mask.clone());
+        self.logits(self.forward_hidden(tokens, positions, attention_mask, None))
+    }
+
+    /// Log-probability of each next token: element [b, t] is log p(tokens[b, t + 1] | tokens[b,
+    /// ..=t]), shape [batch, seq - 1]. Positions where either token is padding hold meaningless
+    /// values; mask them with `attention_mask[:, 1:]`.
+    pub fn token_logprobs(
+        &self,
+        tokens: Tensor<2, Int>,
+        attention_mask: Tensor<2, Bool>,
+    ) -> Tensor<2> {
+        let logits = self.forward(tokens.clone(), attention_mask);
+        gather_logprobs(logits, tokens)
+    }
+}
+
+/// RoPE positions for a left-padded batch: the index of each token among its row's real tokens
+/// (0 at padding).
+pub fn positions_from_mask(attention_mask: Tensor<2, Bool>) -> Tensor<2, Int> {
+    (attention_mask.int().cumsum(1) - 1).clamp_min(0)
+}
+
+/// Gathers log p(tokens[:, t + 1]) from logits[:, t]: [batch, seq, vocab] -> [batch, seq - 1].
+pub fn gather_logprobs(logits: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<2> {
+    let [b, s, v] = logits.dims();
+    let logp = log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2);
+    let next = tokens.slice([0..b, 1..s]).reshape([b, s - 1, 1]);
+    logp.gather(2, next).reshape([b, s - 1])
+}

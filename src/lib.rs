@@ -1,0 +1,95 @@
+//! saferlhf: safe (constrained) RLHF of language models on burn.
+//!
+//! This facade re-exports the workspace crates and chooses the compute device at run time:
+//! - [`model`]: the Llama-family policy, weight import/export, tokenizer and chat templates;
+//! - [`rollout`]: batched generation with a KV cache and seeded samplers.
+//!
+//! Every module takes the [`Device`] it is given; nothing branches on the backend. CPU (`flex`)
+//! is always available; `wgpu`, `vulkan` and `cuda` need the Cargo feature of the same name.
+
+pub use burn;
+pub use burn::tensor::Device;
+pub use saferlhf_model as model;
+pub use saferlhf_rollout as rollout;
+
+/// Parses a device name: `flex` (CPU, the default), `wgpu`, `vulkan`, `cuda` or `cuda:N`.
+///
+/// A GPU name whose backend was not compiled in is an error that says which Cargo feature
+/// enables it.
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    let name = name.trim().to_ascii_lowercase();
+    let (kind, index) = match name.split_once(':') {
+        Some((kind, index)) => {
+            let index: usize = index
+                .parse()
+                .map_err(|_| format!("device `{name}`: `{index}` is not a device index"))?;
+            (kind.to_string(), Some(index))
+        }
+        None => (name.clone(), None),
+    };
+    let missing = |feature: &str| {
+        format!("device `{name}` needs saferlhf built with `--features {feature}`")
+    };
+    match kind.as_str() {
+        "flex" | "cpu" => Ok(Device::flex()),
+        "wgpu" => {
+            #[cfg(feature = "wgpu")]
+            {
+                Ok(Device::wgpu(wgpu_kind(index)))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            {
+                let _ = index;
+                Err(missing("wgpu"))
+            }
+        }
+        "vulkan" => {
+            #[cfg(feature = "vulkan")]
+            {
+                Ok(Device::vulkan(wgpu_kind(index)))
+            }
+            #[cfg(not(feature = "vulkan"))]
+            {
+                Err(missing("vulkan"))
+            }
+        }
+        "cuda" => {
+            #[cfg(feature = "cuda")]
+            {
+                Ok(Device::cuda(index.unwrap_or(0)))
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                Err(missing("cuda"))
+            }
+        }
+        other => Err(format!(
+            "unknown device `{other}` (expected flex, wgpu, vulkan, cuda or cuda:N)"
+        )),
+    }
+}
+
+#[cfg(any(feature = "wgpu", feature = "vulkan"))]
+fn wgpu_kind(index: Option<usize>) -> burn::tensor::DeviceKind {
+    match index {
+        Some(i) => burn::tensor::DeviceKind::DiscreteGpu(i),
+        None => burn::tensor::DeviceKind::DefaultDevice,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        assert!(parse_device("flex").is_ok());
+        assert!(parse_device("CPU").is_ok());
+        let err = parse_device("tpu").unwrap_err();
+        assert!(err.contains("unknown device"), "{err}");
+        let err = parse_device("cuda:x").unwrap_err();
+        assert!(err.contains("not a device index"), "{err}");
+        #[cfg(not(feature = "cuda"))]
+        assert!(parse_device("cuda:0").unwrap_err().contains("--features cuda"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Logit parity with Hugging Face transformers on small random Llama models.
+//!
+//! Fixtures come from `scripts/make-hf-fixtures.py` (transformers, eager attention, float32):
+//! left-padded inputs, their logits, per-token log-probs and greedy generations.
+
+use std::path::PathBuf;
+
+use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
+use saferlhf::model::weights::{load_hf_dir, save_hf_dir};
+use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
+use saferlhf::rollout::{GenerateConfig, Sampler, generate};
+use saferlhf::Device;
+use serde_json::Value;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+struct Expected {
+    input_ids: Vec<Vec<u32>>,
+    mask: Vec<Vec<bool>>,
+    logits: Vec<Vec<Vec<f32>>>,
+    logprobs: Vec<Vec<f32>>,
+    logprobs_mask: Vec<Vec<bool>>,
+    new_tokens: Vec<Vec<u32>>,
+}
+
+fn read_expected(name: &str) -> Expected {
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let ints = |v: &Value| -> Vec<Vec<u32>> {
+        v.as_array().unwrap().iter()
+            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+            .collect()
+    };
+    let floats = |v: &Value| -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    let bools = |v: &Value| -> Vec<Vec<bool>> {
+        ints(v).into_iter().map(|r| r.into_iter().map(|x| x != 0).collect()).collect()
+    };
+    Expected {
+        input_ids: ints(&v["input_ids"]),
+        mask: bools(&v["attention_mask"]),
+        logits: v["logits"].as_array().unwrap().iter()
+            .map(|row| row.as_array().unwrap().iter().map(&floats).collect())
+            .collect(),
+        logprobs: v["logprobs"].as_array().unwrap().iter().map(&floats).collect(),
+        logprobs_mask: bools(&v["logprobs_mask"]),
+        new_tokens: ints(&v["generate"]["new_tokens"]),
+    }
+}
+
+fn batch_tensors(e: &Expected, device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+    let (b, s) = (e.input_ids.len(), e.input_ids[0].len());
+    let ids: Vec<i64> = e.input_ids.iter().flatten().map(|&x| x as i64).collect();
+    let mask: Vec<bool> = e.mask.iter().flatten().copied().collect();
+    (
+        Tensor::from_data(TensorData::new(ids, [b, s]), device),
+        Tensor::from_data(TensorData::new(mask, [b, s]), device),
+    )
+}
+
+fn to_vec(t: Tensor<3>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap()
+}
+
+fn check_logits(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
+    let (tokens, mask) = batch_tensors(e, device);
+    let logits = model.forward(tokens.clone(), mask.clone());
+    let [b, s, v] = logits.dims();
+    let got = to_vec(logits);
+    let mut max_diff = 0f32;
+    for row in 0..b {
+        for pos in 0..s {
+            if !e.mask[row][pos] {
+                continue;
+            }
+            for k in 0..v {
+                let d = (got[(row * s + pos) * v + k] - e.logits[row][pos][k]).abs();
+                max_diff = max_diff.max(d);
+            }
+        }
+    }
+    assert!(max_diff < TOLERANCE, "max |logit diff| at real positions = {max_diff}");
+
+    let logprobs = model.token_logprobs(tokens, mask);
+    let got: Vec<f32> = logprobs.try_into_vec_as::<f32>().unwrap();
+    let mut max_diff = 0f32;
+    for row in 0..b {
+        for pos in 0..s - 1 {
+            if e.logprobs_mask[row][pos] {
+                max_diff = max_diff.max((got[row * (s - 1) + pos] - e.logprobs[row][pos]).abs());
+            }
+        }
+    }
+    assert!(max_diff < TOLERANCE, "max |logprob diff| = {max_diff}");
+}
+
+fn check_generation(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
+    let prompts: Vec<Vec<u32>> = e
+        .input_ids
+        .iter()
+        .zip(&e.mask)
+        .map(|(ids, m)| ids.iter().zip(m).filter(|(_, m)| **m).map(|(i, _)| *i).collect())
+        .collect();
+    for use_cache in [true, false] {
+        let config = GenerateConfig {
+            max_new_tokens: e.new_tokens[0].len(),
+            sampler: Sampler::Greedy,
+            use_cache,
+            ..GenerateConfig::default()
+        };
+        let out = generate(model, &prompts, &config, device).unwrap();
+        assert_eq!(out.responses, e.new_tokens, "greedy tokens (use_cache = {use_cache})");
+    }
+}
+
+#[test]
+fn tied_model_matches_transformers() {
+    let device = Device::flex();
+    let (config, model) = load_hf_dir(fixture("tiny-llama-tied"), &device).unwrap();
+    assert!(config.tie_word_embeddings && model.lm_head.is_none());
+    let e = read_expected("tiny-llama-tied");
+    check_logits(&model, &e, &device);
+    check_generation(&model, &e, &device);
+}
+
+#[test]
+fn untied_model_matches_transformers() {
+    let device = Device::flex();
+    let (config, model) = load_hf_dir(fixture("tiny-llama-untied"), &device).unwrap();
+    assert!(!config.tie_word_embeddings && model.lm_head.is_some());
+    let e = read_expected("tiny-llama-untied");
+    check_logits(&model, &e, &device);
+    check_generation(&model, &e, &device);
+}
+
+#[test]
+fn export_round_trips_to_the_same_logits() {
+    let device = Device::flex();
+    let (config, model) = load_hf_dir(fixture("tiny-llama-untied"), &device).unwrap();
+    let dir = tempdir("export");
+    save_hf_dir(&model, &config, &dir).unwrap();
+    let (config2, model2) = load_hf_dir(&dir, &device).unwrap();
+    assert_eq!(config2, config);
+    let e = read_expected("tiny-llama-untied");
+    check_logits(&model2, &e, &device);
+    // The exported file keeps Hugging Face names and [out, in] layout.
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let q = file.tensor("model.layers.0.self_attn.q_proj.weight").unwrap();
+    assert_eq!(q.shape(), &[64, 64]);
+    assert!(file.tensor("model.norm.weight").is_ok());
+    assert!(file.tensor("lm_head.weight").is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn weights_that_do_not_fit_the_config_are_rejected() {
+    let device = Device::flex();
+    let dir = tempdir("mismatch");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        fixture("tiny-llama-tied").join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    // Claim 3 layers where the file has 2.
+    let mut config = LlamaConfig::from_file(fixture("tiny-llama-tied").join("config.json")).unwrap();
+    config.num_hidden_layers = 3;
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&config.to_hf_json()).unwrap()).unwrap();
+    let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
+    assert!(err.contains("model.layers.2"), "{err}");
+    // A wider hidden size: every shape is wrong.
+    config.num_hidden_layers = 2;
+    config.intermediate_size = 96;
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&config.to_hf_json()).unwrap()).unwrap();
+    let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
+    assert!(err.contains("mlp"), "{err}");
+    // Truncated weights.
+    let bytes = std::fs::read(fixture("tiny-llama-tied").join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::copy(fixture("tiny-llama-tied").join("config.json"), dir.join("config.json")).unwrap();
+    let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("saferlhf-test-{tag}-{}", std::process::id()))
+}
