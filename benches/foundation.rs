@@ -1,1 +1,234 @@
-fn main(){}
+//! Foundation benchmarks on the CPU backend (`flex`, f32): batched greedy generation with the KV
+//! cache, and one full training step (forward, next-token cross-entropy, backward, AdamW).
+//!
+//! Run with `cargo bench --bench foundation` (release profile). Each figure is one JSON line on
+//! stdout. Options (command line, or the environment variable in brackets):
+//! - `--shape tiny|smollm2-135m|all` (`SAFERLHF_BENCH_SHAPE`, default `all`);
+//! - `--runs N` (`SAFERLHF_BENCH_RUNS`, default 5): timed runs after one warm-up run;
+//! - `--only generate|train` (`SAFERLHF_BENCH_ONLY`, default both).
+//!
+//! Weights are randomly initialised: the speed of these dense computations does not depend on
+//! the values, and greedy decoding without stop ids always produces exactly `new` tokens per row.
+
+use std::time::Instant;
+
+use saferlhf::Device;
+use saferlhf::burn::optim::{AdamWConfig, GradientsParams};
+use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
+use saferlhf::model::model::gather_logprobs;
+use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
+use saferlhf::rollout::{GenerateConfig, Sampler, generate};
+use serde_json::json;
+
+const GEN_BATCH: usize = 8;
+const GEN_PROMPT: usize = 32;
+const GEN_NEW: usize = 64;
+const TRAIN_BATCH: usize = 8;
+const TRAIN_SEQ: usize = 128;
+const LEARNING_RATE: f64 = 1e-5;
+
+struct Options {
+    shapes: Vec<&'static str>,
+    runs: usize,
+    generate: bool,
+    train: bool,
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "foundation bench: {problem}\n\
+         usage: foundation [--shape tiny|smollm2-135m|all] [--runs N] [--only generate|train]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_options() -> Options {
+    let mut shape = std::env::var("SAFERLHF_BENCH_SHAPE").unwrap_or_else(|_| "all".into());
+    let mut runs = std::env::var("SAFERLHF_BENCH_RUNS").unwrap_or_else(|_| "5".into());
+    let mut only = std::env::var("SAFERLHF_BENCH_ONLY").unwrap_or_default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (key, inline) = match arg.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .unwrap_or_else(|| usage(&format!("{key} needs a value")))
+        };
+        match key.as_str() {
+            "--shape" => shape = value(),
+            "--runs" => runs = value(),
+            "--only" => only = value(),
+            // `cargo bench` passes `--bench`; a filter or libtest flag may follow: ignore them.
+            _ => {}
+        }
+    }
+    let shapes = match shape.as_str() {
+        "all" => vec!["tiny", "smollm2-135m"],
+        "tiny" => vec!["tiny"],
+        "smollm2-135m" | "smollm2" => vec!["smollm2-135m"],
+        other => usage(&format!("unknown shape `{other}`")),
+    };
+    let runs: usize = match runs.parse() {
+        Ok(n) if n >= 1 => n,
+        _ => usage(&format!("--runs must be a positive integer, got `{runs}`")),
+    };
+    let (generate, train) = match only.as_str() {
+        "" | "all" => (true, true),
+        "generate" => (true, false),
+        "train" => (false, true),
+        other => usage(&format!("unknown --only `{other}`")),
+    };
+    Options {
+        shapes,
+        runs,
+        generate,
+        train,
+    }
+}
+
+fn config(shape: &str) -> LlamaConfig {
+    match shape {
+        "tiny" => LlamaConfig::tiny(),
+        _ => LlamaConfig::smollm2_135m(),
+    }
+}
+
+/// Deterministic pseudo-random token ids (xorshift64*), so every run sees the same prompts.
+fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as u32 % vocab as u32
+        })
+        .collect()
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// One warm-up call, then `runs` timed calls; returns the timed seconds.
+fn time_runs(runs: usize, mut run: impl FnMut()) -> Vec<f64> {
+    run();
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn bench_generate(shape: &str, runs: usize) {
+    let config = config(shape);
+    let device = Device::flex();
+    let model = LlamaForCausalLM::new(&config, &device);
+    let prompts: Vec<Vec<u32>> = (0..GEN_BATCH)
+        .map(|row| random_ids(GEN_PROMPT, config.vocab_size, 1 + row as u64))
+        .collect();
+    let settings = GenerateConfig {
+        max_new_tokens: GEN_NEW,
+        stop_ids: Vec::new(),
+        pad_id: 0,
+        sampler: Sampler::Greedy,
+        seed: 0,
+        use_cache: true,
+    };
+    let times = time_runs(runs, || {
+        let rollout = generate(&model, &prompts, &settings, &device).expect("generation failed");
+        assert_eq!(rollout.new_tokens(), GEN_BATCH * GEN_NEW);
+    });
+    let med = median(&times);
+    let line = json!({
+        "bench": "generate",
+        "shape": shape,
+        "device": "flex",
+        "batch": GEN_BATCH,
+        "prompt": GEN_PROMPT,
+        "new": GEN_NEW,
+        "tokens_per_s": round((GEN_BATCH * GEN_NEW) as f64 / med, 1),
+        "runs": runs,
+        "median_s": round(med, 4),
+        "all_s": times.iter().map(|&t| round(t, 4)).collect::<Vec<_>>(),
+    });
+    println!("{line}");
+}
+
+fn bench_train(shape: &str, runs: usize) {
+    let config = config(shape);
+    let device = Device::flex().autodiff();
+    let mut model = Some(LlamaForCausalLM::new(&config, &device));
+    let mut optim = AdamWConfig::new().init();
+    let ids: Vec<i64> = random_ids(TRAIN_BATCH * TRAIN_SEQ, config.vocab_size, 7)
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let tokens =
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [TRAIN_BATCH, TRAIN_SEQ]), &device);
+    let mask = Tensor::<2, Bool>::from_data(
+        TensorData::new(
+            vec![true; TRAIN_BATCH * TRAIN_SEQ],
+            [TRAIN_BATCH, TRAIN_SEQ],
+        ),
+        &device,
+    );
+    let mut losses = Vec::new();
+    let times = time_runs(runs, || {
+        let current = model.take().expect("model present between steps");
+        // Forward over all positions, then mean next-token cross-entropy.
+        let logits = current.forward(tokens.clone(), mask.clone());
+        let loss = gather_logprobs(logits, tokens.clone()).mean().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &current);
+        let updated = optim.step(LEARNING_RATE, current, grads);
+        losses.push(loss.into_scalar::<f32>());
+        device.sync().expect("device sync failed");
+        model = Some(updated);
+    });
+    assert!(losses.iter().all(|l| l.is_finite()), "non-finite loss");
+    let med = median(&times);
+    let line = json!({
+        "bench": "train_step",
+        "shape": shape,
+        "device": "flex+autodiff",
+        "batch": TRAIN_BATCH,
+        "seq": TRAIN_SEQ,
+        "optimizer": "adamw",
+        "s_per_step": round(med, 4),
+        "tokens_per_s": round((TRAIN_BATCH * TRAIN_SEQ) as f64 / med, 1),
+        "runs": runs,
+        "median_s": round(med, 4),
+        "all_s": times.iter().map(|&t| round(t, 4)).collect::<Vec<_>>(),
+    });
+    println!("{line}");
+}
+
+fn main() {
+    let options = parse_options();
+    for shape in &options.shapes {
+        if options.generate {
+            bench_generate(shape, options.runs);
+        }
+        if options.train {
+            bench_train(shape, options.runs);
+        }
+    }
+}

@@ -27,9 +27,8 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
         }
         None => (name.clone(), None),
     };
-    let missing = |feature: &str| {
-        format!("device `{name}` needs saferlhf built with `--features {feature}`")
-    };
+    let missing =
+        |feature: &str| format!("device `{name}` needs saferlhf built with `--features {feature}`");
     match kind.as_str() {
         "flex" | "cpu" => Ok(Device::flex()),
         "wgpu" => {
@@ -90,6 +89,10 @@ mod tests {
         let err = parse_device("cuda:x").unwrap_err();
         assert!(err.contains("not a device index"), "{err}");
         #[cfg(not(feature = "cuda"))]
-        assert!(parse_device("cuda:0").unwrap_err().contains("--features cuda"));
+        assert!(
+            parse_device("cuda:0")
+                .unwrap_err()
+                .contains("--features cuda")
+        );
     }
 }

@@ -5,17 +5,19 @@
 
 use std::path::PathBuf;
 
+use saferlhf::Device;
 use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
 use saferlhf::model::weights::{load_hf_dir, save_hf_dir};
 use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
 use saferlhf::rollout::{GenerateConfig, Sampler, generate};
-use saferlhf::Device;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 struct Expected {
@@ -31,23 +33,46 @@ fn read_expected(name: &str) -> Expected {
     let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     let ints = |v: &Value| -> Vec<Vec<u32>> {
-        v.as_array().unwrap().iter()
-            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect()
+            })
             .collect()
     };
     let floats = |v: &Value| -> Vec<f32> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
     };
     let bools = |v: &Value| -> Vec<Vec<bool>> {
-        ints(v).into_iter().map(|r| r.into_iter().map(|x| x != 0).collect()).collect()
+        ints(v)
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x != 0).collect())
+            .collect()
     };
     Expected {
         input_ids: ints(&v["input_ids"]),
         mask: bools(&v["attention_mask"]),
-        logits: v["logits"].as_array().unwrap().iter()
+        logits: v["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
             .map(|row| row.as_array().unwrap().iter().map(&floats).collect())
             .collect(),
-        logprobs: v["logprobs"].as_array().unwrap().iter().map(&floats).collect(),
+        logprobs: v["logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(&floats)
+            .collect(),
         logprobs_mask: bools(&v["logprobs_mask"]),
         new_tokens: ints(&v["generate"]["new_tokens"]),
     }
@@ -84,7 +109,10 @@ fn check_logits(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
             }
         }
     }
-    assert!(max_diff < TOLERANCE, "max |logit diff| at real positions = {max_diff}");
+    assert!(
+        max_diff < TOLERANCE,
+        "max |logit diff| at real positions = {max_diff}"
+    );
 
     let logprobs = model.token_logprobs(tokens, mask);
     let got: Vec<f32> = logprobs.try_into_vec_as::<f32>().unwrap();
@@ -104,7 +132,13 @@ fn check_generation(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
         .input_ids
         .iter()
         .zip(&e.mask)
-        .map(|(ids, m)| ids.iter().zip(m).filter(|(_, m)| **m).map(|(i, _)| *i).collect())
+        .map(|(ids, m)| {
+            ids.iter()
+                .zip(m)
+                .filter(|(_, m)| **m)
+                .map(|(i, _)| *i)
+                .collect()
+        })
         .collect();
     for use_cache in [true, false] {
         let config = GenerateConfig {
@@ -114,7 +148,10 @@ fn check_generation(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
             ..GenerateConfig::default()
         };
         let out = generate(model, &prompts, &config, device).unwrap();
-        assert_eq!(out.responses, e.new_tokens, "greedy tokens (use_cache = {use_cache})");
+        assert_eq!(
+            out.responses, e.new_tokens,
+            "greedy tokens (use_cache = {use_cache})"
+        );
     }
 }
 
@@ -151,7 +188,9 @@ fn export_round_trips_to_the_same_logits() {
     // The exported file keeps Hugging Face names and [out, in] layout.
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let q = file.tensor("model.layers.0.self_attn.q_proj.weight").unwrap();
+    let q = file
+        .tensor("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
     assert_eq!(q.shape(), &[64, 64]);
     assert!(file.tensor("model.norm.weight").is_ok());
     assert!(file.tensor("lm_head.weight").is_ok());
@@ -169,21 +208,34 @@ fn weights_that_do_not_fit_the_config_are_rejected() {
     )
     .unwrap();
     // Claim 3 layers where the file has 2.
-    let mut config = LlamaConfig::from_file(fixture("tiny-llama-tied").join("config.json")).unwrap();
+    let mut config =
+        LlamaConfig::from_file(fixture("tiny-llama-tied").join("config.json")).unwrap();
     config.num_hidden_layers = 3;
-    std::fs::write(dir.join("config.json"), serde_json::to_string(&config.to_hf_json()).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&config.to_hf_json()).unwrap(),
+    )
+    .unwrap();
     let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
     assert!(err.contains("model.layers.2"), "{err}");
     // A wider hidden size: every shape is wrong.
     config.num_hidden_layers = 2;
     config.intermediate_size = 96;
-    std::fs::write(dir.join("config.json"), serde_json::to_string(&config.to_hf_json()).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&config.to_hf_json()).unwrap(),
+    )
+    .unwrap();
     let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
     assert!(err.contains("mlp"), "{err}");
     // Truncated weights.
     let bytes = std::fs::read(fixture("tiny-llama-tied").join("model.safetensors")).unwrap();
     std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    std::fs::copy(fixture("tiny-llama-tied").join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(
+        fixture("tiny-llama-tied").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
     let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
     assert!(err.contains("model.safetensors"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -196,7 +196,10 @@ impl LlamaConfig {
                 reason: e.to_string(),
             })?;
         if let Some(params) = config.rope_parameters.take().filter(|p| !p.is_null()) {
-            let kind = params.get("rope_type").and_then(|t| t.as_str()).unwrap_or("default");
+            let kind = params
+                .get("rope_type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("default");
             if kind != "default" {
                 return Err(ModelError::Config {
                     field: "rope_parameters.rope_type".into(),
@@ -269,7 +272,7 @@ impl LlamaConfig {
             }
         }
         let kv = self.kv_heads();
-        if kv == 0 || self.num_attention_heads % kv != 0 {
+        if kv == 0 || !self.num_attention_heads.is_multiple_of(kv) {
             return bad(
                 "num_key_value_heads",
                 format!(
@@ -278,7 +281,7 @@ impl LlamaConfig {
                 ),
             );
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(
                 "hidden_size",
                 format!(
@@ -287,7 +290,7 @@ impl LlamaConfig {
                 ),
             );
         }
-        if self.head_dim() % 2 != 0 || self.head_dim() == 0 {
+        if !self.head_dim().is_multiple_of(2) || self.head_dim() == 0 {
             return bad("head_dim", "must be positive and even (RoPE rotates pairs)");
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {

@@ -10,12 +10,12 @@
 //! and returns its shape in PyTorch / Hugging Face order (GGUF lists dimensions fastest-varying first,
 //! so the shape is the GGUF `ne` list reversed).
 //!
-//! Why not a crate: the GGUF crates on crates.io were reviewed (May 2026) and none fits.
-//! `ggus` 0.5 panics on corrupt lengths (`Layout::array(..).unwrap()`) and reads enum discriminants
-//! straight from file bytes with `read_unaligned` (undefined behaviour for unknown values); `gguf-rs`
-//! 0.1 is full of `unwrap` on file data; `gguf` 0.1 (nom-based) is unmaintained since 2023. None of
-//! them dequantizes. The format is small enough that ~500 lines with exhaustive bounds checks are
-//! the safer choice.
+//! Why not a crate: the GGUF crates on crates.io were reviewed and none fits. `ggus` 0.5 panics on
+//! corrupt lengths (`Layout::array(..).unwrap()`) and reads enum tags straight from file bytes with
+//! `read_unaligned` (undefined behaviour for unknown values); `gguf-rs` 0.1 calls `unwrap` on file
+//! data throughout; `gguf` 0.1 (nom-based) only parses, with `String` errors and no tensor access.
+//! None of them dequantizes. The format is small, so a reader whose every read is bounds-checked
+//! (and whose errors name the key or tensor at fault) is the safer choice.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,8 +42,8 @@ const MAX_ARRAY_NESTING: usize = 8;
 const MIN_KV_BYTES: usize = 13;
 /// Smallest possible tensor info: name length (8) + n_dims (4) + type (4) + offset (8).
 const MIN_TENSOR_INFO_BYTES: usize = 24;
-/// Blocks dequantized per rayon task.
-const BLOCKS_PER_TASK: usize = 1024;
+/// Elements dequantized per rayon task (rounded to whole blocks).
+const TASK_ELEMS: usize = 32 * 1024;
 
 /// Type tag of a GGUF metadata value (`gguf_metadata_value_type` in the specification).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1131,9 +1131,9 @@ fn dequantize(dtype: GgmlType, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
         _ => return None,
     };
     let mut out = vec![0f32; n];
-    let elems_per_task = block * BLOCKS_PER_TASK.max(1);
-    out.par_chunks_mut(elems_per_task)
-        .zip(bytes.par_chunks(block_bytes * BLOCKS_PER_TASK))
+    let blocks_per_task = (TASK_ELEMS / block).max(1);
+    out.par_chunks_mut(block * blocks_per_task)
+        .zip(bytes.par_chunks(block_bytes * blocks_per_task))
         .for_each(|(o, b)| {
             for (ob, bb) in o.chunks_exact_mut(block).zip(b.chunks_exact(block_bytes)) {
                 decode(bb, ob);
@@ -1545,7 +1545,7 @@ pub(crate) mod tests {
     #[test]
     fn many_blocks_dequantize_in_parallel_chunks() {
         // More blocks than one rayon task holds, and a ragged last task.
-        let n_blocks = BLOCKS_PER_TASK * 2 + 7;
+        let n_blocks = TASK_ELEMS / 32 * 2 + 7;
         let mut bytes = Vec::new();
         let mut expected = Vec::new();
         for k in 0..n_blocks {
@@ -1870,9 +1870,9 @@ pub(crate) mod tests {
         unpermute_qk(&mut p, [rows, cols], heads).unwrap();
         assert_eq!(p, w);
 
-        assert!(unpermute_qk(&mut vec![0.0; 6], [3, 2], 1).is_err());
-        assert!(unpermute_qk(&mut vec![0.0; 8], [4, 1], 1).is_err());
-        assert!(unpermute_qk(&mut vec![0.0; 4], [4, 1], 0).is_err());
+        assert!(unpermute_qk(&mut [0.0; 6], [3, 2], 1).is_err());
+        assert!(unpermute_qk(&mut [0.0; 8], [4, 1], 1).is_err());
+        assert!(unpermute_qk(&mut [0.0; 4], [4, 1], 0).is_err());
     }
 
     pub(crate) fn temp_path(name: &str) -> PathBuf {
@@ -1923,6 +1923,8 @@ pub(crate) mod tests {
     }
 
     #[test]
+    // The reference values are exact f32 values printed in full by Python.
+    #[allow(clippy::excessive_precision)]
     fn real_smollm2_file() {
         let Some(path) = smollm2_asset() else { return };
         let g = GgufFile::open(&path).expect("asset opens");

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod gguf;
 pub mod model;
+pub mod pretrained;
 pub mod tokenizer;
 pub mod weights;
 
@@ -15,3 +16,4 @@ pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use error::{ModelError, Result};
 pub use model::LlamaForCausalLM;
+pub use pretrained::{Pretrained, load_pretrained};

@@ -36,7 +36,7 @@ pub fn load_hf_dir(
     let mut applied = std::collections::BTreeSet::new();
     for file in &files {
         let result = apply_safetensors(&mut model, file)?;
-        applied.extend(result.applied.into_iter());
+        applied.extend(result.applied);
     }
     // `applied` holds burn's parameter paths (RMSNorm's `gamma`); report Hugging Face names.
     let missing: Vec<String> = model
@@ -146,7 +146,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The Hugging Face name of a burn parameter path (RMSNorm's `gamma` is `weight` there).
-fn hf_name(burn_path: &str) -> String {
+pub(crate) fn hf_name(burn_path: &str) -> String {
     match burn_path.strip_suffix(".gamma") {
         Some(stem) => format!("{stem}.weight"),
         None => burn_path.to_string(),

@@ -225,13 +225,18 @@ pub fn generate(
     }
     // RoPE position of the next token of each row = number of real tokens so far.
     let mut next_pos: Vec<i64> = (0..batch)
-        .map(|r| padded.mask[r * width..(r + 1) * width].iter().filter(|&&m| m).count() as i64)
+        .map(|r| {
+            padded.mask[r * width..(r + 1) * width]
+                .iter()
+                .filter(|&&m| m)
+                .count() as i64
+        })
         .collect();
 
     let (kv_heads, head_dim) = model.kv_shape();
-    let mut cache = config.use_cache.then(|| {
-        KvCache::new(model.num_layers(), batch, kv_heads, head_dim, total, device)
-    });
+    let mut cache = config
+        .use_cache
+        .then(|| KvCache::new(model.num_layers(), batch, kv_heads, head_dim, total, device));
 
     // Prefill: the whole prompt block at once; keep only the last position's logits.
     let prompt_tokens = int_tensor(&padded.tokens, [batch, width], device);
@@ -286,16 +291,26 @@ pub fn generate(
             Some(cache) => {
                 let new: Vec<u32> = (0..batch).map(|r| tokens[r * total + col]).collect();
                 let pos: Vec<i64> = next_pos.clone();
-                let positions = Tensor::<2, Int>::from_data(TensorData::new(pos, [batch, 1]), device);
-                model.forward_hidden(int_tensor(&new, [batch, 1], device), positions, key_mask, Some(cache))
+                let positions =
+                    Tensor::<2, Int>::from_data(TensorData::new(pos, [batch, 1]), device);
+                model.forward_hidden(
+                    int_tensor(&new, [batch, 1], device),
+                    positions,
+                    key_mask,
+                    Some(cache),
+                )
             }
             None => {
                 let seq: Vec<u32> = (0..batch)
                     .flat_map(|r| tokens[r * total..r * total + keys].iter().copied())
                     .collect();
                 let positions = positions_from_mask(key_mask.clone());
-                let hidden =
-                    model.forward_hidden(int_tensor(&seq, [batch, keys], device), positions, key_mask, None);
+                let hidden = model.forward_hidden(
+                    int_tensor(&seq, [batch, keys], device),
+                    positions,
+                    key_mask,
+                    None,
+                );
                 hidden.slice([0..batch, keys - 1..keys, 0..hidden_dim])
             }
         };

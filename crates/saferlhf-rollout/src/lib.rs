@@ -1,10 +1,12 @@
 //! Batched generation (rollout) for saferlhf: left-padded prompts of different lengths, a KV
 //! cache (prefill once, then one token per step), per-row stopping, and seeded samplers that run
-//! on the device. The learner calls [`generate`] to collect experience; the CLI's `generate`
-//! command prints its answers.
+//! on the device. The learner calls [`generate`] to collect experience; [`generate_text`] adds
+//! the chat template, tokenizer and decoding for the CLI and examples.
 
 mod generate;
 mod sampler;
+mod text;
 
-pub use generate::{GenerateConfig, Rollout, RolloutError, generate, left_pad};
+pub use generate::{GenerateConfig, PaddedPrompts, Rollout, RolloutError, generate, left_pad};
 pub use sampler::{Sampler, sample_next};
+pub use text::{TextRollout, generate_text};
