@@ -80,6 +80,10 @@ fn parse_options() -> Options {
         "" | "all" => (true, true),
         "generate" => (true, false),
         "train" => (false, true),
+        "micro" => {
+            micro::run();
+            std::process::exit(0)
+        }
         other => usage(&format!("unknown --only `{other}`")),
     };
     Options {
@@ -230,5 +234,56 @@ fn main() {
         if options.train {
             bench_train(shape, options.runs);
         }
+    }
+}
+
+#[allow(dead_code)]
+mod micro {
+    use super::*;
+    fn t(reps: usize, mut f: impl FnMut()) -> f64 {
+        f();
+        let s = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        s.elapsed().as_secs_f64() / reps as f64
+    }
+    pub fn run() {
+        let dev = Device::flex();
+        for n in [49152usize, 576, 1536] {
+            let k = 576;
+            let x = Tensor::<2>::random([8, k], saferlhf::burn::tensor::Distribution::Default, &dev);
+            let wt = Tensor::<2>::random([n, k], saferlhf::burn::tensor::Distribution::Default, &dev);
+            let w = Tensor::<2>::random([k, n], saferlhf::burn::tensor::Distribution::Default, &dev);
+            let reps = if n > 10000 { 10 } else { 100 };
+            let v1 = t(reps, || { let _ = wt.clone().matmul(x.clone().transpose()).transpose().into_data(); });
+            let v1b = t(reps, || { let _ = wt.clone().matmul(x.clone().transpose()).into_data(); });
+            let v2 = t(reps, || { let _ = w.clone().transpose().matmul(x.clone().transpose()).into_data(); });
+            let a = t(reps, || { let _ = x.clone().matmul(w.clone()).into_data(); });
+            let b = t(reps, || { let _ = x.clone().matmul(wt.clone().transpose()).into_data(); });
+            let gb = (k * n * 4) as f64 / 1e9;
+            println!("n={n}: V1 Wt@x^T then ^T {:.3}ms ({:.1}GB/s) | V1 no final transpose {:.3}ms | V2 W^T@x^T {:.3}ms | A {:.3}ms ({:.1}GB/s) | B {:.3}ms", v1*1e3, gb/v1, v1b*1e3, v2*1e3, a*1e3, gb/a, b*1e3);
+        }
+        if std::env::var("MICRO_ALL").is_err() { return; }
+        for m in [8usize, 1024] {
+            for (k, n) in [(576usize, 576usize), (576, 192), (576, 1536), (1536, 576), (576, 49152)] {
+                let reps = if m * n * k > 100_000_000 { 5 } else { 50 };
+                let x = Tensor::<2>::random([m, k], saferlhf::burn::tensor::Distribution::Default, &dev);
+                let w = Tensor::<2>::random([k, n], saferlhf::burn::tensor::Distribution::Default, &dev);
+                let wt = Tensor::<2>::random([n, k], saferlhf::burn::tensor::Distribution::Default, &dev);
+                let x3 = x.clone().reshape([m / 8, 8, k]).swap_dims(0, 1).swap_dims(0, 1).reshape([8, m / 8, k]);
+                let a = t(reps, || { let _ = x.clone().matmul(w.clone()).into_data(); });
+                let b = t(reps, || { let _ = x.clone().matmul(wt.clone().transpose()).into_data(); });
+                let c = t(reps, || { let _ = saferlhf::burn::tensor::module::linear(x3.clone(), w.clone(), None).into_data(); });
+                let d = t(reps, || { let _ = saferlhf::burn::tensor::module::linear(x3.clone(), wt.clone().transpose(), None).into_data(); });
+                let fl = 2.0 * (m * n * k) as f64 / 1e9;
+                let gb = (k * n * 4) as f64 / 1e9;
+                println!("m={m} k={k} n={n}: [in,out] {:.3}ms {:.1}GF/s {:.1}GB/s | [out,in]^T {:.3}ms {:.1}GF/s | linear3d {:.3}ms | linear3d^T {:.3}ms",
+                    a * 1e3, fl / a, gb / a, b * 1e3, fl / b, c * 1e3, d * 1e3);
+            }
+        }
+        let big = Tensor::<1>::random([25_000_000], saferlhf::burn::tensor::Distribution::Default, &dev);
+        let c = t(5, || { let _ = (big.clone() + 1.0).into_data(); });
+        println!("add 100MB: {:.3}ms {:.1} GB/s (r+w)", c * 1e3, 0.2 / c);
     }
 }

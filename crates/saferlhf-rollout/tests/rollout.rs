@@ -330,13 +330,30 @@ fn cached_greedy_equals_recomputation_gqa() {
 }
 
 #[test]
-fn cached_greedy_equals_recomputation_tiny_preset() {
-    // Multi-head attention (no grouping), tied embeddings, 4 layers.
-    let model = model_of(&LlamaConfig::tiny());
+fn cached_generation_equals_recomputation_tiny_preset() {
+    // Multi-head attention (no grouping), 4 layers, hidden 256. With tied embeddings a random
+    // model mostly echoes its last token with log-prob ~0, which hides position errors; the
+    // untied variant has a spread-out next-token distribution, so its log-probs are a sharp check.
     let prompts = vec![prompt(3, 4), prompt(1, 5), prompt(7, 6), prompt(9, 7)];
-    let cached = run(&model, &prompts, &greedy(16, true));
-    let full = run(&model, &prompts, &greedy(16, false));
-    assert_same_rollout(&cached, &full, 1e-4, "tiny preset, cache vs recomputation");
+    for tie_word_embeddings in [true, false] {
+        let model = model_of(&LlamaConfig {
+            tie_word_embeddings,
+            ..LlamaConfig::tiny()
+        });
+        for config in [greedy(16, true), sampling(1.0, 16, 21)] {
+            let cached = run(&model, &prompts, &config);
+            let full = run(
+                &model,
+                &prompts,
+                &GenerateConfig {
+                    use_cache: false,
+                    ..config.clone()
+                },
+            );
+            let what = format!("tiny (tied: {tie_word_embeddings}) {:?}", config.sampler);
+            assert_same_rollout(&cached, &full, 1e-4, &what);
+        }
+    }
 }
 
 #[test]

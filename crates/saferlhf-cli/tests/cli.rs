@@ -1,0 +1,152 @@
+//! Smoke tests of the real `saferlhf` binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn saferlhf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_saferlhf"))
+}
+
+fn asset() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipping: asset {} not found; run scripts/fetch-assets.sh",
+            path.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn generate_answers_with_the_real_model() {
+    let Some(model) = asset() else { return };
+    let out = saferlhf()
+        .args(["generate", "--model"])
+        .arg(&model)
+        .args([
+            "--prompt",
+            "What is the capital of France?",
+            "--max-new-tokens",
+            "16",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["answers"][0], "The capital of France is Paris.");
+    assert!(value["tokens_per_s"].as_f64().unwrap() > 0.0);
+
+    // Text mode prints the answer on stdout and the speed on stderr.
+    let out = saferlhf()
+        .args(["generate", "--model"])
+        .arg(&model)
+        .args([
+            "--prompt",
+            "What is the capital of France?",
+            "--max-new-tokens",
+            "16",
+        ])
+        .args([
+            "--sampler",
+            "sample",
+            "--temperature",
+            "0.7",
+            "--top-p",
+            "0.9",
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = saferlhf().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    assert!(
+        stderr.contains(needle),
+        "stderr for {args:?} lacks `{needle}`: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            "/nonexistent/model.gguf",
+            "--prompt",
+            "hi",
+        ],
+        "/nonexistent/model.gguf",
+    );
+    fails_with(
+        &[
+            "generate", "--model", "x.gguf", "--prompt", "hi", "--device", "tpu",
+        ],
+        "unknown device",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            "x.gguf",
+            "--prompt",
+            "hi",
+            "--template",
+            "alpaca",
+        ],
+        "unknown chat template",
+    );
+    let Some(model) = asset() else { return };
+    let model = model.to_string_lossy().into_owned();
+    fails_with(
+        &["generate", "--model", &model, "--prompt", " "],
+        "empty prompt",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "hi",
+            "--sampler",
+            "sample",
+            "--temperature",
+            "0",
+        ],
+        "temperature",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "9000",
+        ],
+        "context",
+    );
+}
