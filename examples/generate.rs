@@ -5,7 +5,8 @@
 //! scripts/fetch-assets.sh                      # once: assets/SmolLM2-135M-Instruct.Q4_1.gguf
 //! cargo run --release --example generate
 //! cargo run --release --example generate -- --device flex "Name three colours." "Hi!"
-//! cargo run --release --example generate -- --model path/to/hf-dir "Hello"
+//! cargo run --release --example generate -- --export /tmp/smollm2-hf   # also write a HF directory
+//! cargo run --release --example generate -- --model /tmp/smollm2-hf "Hello"
 //! ```
 //!
 //! The book (`book/src/generate.md`) shows the parts between `ANCHOR` markers.
@@ -16,11 +17,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use saferlhf::model::load_pretrained;
 use saferlhf::model::tokenizer::ChatTemplate;
+use saferlhf::model::weights::save_hf_dir;
 use saferlhf::rollout::{GenerateConfig, Rollout, Sampler, generate, generate_text};
 
 const DEFAULT_MODEL: &str = "assets/SmolLM2-135M-Instruct.Q4_1.gguf";
 const DEFAULT_PROMPT: &str = "What is the capital of France?";
-const USAGE: &str = "usage: generate [--model PATH] [--device flex|wgpu|vulkan|cuda:N] [PROMPT ...]";
+const USAGE: &str = "usage: generate [--model PATH] [--device flex|wgpu|vulkan|cuda:N] \
+                     [--export DIR] [PROMPT ...]";
 
 /// Command-line arguments.
 struct Args {
@@ -28,15 +31,18 @@ struct Args {
     model: PathBuf,
     /// Compute device name, as `saferlhf::parse_device` reads it.
     device: String,
+    /// Where to write the loaded model as a Hugging Face directory, if anywhere.
+    export: Option<PathBuf>,
     /// Prompts, answered together in one batch.
     prompts: Vec<String>,
 }
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
-        // Relative to the repository, so the example runs from any directory inside it.
+        // The repository's asset, wherever the example is run from.
         model: Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL),
         device: "flex".to_string(),
+        export: None,
         prompts: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -44,6 +50,9 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--model" => args.model = it.next().context("--model needs a path")?.into(),
             "--device" => args.device = it.next().context("--device needs a name")?,
+            "--export" => {
+                args.export = Some(it.next().context("--export needs a directory")?.into())
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -105,6 +114,19 @@ fn run(args: &Args) -> Result<()> {
         args.device,
     );
 
+    // ANCHOR: export
+    if let Some(dir) = &args.export {
+        // config.json + model.safetensors (Hugging Face names and layout, f32), then the tokenizer.
+        save_hf_dir(model, &pretrained.config, dir)?;
+        let tokenizer_json = dir.join("tokenizer.json");
+        tokenizer
+            .inner()
+            .save(&tokenizer_json, false)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", tokenizer_json.display()))?;
+        println!("wrote {}", dir.display());
+    }
+    // ANCHOR_END: export
+
     // ANCHOR: greedy
     let template = ChatTemplate::chatml();
     let greedy = GenerateConfig {
@@ -150,7 +172,7 @@ fn run(args: &Args) -> Result<()> {
     let rollout = generate(model, &prompt_ids, &rl, &device)?;
     let [batch, len] = rollout.sequences.dims(); // [B, P + N]
     let p = rollout.prompt_len; // P: width of the left-padded prompt block
-    // The learner recomputes log-probs with one forward pass over the whole sequences;
+    // A learner recomputes log-probs with one uncached forward pass over the sequences;
     // logits at position t predict token t + 1, so the responses start at column P - 1.
     let recomputed = model
         .token_logprobs(rollout.sequences.clone(), rollout.attention_mask.clone())
@@ -162,7 +184,11 @@ fn run(args: &Args) -> Result<()> {
         .max()
         .into_scalar();
     // log pi(response | prompt) of each row: padding holds 0, so a plain sum is masked.
-    let seq_logprob = rollout.logprobs.clone().sum_dim(1).try_into_vec_as::<f32>()?;
+    let seq_logprob = rollout
+        .logprobs
+        .clone()
+        .sum_dim(1)
+        .try_into_vec_as::<f32>()?;
     // ANCHOR_END: rollout
     println!("\n== token-level rollout: temperature 1, seed 7 ==");
     println!(
