@@ -194,6 +194,9 @@ fn export_round_trips_to_the_same_logits() {
     assert_eq!(q.shape(), &[64, 64]);
     assert!(file.tensor("model.norm.weight").is_ok());
     assert!(file.tensor("lm_head.weight").is_ok());
+    // Both files get the same (umask) permissions, not burn-store's owner-only 0600.
+    let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions();
+    assert_eq!(mode("model.safetensors"), mode("config.json"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

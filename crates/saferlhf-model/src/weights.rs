@@ -180,6 +180,7 @@ pub fn save_hf_dir(
     write_atomically(&dir.join(CONFIG_FILE), |tmp| {
         std::fs::write(tmp, config_json.as_bytes()).map_err(|e| ModelError::io(tmp, e))
     })?;
+    let config_path = dir.join(CONFIG_FILE);
     write_atomically(&dir.join(WEIGHTS_FILE), |tmp| {
         let mut store = SafetensorsStore::from_file(tmp)
             .with_to_adapter(BurnToPyTorchAdapter)
@@ -189,7 +190,13 @@ pub fn save_hf_dir(
             path: tmp.to_path_buf(),
             format: "safetensors",
             reason: e.to_string(),
-        })
+        })?;
+        // burn-store creates its file owner-only (0600); give the weights the same permissions
+        // as the config written beside them (the user's umask), as any other export would have.
+        let permissions = std::fs::metadata(&config_path)
+            .map_err(|e| ModelError::io(&config_path, e))?
+            .permissions();
+        std::fs::set_permissions(tmp, permissions).map_err(|e| ModelError::io(tmp, e))
     })
 }
 
