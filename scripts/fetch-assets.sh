@@ -98,3 +98,92 @@ EOF
 }
 
 fetch_smollm2
+
+# ---------------------------------------------------------------------------------------------------
+# PyRIT human-scored harm data (saferlhf-data; see DESIGN.md §7 and crates/saferlhf-data/src/pyrit.rs)
+#
+# PyRIT 1.1.0 (MIT) ships ~1,000 human-scored (prompt, response, harm 0..1) rows as CSVs inside its
+# wheel. This section downloads the wheel (no dependencies) into assets/wheels, checks the wheel's
+# sha256, and extracts pyrit/datasets/scorer_evals/harm/*.csv into assets/pyrit/scorer_evals/harm/,
+# checking each file's sha256. Same rules as above: idempotent (files already present with the right
+# checksum are left alone), each file written to a temporary name and renamed once verified.
+# ---------------------------------------------------------------------------------------------------
+
+PYRIT_REQ="pyrit==1.1.0"
+PYRIT_WHEEL_GLOB="pyrit-1.1.0-py3-none-any.whl"
+PYRIT_WHEEL_SHA256="84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a"
+PYRIT_MEMBER_DIR="pyrit/datasets/scorer_evals/harm"
+PYRIT_DEST="$ASSETS/pyrit/scorer_evals/harm"
+# file name -> sha256 of the extracted file
+PYRIT_HARM_FILES=(
+    "exploits.csv f736d8f3d0c2a034cc38f92d587eb66d71740cd1a712bc03eda6d32148d7e6af"
+    "hate_speech.csv 6548e2e377d054cbca9ff6751022e20dc06b59957830b7e74e54b144371fcb3b"
+    "hate_speech_multi_score.csv 6597b56a388b68fe8c072a0d6953f211ce62e23ed46373f36207a3261de0c406"
+    "info_integrity.csv d13de133267b803b7d6a483bca53039411cfe6d0ffa51df6ae441352d3a9be66"
+    "mini_hate_speech.csv 7b1383503183a11b4f14999b63ea2bcb86509e6569d899fc6db70289e2829679"
+    "privacy.csv 8b5f63bfc33220e00e5ed835932e1a43809664ceda4bb8f28d6bbe056ca91093"
+    "representational.csv f4299fd91911ee1dfc3b395d89db89004c8ad43ab5a19d720af03dbc18acc142"
+    "self_harm.csv 2abdac174039c12e36ba1120c37d1175c34645d6dac9af657d56f82a5280f459"
+    "sexual.csv f20bd23321442ca3be3e65081db930eaeab7befe185eea0fb9e4313be7061505"
+    "violence.csv f47d6c984ee7cf6481972ef2035483f91717870d2728736421c522220c66dfea"
+    "violence_multi_score.csv 20f311f0de3a97173f7555a139c55011339778f58924f484cbe3da205b55c0d0"
+)
+
+fetch_pyrit_harm() {
+    local entry name sha missing=()
+    for entry in "${PYRIT_HARM_FILES[@]}"; do
+        name="${entry%% *}"; sha="${entry##* }"
+        if [[ -f "$PYRIT_DEST/$name" && "$(sha256_of "$PYRIT_DEST/$name")" == "$sha" ]]; then
+            continue
+        fi
+        missing+=("$entry")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "ok: $PYRIT_DEST (${#PYRIT_HARM_FILES[@]} PyRIT harm CSVs, sha256 verified)"
+        return 0
+    fi
+
+    local wheel="$WHEELS/$PYRIT_WHEEL_GLOB"
+    if [[ -f "$wheel" && "$(sha256_of "$wheel")" != "$PYRIT_WHEEL_SHA256" ]]; then
+        log "cached $wheel has the wrong sha256: deleting and downloading again"
+        rm -f "$wheel"
+    fi
+    if [[ ! -f "$wheel" ]]; then
+        log "downloading $PYRIT_REQ (wheel only, no dependencies) into $WHEELS"
+        "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$WHEELS" "$PYRIT_REQ" \
+            || die "pip download $PYRIT_REQ failed"
+        [[ -f "$wheel" ]] || die "pip download succeeded but $wheel is missing"
+        local got_wheel
+        got_wheel="$(sha256_of "$wheel")"
+        if [[ "$got_wheel" != "$PYRIT_WHEEL_SHA256" ]]; then
+            rm -f "$wheel"
+            die "sha256 mismatch for $wheel: expected $PYRIT_WHEEL_SHA256, found $got_wheel (deleted)"
+        fi
+    else
+        log "using cached wheel $wheel"
+    fi
+
+    mkdir -p "$PYRIT_DEST"
+    for entry in "${missing[@]}"; do
+        name="${entry%% *}"; sha="${entry##* }"
+        TMP="$PYRIT_DEST/$name.tmp.$$"
+        "$PYTHON" - "$wheel" "$PYRIT_MEMBER_DIR/$name" "$TMP" <<'PYEOF' || die "could not extract $name from $wheel"
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:4]
+with zipfile.ZipFile(wheel) as zf:
+    with zf.open(member) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+PYEOF
+        local got
+        got="$(sha256_of "$TMP")"
+        if [[ "$got" != "$sha" ]]; then
+            rm -f "$TMP"
+            die "sha256 mismatch for $PYRIT_MEMBER_DIR/$name: expected $sha, found $got"
+        fi
+        mv -f "$TMP" "$PYRIT_DEST/$name"
+        TMP=""
+    done
+    log "ok: $PYRIT_DEST (${#PYRIT_HARM_FILES[@]} PyRIT harm CSVs, sha256 verified)"
+}
+
+fetch_pyrit_harm
