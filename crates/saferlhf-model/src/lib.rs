@@ -9,6 +9,7 @@ pub mod error;
 pub mod gguf;
 pub mod model;
 pub mod pretrained;
+pub mod score;
 pub mod tokenizer;
 pub mod weights;
 
@@ -17,3 +18,7 @@ pub use config::LlamaConfig;
 pub use error::{ModelError, Result};
 pub use model::LlamaForCausalLM;
 pub use pretrained::{Pretrained, load_pretrained};
+pub use score::{
+    Cost, CostModel, Critic, CriticModel, Reward, RewardModel, ScoreKind, ScoreModel, ScoreOutput,
+    ScoreType,
+};

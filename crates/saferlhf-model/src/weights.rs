@@ -186,11 +186,13 @@ pub fn save_hf_dir(
             .with_to_adapter(BurnToPyTorchAdapter)
             .skip_enum_variants(true)
             .metadata("format", "pt");
-        model.save_into(&mut store).map_err(|e| ModelError::Format {
-            path: tmp.to_path_buf(),
-            format: "safetensors",
-            reason: e.to_string(),
-        })?;
+        model
+            .save_into(&mut store)
+            .map_err(|e| ModelError::Format {
+                path: tmp.to_path_buf(),
+                format: "safetensors",
+                reason: e.to_string(),
+            })?;
         // burn-store creates its file owner-only (0600); give the weights the same permissions
         // as the config written beside them (the user's umask), as any other export would have.
         let permissions = std::fs::metadata(&config_path)
