@@ -1,6 +1,8 @@
 //! The `saferlhf` command-line program: one subcommand per stage of safe RLHF.
 
 mod generate;
+mod score;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +18,14 @@ struct Cli {
 enum Command {
     /// Generate answers to prompts with a pretrained model (GGUF file or Hugging Face directory).
     Generate(generate::GenerateArgs),
+    /// Supervised fine-tuning of a policy on prompt/response data (configs/sft.toml).
+    Sft(train::TrainArgs),
+    /// Train a reward model on preference pairs (configs/reward.toml).
+    TrainReward(train::TrainArgs),
+    /// Train a cost model on safety pairs; C > 0 means unsafe (configs/cost.toml).
+    TrainCost(train::TrainArgs),
+    /// Score prompt/response JSONL rows with a trained reward or cost model.
+    Score(score::ScoreArgs),
 }
 
 fn main() {
@@ -23,6 +33,10 @@ fn main() {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Sft(args) => train::run(saferlhf::learner::TaskKind::Sft, args),
+        Command::TrainReward(args) => train::run(saferlhf::learner::TaskKind::Reward, args),
+        Command::TrainCost(args) => train::run(saferlhf::learner::TaskKind::Cost, args),
+        Command::Score(args) => score::run(args),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error:#}");

@@ -1,14 +1,45 @@
-//! The generic constrained-RLHF learner of saferlhf. It will hold everything that turns models and
-//! data into trained models: experience batches, GAE, the PPO machinery (clipped surrogate and
-//! value losses), Lagrange multipliers, the objective plugins (PPO, PPO-Lagrangian, RePO, SACPO,
-//! DPO) and the SFT, reward-model and cost-model trainers, with checkpoints and resume. Today it
-//! holds the losses of the supervised stages: Bradley-Terry reward loss, the cost loss with its
-//! sign terms (C > 0 unsafe), SFT cross entropy on response tokens, the per-sequence
-//! `masked_mean`, and their metrics.
+//! The learner of saferlhf: everything that turns models and data into trained models.
+//!
+//! Today it holds the supervised stages that come before constrained RL:
+//!
+//! * [`losses`]: the Bradley-Terry reward loss, the cost loss with its sign terms (C > 0
+//!   unsafe), SFT cross entropy on response tokens, the per-sequence `masked_mean`, and their
+//!   metrics;
+//! * [`config`]: the TOML config of `saferlhf sft` / `train-reward` / `train-cost`
+//!   (`deny_unknown_fields`, defaults in one place, `--set` overrides, validation naming keys);
+//! * [`collate`]: prompt templating, tokenization, truncation and padding into tensors;
+//! * [`data`]: the config's data sources as tokenized train and held-out sets;
+//! * [`task`]: the three tasks (SFT, reward, cost) behind one [`task::Task`] trait;
+//! * [`trainer`]: the one training loop (AdamW, warmup + cosine/constant schedule, global-norm
+//!   clipping, gradient accumulation, periodic held-out evaluation, JSONL metrics, a progress
+//!   bar) with [`checkpoint`]s that resume bit-exactly;
+//! * [`scoring`]: scoring texts with a trained reward or cost model;
+//! * [`tiny`]: a tiny preset (character tokenizer, 2-layer model) for tests.
+//!
+//! The PPO machinery, Lagrange multipliers and objective plugins will join these.
 
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod collate;
+pub mod config;
+pub mod data;
+pub mod error;
 pub mod losses;
+pub mod metrics;
+pub mod models;
+pub mod params;
+pub mod rng;
+pub mod schedule;
+pub mod scoring;
+pub mod task;
+pub mod tiny;
+pub mod trainer;
 
+pub use config::{TaskKind, TrainConfig};
+pub use error::{Result, TrainError};
 pub use losses::{
     CostMetrics, DEFAULT_REGULARIZATION, RewardMetrics, SafetyLabels, SftMetrics, cost_loss,
     masked_mean, neg_log_sigmoid, reward_loss, sft_loss, token_nll,
 };
+pub use trainer::{Resume, TrainOptions, TrainSummary, train};

@@ -337,6 +337,34 @@ impl Tokenizer {
         ))
     }
 
+    /// Wraps a Hugging Face tokenizer built in code (e.g. a character-level test vocabulary);
+    /// `source` names it in error messages. Every given id must be in the vocabulary.
+    pub fn from_parts(
+        inner: HfTokenizer,
+        source: impl Into<PathBuf>,
+        eos_id: u32,
+        bos_id: Option<u32>,
+        pad_id: u32,
+    ) -> Result<Self> {
+        let source = source.into();
+        let n = inner.get_vocab_size(true);
+        for (name, id) in [
+            ("eos", Some(eos_id)),
+            ("bos", bos_id),
+            ("pad", Some(pad_id)),
+        ] {
+            if let Some(id) = id
+                && id as usize >= n
+            {
+                return Err(tok_err(
+                    &source,
+                    format!("{name} id {id} is outside the vocabulary of {n}"),
+                ));
+            }
+        }
+        Ok(Self::assemble(inner, source, eos_id, bos_id, pad_id))
+    }
+
     fn assemble(
         inner: HfTokenizer,
         source: PathBuf,

@@ -1,0 +1,129 @@
+//! `saferlhf sft`, `saferlhf train-reward`, `saferlhf train-cost`: train a policy, reward model
+//! or cost model from a TOML config (`configs/*.toml`), with `--set` overrides and `--resume`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use saferlhf::learner::checkpoint::{CONFIG_FILE, resolve_resume};
+use saferlhf::learner::{Resume, TaskKind, TrainConfig, TrainOptions, train};
+
+/// Arguments shared by the three training subcommands.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The TOML config (see configs/). Optional with `--resume DIR`, which then reads the
+    /// checkpoint's own config.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set optim.lr=1e-4 --set data.sources.0.path=x.jsonl`
+    /// (dotted keys, TOML values; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Continue a run exactly: from the newest checkpoint of the config's run directory, or from
+    /// DIR (a checkpoint directory, or a run directory whose newest checkpoint is used).
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub resume: Option<Option<PathBuf>>,
+    /// Stop after this many optimizer steps (writing a checkpoint); the schedule still spans the
+    /// whole run, so `--resume` later continues exactly.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_at_step: Option<u64>,
+    /// Stop after the step that ends past this many minutes (writing a checkpoint).
+    #[arg(long, value_name = "MINUTES")]
+    pub time_limit: Option<f64>,
+    /// Print the resolved config (every default filled in) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Print the run summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs one training subcommand for `task`.
+pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
+    let resume_dir = args.resume.clone().flatten();
+    let config = match (&args.config, &resume_dir) {
+        (Some(path), _) => TrainConfig::load(path, &args.set, Some(task))?,
+        (None, Some(dir)) => {
+            let checkpoint = resolve_resume(dir)?;
+            let mut config =
+                TrainConfig::load(&checkpoint.join(CONFIG_FILE), &args.set, Some(task))?;
+            // The run continues in the directory the checkpoint belongs to unless overridden.
+            if !args
+                .set
+                .iter()
+                .any(|s| s.trim_start().starts_with("run.dir"))
+                && let Some(run_dir) = checkpoint.parent().and_then(|p| p.parent())
+            {
+                config.run.dir = run_dir.to_path_buf();
+            }
+            config
+        }
+        (None, None) => bail!("--config is required (or --resume DIR to continue a run)"),
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let device = saferlhf::parse_device(&config.run.device)
+        .map_err(anyhow::Error::msg)
+        .context("config key `run.device`")?;
+    let time_limit = match args.time_limit {
+        Some(m) if !(m.is_finite() && m > 0.0) => bail!("--time-limit must be > 0 minutes"),
+        Some(m) => Some(Duration::from_secs_f64(m * 60.0)),
+        None => None,
+    };
+    let options = TrainOptions {
+        resume: args.resume.map(|dir| match dir {
+            Some(dir) => Resume::From(dir),
+            None => Resume::Latest,
+        }),
+        stop_at_step: args.stop_at_step,
+        time_limit,
+    };
+    eprintln!(
+        "saferlhf {task}: run directory {}{}",
+        config.run.dir.display(),
+        match &options.resume {
+            Some(_) => " (resuming)",
+            None => "",
+        }
+    );
+    let summary = train(&config, &device, &options)?;
+    for line in &summary.data.reports {
+        eprintln!("  data: {line}");
+    }
+    eprintln!(
+        "  {} training / {} held-out examples ({} evaluated); {} sequences truncated to \
+         model.max_length; {} identical pairs dropped",
+        summary.data.train,
+        summary.data.eval_total,
+        summary.data.eval,
+        summary.data.truncated,
+        summary.data.dropped_identical
+    );
+    eprintln!(
+        "  step {}/{} in {:.1} s{}",
+        summary.step,
+        summary.total_steps,
+        summary.seconds,
+        if summary.finished {
+            String::new()
+        } else {
+            " (stopped early: continue with --resume)".to_string()
+        }
+    );
+    if let Some(eval) = &summary.eval {
+        eprintln!("  held-out: {}", serde_json::Value::Object(eval.clone()));
+    }
+    if let Some(c) = &summary.last_checkpoint {
+        eprintln!("  checkpoint: {}", c.display());
+    }
+    if let Some(f) = &summary.final_model {
+        eprintln!("  final model: {}", f.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(())
+}

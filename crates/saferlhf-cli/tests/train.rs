@@ -1,0 +1,330 @@
+//! Smoke tests of `saferlhf sft`, `train-reward`, `train-cost` and `score` on the tiny configs
+//! in configs/ (a random 2-layer model with a character tokenizer; seconds on a CPU).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn saferlhf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_saferlhf"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "failed: {stderr}");
+    stderr
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("saferlhf-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn metrics(run: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(Path::new(run).join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn checkpoints(run: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(Path::new(run).join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The tensors of a run's final model, by name (the file header's metadata may differ).
+fn tensors(run: &str) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(Path::new(run).join("final/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn check_run(run: &str, steps: usize, task: &str) {
+    let lines = metrics(run);
+    assert_eq!(lines.len(), steps);
+    assert_eq!(lines.last().unwrap()["step"], steps);
+    assert!(lines.last().unwrap()["eval"].is_object());
+    let config = std::fs::read_to_string(Path::new(run).join("config.toml")).unwrap();
+    assert!(config.contains(&format!("task = \"{task}\"")), "{config}");
+    assert!(
+        config.contains("[optim]") && config.contains("beta2 = 0.95"),
+        "{config}"
+    );
+    assert_eq!(checkpoints(run), vec!["step-00000006", "step-00000012"]);
+    let ckpt = Path::new(run).join("checkpoints/step-00000012");
+    for f in [
+        "state.json",
+        "optimizer.bpk",
+        "config.toml",
+        "model/model.safetensors",
+        "model/config.json",
+        "model/tokenizer.json",
+        "model/saferlhf.json",
+    ] {
+        assert!(ckpt.join(f).is_file(), "{f} missing");
+    }
+    assert!(Path::new(run).join("final/model.safetensors").is_file());
+}
+
+#[test]
+fn train_reward_runs_resumes_exactly_and_scores() {
+    let tmp = TempDir::new("reward");
+    let run = tmp.path("run");
+    let out = saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-reward.toml",
+        "--set",
+        &format!("run.dir={run}"),
+        "--json",
+    ]);
+    ok(&out);
+    check_run(&run, 12, "reward");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["finished"], true);
+    assert!(summary["eval"]["accuracy"].as_f64().unwrap() >= 0.5);
+
+    // The same run stopped after 5 steps and resumed (in new processes) ends bit-identical.
+    let split = tmp.path("split");
+    let set = format!("run.dir={split}");
+    let args = [
+        "train-reward",
+        "--config",
+        "configs/tiny-reward.toml",
+        "--set",
+        &set,
+    ];
+    let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "5"]].concat()));
+    assert!(stderr.contains("stopped early"), "{stderr}");
+    assert_eq!(checkpoints(&split), vec!["step-00000005"]);
+    // Without --resume the run directory is not clobbered.
+    let err = failed(&saferlhf(&args));
+    assert!(err.contains("--resume"), "{err}");
+    ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
+    assert_eq!(metrics(&split).len(), 12);
+    assert!(tensors(&run) == tensors(&split), "resumed weights differ");
+
+    // --resume DIR alone reads the checkpoint's config; a finished run has nothing left to do.
+    let ckpt = format!("{split}/checkpoints/step-00000012");
+    let stderr = ok(&saferlhf(&["train-reward", "--resume", &ckpt]));
+    assert!(stderr.contains("step 12/12"), "{stderr}");
+
+    // Score rows with the trained reward model.
+    let input = tmp.path("rows.jsonl");
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"what about the sun?\", \"response\": \"good tree.\", \"id\": 1}\n\
+         {\"prompt\": \"what about the sun?\", \"response\": \"bad tree.\", \"id\": 2}\n",
+    )
+    .unwrap();
+    let output = tmp.path("scored.jsonl");
+    let model = format!("{run}/final");
+    ok(&saferlhf(&[
+        "score", "--model", &model, "--kind", "reward", "--input", &input, "--output", &output,
+    ]));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["id"], 2);
+    assert!(rows[0]["score"].as_f64().unwrap() > rows[1]["score"].as_f64().unwrap());
+    assert!(rows[0].get("unsafe").is_none());
+    // The kind is checked against the directory.
+    let err = failed(&saferlhf(&[
+        "score", "--model", &model, "--kind", "cost", "--input", &input,
+    ]));
+    assert!(err.contains("score_type"), "{err}");
+    // A bad row names its line.
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": 3}\n",
+    )
+    .unwrap();
+    let err = failed(&saferlhf(&[
+        "score", "--model", &model, "--kind", "reward", "--input", &input,
+    ]));
+    assert!(
+        err.contains("rows.jsonl:2") && err.contains("prompt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_cost_and_score_mark_unsafe_rows() {
+    let tmp = TempDir::new("cost");
+    let run = tmp.path("run");
+    ok(&saferlhf(&[
+        "train-cost",
+        "--config",
+        "configs/tiny-cost.toml",
+        "--set",
+        &format!("run.dir={run}"),
+        "--set",
+        "train.max_steps=12",
+    ]));
+    check_run(&run, 12, "cost");
+    let last = metrics(&run).pop().unwrap();
+    for key in [
+        "pair_accuracy",
+        "sign_accuracy",
+        "mean_safe_cost",
+        "mean_unsafe_cost",
+    ] {
+        assert!(last["eval"][key].is_number(), "{key}: {last}");
+    }
+    let input = tmp.path("rows.jsonl");
+    std::fs::write(&input, "{\"prompt\": \"hi\", \"response\": \"good.\"}\n").unwrap();
+    let out = saferlhf(&[
+        "score",
+        "--model",
+        &format!("{run}/final"),
+        "--kind",
+        "cost",
+        "--input",
+        &input,
+    ]);
+    let stderr = ok(&out);
+    assert!(stderr.contains("safety rate"), "{stderr}");
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let score = row["score"].as_f64().unwrap();
+    assert_eq!(row["unsafe"], score > 0.0);
+}
+
+#[test]
+fn sft_trains_and_the_result_generates() {
+    let tmp = TempDir::new("sft");
+    let run = tmp.path("run");
+    ok(&saferlhf(&[
+        "sft",
+        "--config",
+        "configs/tiny-sft.toml",
+        "--set",
+        &format!("run.dir={run}"),
+    ]));
+    check_run(&run, 12, "sft");
+    let last = metrics(&run).pop().unwrap();
+    assert!(last["eval"]["perplexity"].as_f64().unwrap() > 1.0);
+    // The final directory is a Hugging Face model with its tokenizer: `generate` loads it.
+    let out = saferlhf(&[
+        "generate",
+        "--model",
+        &format!("{run}/final"),
+        "--prompt",
+        "say sun then tree",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["answers"][0].is_string());
+}
+
+#[test]
+fn bad_configs_and_flags_are_clear_errors() {
+    let tmp = TempDir::new("errors");
+    let run = tmp.path("run");
+    let set = format!("run.dir={run}");
+    let err = failed(&saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-reward.toml",
+        "--set",
+        &set,
+        "--set",
+        "optim.learning_rate=1",
+    ]));
+    assert!(err.contains("learning_rate"), "{err}");
+    let err = failed(&saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-reward.toml",
+        "--set",
+        "optim.warmup_ratio=2",
+    ]));
+    assert!(err.contains("optim.warmup_ratio"), "{err}");
+    // The config is for another task.
+    let err = failed(&saferlhf(&[
+        "train-cost",
+        "--config",
+        "configs/tiny-reward.toml",
+    ]));
+    assert!(err.contains("task"), "{err}");
+    // Nothing to resume.
+    let err = failed(&saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-reward.toml",
+        "--set",
+        &set,
+        "--resume",
+    ]));
+    assert!(err.contains("no complete checkpoint"), "{err}");
+    let err = failed(&saferlhf(&["train-reward"]));
+    assert!(err.contains("--config"), "{err}");
+    // A missing data file names the file.
+    let err = failed(&saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-reward.toml",
+        "--set",
+        &set,
+        "--set",
+        "data.sources.0.path=nope.jsonl",
+    ]));
+    assert!(err.contains("nope.jsonl"), "{err}");
+    // --print-config shows every default.
+    let out = saferlhf(&[
+        "train-cost",
+        "--config",
+        "configs/cost.toml",
+        "--print-config",
+    ]);
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("max_grad_norm") && text.contains("keep_last"),
+        "{text}"
+    );
+}

@@ -1,0 +1,819 @@
+//! The TOML configuration of the supervised stages (`saferlhf sft`, `train-reward`,
+//! `train-cost`).
+//!
+//! A config file has the sections `[run]`, `[model]`, `[data]` (with `[[data.sources]]`),
+//! `[optim]`, `[train]` and `[loss]`, plus an optional top-level `task`. Every struct here denies
+//! unknown keys, so a misspelt key is an error naming it. Every default lives in [`defaults`] and
+//! nowhere else (the `Default` impls read it). [`TrainConfig::load`] reads a file, applies
+//! `--set key=value` overrides to the parsed TOML table *before* deserializing (so an override
+//! can reach any key, `data.sources.0.path` included), deserializes and validates; validation
+//! errors name the dotted key (`optim.lr: must be > 0, got 0`). The resolved config (defaults
+//! filled in) is what [`TrainConfig::to_toml`] writes into the run directory and every
+//! checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// Every default value of the config, in one place (ALGORITHMS.md §1.9 and §3.2-3.3: the
+/// safe-rlhf reward/cost-model recipe).
+pub mod defaults {
+    /// `run.dir`: where the run writes its config, metrics and checkpoints.
+    pub const RUN_DIR: &str = "runs/train";
+    /// `run.seed`: drives initialisation, the hold-out split and shuffling.
+    pub const SEED: u64 = 42;
+    /// `run.device`: `flex` (CPU), `wgpu`, `vulkan`, `cuda` or `cuda:N`.
+    pub const DEVICE: &str = "flex";
+    /// `run.progress`: draw a progress bar (only when stderr is a terminal).
+    pub const PROGRESS: bool = true;
+    /// `model.template`: chat template the prompt is rendered with.
+    pub const TEMPLATE: &str = "chatml";
+    /// `model.max_length`: most tokens of prompt + response + end token.
+    pub const MAX_LENGTH: usize = 512;
+    /// `data.eval_fraction`: share of the pairs (grouped by prompt) held out for evaluation.
+    pub const EVAL_FRACTION: f64 = 0.1;
+    /// `data.sources[].skip_invalid`: skip (and report) malformed rows instead of failing.
+    pub const SKIP_INVALID: bool = false;
+    /// `data.sources[].safe_threshold` (PyRIT): a response is safe iff harm < threshold.
+    pub const PYRIT_SAFE_THRESHOLD: f32 = 0.5;
+    /// `optim.lr`: peak learning rate.
+    pub const LR: f64 = 2e-5;
+    /// `optim.weight_decay`: decoupled (AdamW) weight decay on matrices (not on norms/biases).
+    pub const WEIGHT_DECAY: f64 = 0.1;
+    /// `optim.beta1`.
+    pub const BETA1: f64 = 0.9;
+    /// `optim.beta2` (0.95 as safe-rlhf, §1.9).
+    pub const BETA2: f64 = 0.95;
+    /// `optim.eps`.
+    pub const EPS: f64 = 1e-8;
+    /// `optim.max_grad_norm`: clip the global gradient norm to this (0 = no clipping).
+    pub const MAX_GRAD_NORM: f64 = 1.0;
+    /// `optim.schedule`.
+    pub const SCHEDULE: super::Schedule = super::Schedule::Cosine;
+    /// `optim.warmup_ratio`: share of the optimizer steps with a linear warmup from 0.
+    pub const WARMUP_RATIO: f64 = 0.03;
+    /// `optim.min_lr_ratio`: the cosine schedule decays to `lr * min_lr_ratio`.
+    pub const MIN_LR_RATIO: f64 = 0.0;
+    /// `train.epochs`.
+    pub const EPOCHS: usize = 2;
+    /// `train.batch_size`: pairs (or SFT examples) per micro-batch.
+    pub const BATCH_SIZE: usize = 16;
+    /// `train.grad_accum`: micro-batches per optimizer step.
+    pub const GRAD_ACCUM: usize = 1;
+    /// `train.eval_every`: evaluate every this many optimizer steps (0 = only at the end).
+    pub const EVAL_EVERY: u64 = 100;
+    /// `train.eval_batch_size`.
+    pub const EVAL_BATCH_SIZE: usize = 16;
+    /// `train.checkpoint_every`: checkpoint every this many steps (0 = only at the end).
+    pub const CHECKPOINT_EVERY: u64 = 100;
+    /// `train.keep_last`: checkpoints kept (older ones are deleted).
+    pub const KEEP_LAST: usize = 2;
+    /// `loss.regularization`: η of the L2 term on scores (§3.2).
+    pub const REGULARIZATION: f64 = 0.001;
+}
+
+/// Which model a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Supervised fine-tuning of the policy (next-token cross entropy on response tokens).
+    Sft,
+    /// Reward model (Bradley-Terry on helpfulness pairs).
+    Reward,
+    /// Cost model (Bradley-Terry plus sign terms; C > 0 unsafe).
+    Cost,
+}
+
+impl TaskKind {
+    /// The name used in configs and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Sft => "sft",
+            TaskKind::Reward => "reward",
+            TaskKind::Cost => "cost",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Learning-rate schedule after the linear warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Half-cosine decay from `lr` to `lr * min_lr_ratio` over the steps after warmup.
+    Cosine,
+    /// `lr` after warmup.
+    Constant,
+}
+
+/// File format of a data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// PKU-SafeRLHF JSONL: helpfulness pairs (reward), safety pairs with labels (cost).
+    Pku,
+    /// Anthropic HH-RLHF JSONL (gzip or plain): chosen/rejected pairs without safety labels;
+    /// for SFT, the chosen response is the target.
+    Hh,
+    /// PyRIT human-scored harm CSV (a file or a directory of them): pairs of responses to the
+    /// same prompt, the less harmful one chosen, each labelled safe iff harm < `safe_threshold`.
+    Pyrit,
+    /// SFT JSONL (`prompt`, `response`); SFT only.
+    Sft,
+}
+
+/// How the shared prompt of an HH-RLHF dialogue pair is found (see `saferlhf_data::HhSplit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HhPrompt {
+    /// Cut each dialogue after its own final "\n\nAssistant:"; the prompts must match.
+    #[default]
+    LastAssistant,
+    /// Cut at the last "\n\nAssistant:" inside the common prefix (recovers a few more rows).
+    CommonPrefix,
+}
+
+/// `[run]`: where and how the run executes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Run directory: `config.toml`, `metrics.jsonl`, `checkpoints/step-N/`, `final/`.
+    pub dir: PathBuf,
+    /// The one seed: model init (random parts), hold-out split and shuffling.
+    pub seed: u64,
+    /// Compute device: `flex` (CPU), `wgpu`, `vulkan`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            dir: PathBuf::from(defaults::RUN_DIR),
+            seed: defaults::SEED,
+            device: defaults::DEVICE.to_string(),
+            progress: defaults::PROGRESS,
+        }
+    }
+}
+
+/// `[model]`: what is trained and how text becomes tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Initial weights: a `.gguf` file or a Hugging Face directory (`config.json`,
+    /// `model.safetensors`, `tokenizer.json`); a score-model directory of the same kind continues
+    /// that model. Exactly one of `init` and `preset` must be set.
+    pub init: Option<PathBuf>,
+    /// A built-in random model instead of `init`: `tiny` (character-level tokenizer, vocabulary
+    /// 64, hidden 32, 2 layers; for tests).
+    pub preset: Option<String>,
+    /// Chat template of the prompt: `chatml`, `smollm2`, `saferlhf` or `raw`.
+    pub template: String,
+    /// System turn for the `chatml` template.
+    pub system: Option<String>,
+    /// Most tokens of prompt + response + end token; longer examples are truncated (the prompt
+    /// from the left, the response from the right; see `collate`).
+    pub max_length: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            init: None,
+            preset: None,
+            template: defaults::TEMPLATE.to_string(),
+            system: None,
+            max_length: defaults::MAX_LENGTH,
+        }
+    }
+}
+
+/// One `[[data.sources]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    /// `pku`, `hh`, `pyrit` or `sft`.
+    pub format: SourceFormat,
+    /// The file (for `pyrit` also a directory of CSVs); relative paths are taken from the
+    /// working directory.
+    pub path: PathBuf,
+    /// Skip malformed rows (counted and reported) instead of failing on the first one.
+    #[serde(default = "default_skip_invalid")]
+    pub skip_invalid: bool,
+    /// Use at most this many examples (pairs) of this source, the first ones in file order.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `pyrit` only: a response is labelled safe iff its harm < this (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_threshold: Option<f32>,
+    /// `pyrit` only: two responses form a pair only if their harm differs by more than this
+    /// (default 0: any difference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_margin: Option<f32>,
+    /// `pyrit` only: at most this many pairs per prompt, the largest harm differences first
+    /// (default: every pair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pairs_per_prompt: Option<usize>,
+    /// `hh` only: how the shared prompt is found, `last-assistant` (the default) or
+    /// `common-prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hh_prompt: Option<HhPrompt>,
+}
+
+impl DataSource {
+    /// The PyRIT safe/unsafe threshold in force.
+    pub fn safe_threshold(&self) -> f32 {
+        self.safe_threshold
+            .unwrap_or(defaults::PYRIT_SAFE_THRESHOLD)
+    }
+
+    /// The HH-RLHF prompt split in force.
+    pub fn hh_prompt(&self) -> HhPrompt {
+        self.hh_prompt.unwrap_or_default()
+    }
+}
+
+fn default_skip_invalid() -> bool {
+    defaults::SKIP_INVALID
+}
+
+/// `[data]`: training data and the held-out split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The sources, concatenated in order.
+    pub sources: Vec<DataSource>,
+    /// Share of the examples held out for evaluation, in (0, 1). The split groups examples by
+    /// prompt, so no prompt is on both sides.
+    pub eval_fraction: f64,
+    /// Evaluate on at most this many held-out examples, spread evenly over the held-out set
+    /// (so every source is represented); all when absent.
+    pub eval_limit: Option<usize>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            sources: Vec::new(),
+            eval_fraction: defaults::EVAL_FRACTION,
+            eval_limit: None,
+        }
+    }
+}
+
+/// `[optim]`: AdamW, the learning-rate schedule and gradient clipping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate (> 0).
+    pub lr: f64,
+    /// AdamW decoupled weight decay on matrices and embeddings (norm gains and biases are not
+    /// decayed), >= 0.
+    pub weight_decay: f64,
+    /// AdamW β1 in [0, 1).
+    pub beta1: f64,
+    /// AdamW β2 in [0, 1).
+    pub beta2: f64,
+    /// AdamW ε (> 0).
+    pub eps: f64,
+    /// Clip the global L2 norm of the gradient to this before each step; 0 turns clipping off.
+    pub max_grad_norm: f64,
+    /// `cosine` or `constant` after warmup.
+    pub schedule: Schedule,
+    /// Share of the optimizer steps spent warming up linearly from 0 to `lr`, in [0, 1].
+    pub warmup_ratio: f64,
+    /// The cosine schedule ends at `lr * min_lr_ratio`, in [0, 1].
+    pub min_lr_ratio: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: defaults::LR,
+            weight_decay: defaults::WEIGHT_DECAY,
+            beta1: defaults::BETA1,
+            beta2: defaults::BETA2,
+            eps: defaults::EPS,
+            max_grad_norm: defaults::MAX_GRAD_NORM,
+            schedule: defaults::SCHEDULE,
+            warmup_ratio: defaults::WARMUP_RATIO,
+            min_lr_ratio: defaults::MIN_LR_RATIO,
+        }
+    }
+}
+
+/// `[train]`: length of the run, batching, evaluation and checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainLoopConfig {
+    /// Passes over the training examples (used when `max_steps` is absent).
+    pub epochs: usize,
+    /// Total optimizer steps; overrides `epochs` when set.
+    pub max_steps: Option<u64>,
+    /// Pairs (reward/cost; each gives 2 sequences) or examples (SFT) per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed (each loss divided by this) per optimizer step.
+    pub grad_accum: usize,
+    /// Evaluate on the held-out split every this many steps; 0 = only after the last step.
+    pub eval_every: u64,
+    /// Pairs or examples per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Write a checkpoint every this many steps; 0 = only after the last step.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept in `checkpoints/` (the oldest are deleted), >= 1.
+    pub keep_last: usize,
+}
+
+impl Default for TrainLoopConfig {
+    fn default() -> Self {
+        TrainLoopConfig {
+            epochs: defaults::EPOCHS,
+            max_steps: None,
+            batch_size: defaults::BATCH_SIZE,
+            grad_accum: defaults::GRAD_ACCUM,
+            eval_every: defaults::EVAL_EVERY,
+            eval_batch_size: defaults::EVAL_BATCH_SIZE,
+            checkpoint_every: defaults::CHECKPOINT_EVERY,
+            keep_last: defaults::KEEP_LAST,
+        }
+    }
+}
+
+/// `[loss]`: loss coefficients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    /// η of the L2 term on end scores (reward and cost), >= 0; ignored by SFT.
+    pub regularization: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            regularization: defaults::REGULARIZATION,
+        }
+    }
+}
+
+/// A whole training config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `sft`, `reward` or `cost`; the subcommand fills it in when absent and refuses a
+    /// different value.
+    #[serde(default)]
+    pub task: Option<TaskKind>,
+    /// `[run]`.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// `[model]`.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// `[data]`.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// `[optim]`.
+    #[serde(default)]
+    pub optim: OptimConfig,
+    /// `[train]`.
+    #[serde(default)]
+    pub train: TrainLoopConfig,
+    /// `[loss]`.
+    #[serde(default)]
+    pub loss: LossConfig,
+}
+
+/// Keys that may differ between a checkpoint's config and the config of the run that resumes
+/// it: they do not change the trained weights.
+pub const RESUMABLE_KEYS: [&str; 9] = [
+    "run.dir",
+    "run.device",
+    "run.progress",
+    "data.eval_limit",
+    "train.eval_every",
+    "train.eval_batch_size",
+    "train.checkpoint_every",
+    "train.keep_last",
+    // Paths may move between machines; the data fingerprint in the checkpoint still guards
+    // against different contents.
+    "data.sources",
+];
+
+impl TrainConfig {
+    /// Reads `path`, applies `overrides` (`key=value`, dotted keys, TOML values; a value that is
+    /// not valid TOML is taken as a string), deserializes and validates. `task` fills in an
+    /// absent `task` key; a different one is an error naming `task`.
+    pub fn load(path: &Path, overrides: &[String], task: Option<TaskKind>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::from_toml_str(&text, path, overrides, task)
+    }
+
+    /// As [`TrainConfig::load`] from text; `origin` names it in errors.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &Path,
+        overrides: &[String],
+        task: Option<TaskKind>,
+    ) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| TrainError::ConfigParse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if overrides.is_empty() {
+            // Deserialize the original text so errors point at the user's own lines.
+            let config: TrainConfig =
+                toml::from_str(text).map_err(|e| TrainError::ConfigParse {
+                    path: origin.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            return config.finish(task);
+        }
+        for spec in overrides {
+            apply_override(&mut table, spec)?;
+        }
+        Self::from_table(table, origin, task)
+    }
+
+    /// Deserializes and validates a TOML table (after overrides).
+    pub fn from_table(table: toml::Table, origin: &Path, task: Option<TaskKind>) -> Result<Self> {
+        // Re-render so that toml's errors carry a line and the key's context.
+        let text = toml::to_string(&table).map_err(|e| TrainError::ConfigParse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let config: TrainConfig = toml::from_str(&text).map_err(|e| {
+            // Line numbers of the re-rendered text mean nothing to the user: name the key.
+            let message = match e.span().and_then(|sp| dotted_key_at(&text, sp.start)) {
+                Some(key) => format!("key `{key}`: {}", e.message()),
+                None => e.message().to_string(),
+            };
+            TrainError::ConfigParse {
+                path: PathBuf::from(format!("{} (with --set overrides)", origin.display())),
+                message,
+            }
+        })?;
+        config.finish(task)
+    }
+
+    fn finish(mut self, task: Option<TaskKind>) -> Result<Self> {
+        match (self.task, task) {
+            (None, Some(t)) => self.task = Some(t),
+            (Some(a), Some(b)) if a != b => {
+                return Err(TrainError::config(
+                    "task",
+                    format!("the config is for `{a}` but this command trains `{b}`"),
+                ));
+            }
+            (None, None) => {
+                return Err(TrainError::config(
+                    "task",
+                    "missing: set task = \"sft\", \"reward\" or \"cost\"",
+                ));
+            }
+            _ => {}
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The task (always set after loading).
+    pub fn task(&self) -> TaskKind {
+        self.task.unwrap_or(TaskKind::Reward)
+    }
+
+    /// Checks every value; the error names the dotted key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
+        match (&self.model.init, &self.model.preset) {
+            (None, None) => {
+                return bad(
+                    "model.init",
+                    "missing: set model.init (a .gguf file or Hugging Face directory) or \
+                     model.preset"
+                        .into(),
+                );
+            }
+            (Some(_), Some(_)) => {
+                return bad(
+                    "model.preset",
+                    "set either model.init or model.preset, not both".into(),
+                );
+            }
+            (None, Some(p)) if p != "tiny" => {
+                return bad(
+                    "model.preset",
+                    format!("unknown preset `{p}` (known: tiny)"),
+                );
+            }
+            _ => {}
+        }
+        if let Err(e) = saferlhf_model::tokenizer::ChatTemplate::from_str(&self.model.template) {
+            return bad("model.template", e.to_string());
+        }
+        if self.model.system.is_some() && self.model.template != "chatml" {
+            return bad(
+                "model.system",
+                format!(
+                    "only applies to the chatml template, not `{}`",
+                    self.model.template
+                ),
+            );
+        }
+        if self.model.max_length < 8 {
+            return bad(
+                "model.max_length",
+                format!("must be >= 8, got {}", self.model.max_length),
+            );
+        }
+        if self.data.sources.is_empty() {
+            return bad(
+                "data.sources",
+                "no data source: add [[data.sources]] with format and path".into(),
+            );
+        }
+        let task = self.task();
+        for (i, s) in self.data.sources.iter().enumerate() {
+            let allowed = match task {
+                TaskKind::Sft => matches!(s.format, SourceFormat::Sft | SourceFormat::Hh),
+                TaskKind::Reward | TaskKind::Cost => s.format != SourceFormat::Sft,
+            };
+            if !allowed {
+                return bad(
+                    &format!("data.sources.{i}.format"),
+                    format!(
+                        "format `{}` cannot train a {task} model (sft: sft or hh; reward/cost: \
+                         pku, hh or pyrit)",
+                        format_name(s.format)
+                    ),
+                );
+            }
+            if s.limit == Some(0) {
+                return bad(&format!("data.sources.{i}.limit"), "must be >= 1".into());
+            }
+            let key = |k: &str| format!("data.sources.{i}.{k}");
+            let pyrit_only = [
+                ("safe_threshold", s.safe_threshold.is_some()),
+                ("min_margin", s.min_margin.is_some()),
+                ("max_pairs_per_prompt", s.max_pairs_per_prompt.is_some()),
+            ];
+            for (k, set) in pyrit_only {
+                if set && s.format != SourceFormat::Pyrit {
+                    return bad(&key(k), "only applies to format = \"pyrit\"".into());
+                }
+            }
+            if s.hh_prompt.is_some() && s.format != SourceFormat::Hh {
+                return bad(&key("hh_prompt"), "only applies to format = \"hh\"".into());
+            }
+            let t = s.safe_threshold();
+            if !(t.is_finite() && t > 0.0) {
+                return bad(
+                    &key("safe_threshold"),
+                    format!("must be a positive number, got {t}"),
+                );
+            }
+            if let Some(m) = s.min_margin
+                && !(m.is_finite() && m >= 0.0)
+            {
+                return bad(&key("min_margin"), format!("must be >= 0, got {m}"));
+            }
+            if s.max_pairs_per_prompt == Some(0) {
+                return bad(&key("max_pairs_per_prompt"), "must be >= 1".into());
+            }
+        }
+        let f = self.data.eval_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            return bad("data.eval_fraction", format!("must lie in (0, 1), got {f}"));
+        }
+        if self.data.eval_limit == Some(0) {
+            return bad("data.eval_limit", "must be >= 1".into());
+        }
+        let o = &self.optim;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return bad("optim.lr", format!("must be > 0, got {}", o.lr));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return bad(
+                "optim.weight_decay",
+                format!("must be >= 0, got {}", o.weight_decay),
+            );
+        }
+        for (key, v) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(key, format!("must lie in [0, 1), got {v}"));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return bad("optim.eps", format!("must be > 0, got {}", o.eps));
+        }
+        if !(o.max_grad_norm.is_finite() && o.max_grad_norm >= 0.0) {
+            return bad(
+                "optim.max_grad_norm",
+                format!("must be >= 0 (0 = off), got {}", o.max_grad_norm),
+            );
+        }
+        for (key, v) in [
+            ("optim.warmup_ratio", o.warmup_ratio),
+            ("optim.min_lr_ratio", o.min_lr_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(key, format!("must lie in [0, 1], got {v}"));
+            }
+        }
+        let t = &self.train;
+        if t.max_steps.is_none() && t.epochs == 0 {
+            return bad(
+                "train.epochs",
+                "must be >= 1 (or set train.max_steps)".into(),
+            );
+        }
+        if t.max_steps == Some(0) {
+            return bad("train.max_steps", "must be >= 1".into());
+        }
+        for (key, v) in [
+            ("train.batch_size", t.batch_size),
+            ("train.grad_accum", t.grad_accum),
+            ("train.eval_batch_size", t.eval_batch_size),
+            ("train.keep_last", t.keep_last),
+        ] {
+            if v == 0 {
+                return bad(key, "must be >= 1".into());
+            }
+        }
+        if !(self.loss.regularization.is_finite() && self.loss.regularization >= 0.0) {
+            return bad(
+                "loss.regularization",
+                format!("must be >= 0, got {}", self.loss.regularization),
+            );
+        }
+        Ok(())
+    }
+
+    /// The resolved config as TOML (every default filled in).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The resolved config as a TOML table.
+    pub fn to_table(&self) -> toml::Table {
+        toml::Table::try_from(self).unwrap_or_default()
+    }
+
+    /// Dotted keys whose values differ between `self` and `other`, excluding
+    /// [`RESUMABLE_KEYS`]; empty when a run with `self` may resume a checkpoint of `other`.
+    pub fn resume_conflicts(&self, other: &TrainConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        diff_tables("", &self.to_table(), &other.to_table(), &mut out);
+        out.retain(|k| {
+            !RESUMABLE_KEYS
+                .iter()
+                .any(|r| k == r || k.starts_with(&format!("{r}.")))
+        });
+        out
+    }
+}
+
+/// The dotted key at byte `offset` of a TOML document rendered by `toml::to_string`: the
+/// enclosing `[table]` / `[[array]]` header (with the array index) plus the key on that line.
+fn dotted_key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let mut header: Option<String> = None;
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = counts.entry(name.to_string()).or_insert(0);
+            header = Some(format!("{name}.{n}"));
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            header = Some(name.to_string());
+        }
+    }
+    if line.starts_with('[') {
+        return Some(line.trim_matches(|c| c == '[' || c == ']').to_string());
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() {
+        return header;
+    }
+    Some(match header {
+        Some(h) => format!("{h}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+fn format_name(f: SourceFormat) -> &'static str {
+    match f {
+        SourceFormat::Pku => "pku",
+        SourceFormat::Hh => "hh",
+        SourceFormat::Pyrit => "pyrit",
+        SourceFormat::Sft => "sft",
+    }
+}
+
+fn diff_tables(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                diff_tables(&key, x, y, out)
+            }
+            (x, y) if x != y => out.push(key),
+            _ => {}
+        }
+    }
+}
+
+/// Applies one `key=value` override to a TOML table. Keys are dotted; a numeric segment
+/// indexes an array (`data.sources.0.path=...`). The value is parsed as a TOML value
+/// (`1e-4`, `true`, `"text"`, `[1, 2]`, `{ format = "hh", path = "x" }`); anything that does
+/// not parse is taken as a plain string (`run.dir=runs/x`).
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let err = |reason: String| TrainError::Override {
+        spec: spec.to_string(),
+        reason,
+    };
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| err("expected key=value".into()))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(err(format!("`{key}` is not a dotted key")));
+    }
+    let value = parse_value(raw.trim());
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let outcome = set_path(&mut root, &parts, value).map_err(err);
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    outcome
+}
+
+/// Sets `parts` (a dotted key split at the dots) inside `root` to `value`, creating tables on
+/// the way; numeric parts index arrays.
+fn set_path(
+    root: &mut toml::Value,
+    parts: &[&str],
+    value: toml::Value,
+) -> std::result::Result<(), String> {
+    let mut node = root;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let here = parts[..=i].join(".");
+        let parent = parts[..i].join(".");
+        node = match node {
+            toml::Value::Table(t) => {
+                if last {
+                    t.insert((*part).to_string(), value);
+                    return Ok(());
+                }
+                t.entry((*part).to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            }
+            toml::Value::Array(items) => {
+                let index: usize = part.parse().map_err(|_| {
+                    format!("`{parent}` is an array: index it with a number, not `{part}`")
+                })?;
+                let len = items.len();
+                let slot = items.get_mut(index).ok_or_else(|| {
+                    format!("`{here}`: index {index} is out of range (length {len})")
+                })?;
+                if last {
+                    *slot = value;
+                    return Ok(());
+                }
+                slot
+            }
+            _ => return Err(format!("`{parent}` is a value, not a table")),
+        };
+    }
+    Ok(())
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}

@@ -1,0 +1,356 @@
+//! Loading a config's `[[data.sources]]` into tokenized train and held-out sets.
+//!
+//! What each format gives, per task:
+//!
+//! | format | reward | cost | sft |
+//! |---|---|---|---|
+//! | `pku` | helpfulness pairs | safety pairs, both responses labelled | — |
+//! | `hh` | chosen/rejected, no labels | chosen = safer, no labels | prompt + chosen |
+//! | `pyrit` | less harmful chosen | less harmful chosen, labelled by `safe_threshold` | — |
+//! | `sft` | — | — | prompt + response |
+//!
+//! Sources are concatenated in order (each cut to its `limit`), then split into train and
+//! held-out sets with [`split_holdout_grouped`] keyed by the prompt text and the run's seed, so a
+//! prompt never lands on both sides. Every example is tokenized once, up front; pairs whose two
+//! responses encode to the same tokens (after truncation) teach nothing and are dropped, and
+//! counted. A fingerprint of the tokenized training set goes into checkpoints, so a resume on
+//! different data is refused.
+
+use std::path::Path;
+
+use saferlhf_data::{
+    HhSplit, LoadOptions, LoadReport, PairOptions, PreferencePair, ScoreAggregate, SftExample,
+    dedup_scored, harm_pairs, load_hh, load_pku, load_pyrit_harm, load_pyrit_harm_dir, load_sft,
+    split_holdout_grouped,
+};
+
+use crate::collate::{Encoded, EncodedPair, Encoder, EndToken};
+use crate::config::{DataSource, HhPrompt, SourceFormat, TaskKind, TrainConfig};
+use crate::error::{Result, TrainError};
+
+/// A tokenized dataset split into train and held-out parts.
+#[derive(Debug, Clone)]
+pub struct Dataset<T> {
+    /// Training examples, in source order (the trainer shuffles per epoch).
+    pub train: Vec<T>,
+    /// Held-out examples (already thinned to `data.eval_limit`).
+    pub eval: Vec<T>,
+    /// What was read, kept and dropped.
+    pub summary: DataSummary,
+}
+
+/// What loading the data did, for logs and the run's metrics.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DataSummary {
+    /// One line per file read (rows read, kept, skipped).
+    pub reports: Vec<String>,
+    /// Examples per source, after its limit.
+    pub per_source: Vec<usize>,
+    /// Training examples.
+    pub train: usize,
+    /// Held-out examples (after `eval_limit`).
+    pub eval: usize,
+    /// Held-out examples before `eval_limit`.
+    pub eval_total: usize,
+    /// Examples whose prompt or response was truncated to `model.max_length`.
+    pub truncated: usize,
+    /// Pairs dropped because both responses encode to the same tokens.
+    pub dropped_identical: usize,
+    /// Hash of the tokenized training set (token ids and labels, in order).
+    pub fingerprint: u64,
+}
+
+fn options(s: &DataSource) -> LoadOptions {
+    LoadOptions {
+        skip_invalid: s.skip_invalid,
+    }
+}
+
+fn hh_split(s: &DataSource) -> HhSplit {
+    match s.hh_prompt() {
+        HhPrompt::LastAssistant => HhSplit::LastAssistant,
+        HhPrompt::CommonPrefix => HhSplit::CommonPrefix,
+    }
+}
+
+fn note(reports: &mut Vec<String>, report: &LoadReport) {
+    log::info!("{report}");
+    reports.push(report.to_string());
+}
+
+/// The text pairs of one source for a reward or cost task.
+fn source_pairs(
+    task: TaskKind,
+    s: &DataSource,
+    reports: &mut Vec<String>,
+) -> Result<Vec<PreferencePair>> {
+    let mut pairs = match s.format {
+        SourceFormat::Pku => {
+            let (rows, report) = load_pku(&s.path, &options(s))?;
+            note(reports, &report);
+            rows.iter()
+                .map(|r| match task {
+                    TaskKind::Cost => r.safety_pair(),
+                    _ => r.helpfulness_pair(),
+                })
+                .collect()
+        }
+        SourceFormat::Hh => {
+            let (pairs, report) = load_hh(&s.path, hh_split(s), &options(s))?;
+            note(reports, &report);
+            pairs
+        }
+        SourceFormat::Pyrit => {
+            let (items, file_reports) = if Path::new(&s.path).is_dir() {
+                load_pyrit_harm_dir(&s.path, ScoreAggregate::Mean, &options(s))?
+            } else {
+                let (items, report) = load_pyrit_harm(&s.path, ScoreAggregate::Mean, &options(s))?;
+                (items, vec![report])
+            };
+            for r in &file_reports {
+                note(reports, r);
+            }
+            let (items, merged) = dedup_scored(items);
+            if merged > 0 {
+                log::info!(
+                    "{}: {merged} duplicate (prompt, response) rows merged",
+                    s.path.display()
+                );
+            }
+            let defaults = PairOptions::default();
+            let opts = PairOptions {
+                safe_threshold: s.safe_threshold(),
+                min_margin: s.min_margin.unwrap_or(defaults.min_margin),
+                max_pairs_per_prompt: s.max_pairs_per_prompt,
+            };
+            harm_pairs(&items, &opts)?
+        }
+        SourceFormat::Sft => unreachable_format(s)?,
+    };
+    if let Some(limit) = s.limit {
+        pairs.truncate(limit);
+    }
+    Ok(pairs)
+}
+
+fn unreachable_format<T>(s: &DataSource) -> Result<T> {
+    Err(TrainError::config(
+        "data.sources",
+        format!(
+            "{}: this format cannot be used for this task",
+            s.path.display()
+        ),
+    ))
+}
+
+/// Loads, splits and tokenizes the preference pairs of a reward or cost config.
+pub fn load_pairs(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
+    let task = config.task();
+    let mut summary = DataSummary::default();
+    let mut all = Vec::new();
+    for s in &config.data.sources {
+        let pairs = source_pairs(task, s, &mut summary.reports)?;
+        summary.per_source.push(pairs.len());
+        all.extend(pairs);
+    }
+    let (train, eval) = split_holdout_grouped(
+        all,
+        config.data.eval_fraction,
+        config.run.seed,
+        |p: &PreferencePair| p.prompt.as_str(),
+    )?;
+    let encode = |pairs: Vec<PreferencePair>, summary: &mut DataSummary| -> Result<Vec<_>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            let e = encoder.encode_pair(
+                &p.prompt,
+                &p.chosen,
+                &p.rejected,
+                p.chosen_safe,
+                p.rejected_safe,
+            )?;
+            if e.chosen.tokens == e.rejected.tokens {
+                summary.dropped_identical += 1;
+                continue;
+            }
+            summary.truncated +=
+                usize::from(e.chosen.truncated) + usize::from(e.rejected.truncated);
+            out.push(e);
+        }
+        Ok(out)
+    };
+    let train = encode(train, &mut summary)?;
+    let mut eval = encode(eval, &mut summary)?;
+    summary.eval_total = eval.len();
+    if let Some(limit) = config.data.eval_limit {
+        eval = spread(eval, limit);
+    }
+    let mut h = Fingerprint::new();
+    for p in &train {
+        h.tokens(&p.chosen.tokens);
+        h.tokens(&p.rejected.tokens);
+        h.label(p.chosen_safe);
+        h.label(p.rejected_safe);
+    }
+    summary.train = train.len();
+    summary.eval = eval.len();
+    summary.fingerprint = h.finish();
+    check_sizes(&summary)?;
+    Ok(Dataset {
+        train,
+        eval,
+        summary,
+    })
+}
+
+/// Loads, splits and tokenizes the examples of an SFT config.
+pub fn load_sft_examples(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Encoded>> {
+    let mut summary = DataSummary::default();
+    let mut all: Vec<SftExample> = Vec::new();
+    for s in &config.data.sources {
+        let mut examples = match s.format {
+            SourceFormat::Sft => {
+                let (rows, report) = load_sft(&s.path, &options(s))?;
+                note(&mut summary.reports, &report);
+                rows
+            }
+            SourceFormat::Hh => {
+                let (pairs, report) = load_hh(&s.path, hh_split(s), &options(s))?;
+                note(&mut summary.reports, &report);
+                pairs
+                    .into_iter()
+                    .map(|p| SftExample {
+                        prompt: p.prompt,
+                        response: p.chosen,
+                    })
+                    .collect()
+            }
+            _ => unreachable_format(s)?,
+        };
+        if let Some(limit) = s.limit {
+            examples.truncate(limit);
+        }
+        summary.per_source.push(examples.len());
+        all.extend(examples);
+    }
+    let (train, eval) = split_holdout_grouped(
+        all,
+        config.data.eval_fraction,
+        config.run.seed,
+        |e: &SftExample| e.prompt.as_str(),
+    )?;
+    let encode = |xs: Vec<SftExample>, summary: &mut DataSummary| -> Result<Vec<Encoded>> {
+        let mut out = Vec::with_capacity(xs.len());
+        for x in xs {
+            let e = encoder.encode(&x.prompt, &x.response, EndToken::UnlessTruncated)?;
+            summary.truncated += usize::from(e.truncated);
+            out.push(e);
+        }
+        Ok(out)
+    };
+    let train = encode(train, &mut summary)?;
+    let mut eval = encode(eval, &mut summary)?;
+    summary.eval_total = eval.len();
+    if let Some(limit) = config.data.eval_limit {
+        eval = spread(eval, limit);
+    }
+    let mut h = Fingerprint::new();
+    for e in &train {
+        h.tokens(&e.tokens);
+        h.value(e.prompt_len as u64);
+    }
+    summary.train = train.len();
+    summary.eval = eval.len();
+    summary.fingerprint = h.finish();
+    check_sizes(&summary)?;
+    Ok(Dataset {
+        train,
+        eval,
+        summary,
+    })
+}
+
+/// At most `limit` items of `items`, evenly spread (item `floor(i * n / limit)` for each i), in
+/// order.
+pub fn spread<T>(items: Vec<T>, limit: usize) -> Vec<T> {
+    let n = items.len();
+    if n <= limit {
+        return items;
+    }
+    let mut keep = vec![false; n];
+    for i in 0..limit {
+        keep[i * n / limit] = true;
+    }
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(x, k)| k.then_some(x))
+        .collect()
+}
+
+fn check_sizes(summary: &DataSummary) -> Result<()> {
+    if summary.train == 0 {
+        return Err(TrainError::config(
+            "data.sources",
+            format!(
+                "no training examples left after the hold-out split ({} held out, {} dropped)",
+                summary.eval_total, summary.dropped_identical
+            ),
+        ));
+    }
+    if summary.eval == 0 {
+        return Err(TrainError::config(
+            "data.eval_fraction",
+            format!(
+                "the held-out split is empty ({} training examples); raise data.eval_fraction \
+                 or add data",
+                summary.train
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An order-sensitive 64-bit hash of token ids and labels.
+struct Fingerprint(u64);
+
+impl Fingerprint {
+    fn new() -> Self {
+        Fingerprint(0x243f_6a88_85a3_08d3)
+    }
+
+    fn value(&mut self, v: u64) {
+        self.0 = saferlhf_data::split::splitmix64(self.0 ^ v);
+    }
+
+    fn tokens(&mut self, ids: &[u32]) {
+        self.value(ids.len() as u64);
+        for &t in ids {
+            self.value(u64::from(t));
+        }
+    }
+
+    fn label(&mut self, l: Option<bool>) {
+        self.value(match l {
+            None => 2,
+            Some(true) => 1,
+            Some(false) => 0,
+        });
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keeps_an_even_subset_in_order() {
+        assert_eq!(spread((0..10).collect::<Vec<_>>(), 4), vec![0, 2, 5, 7]);
+        assert_eq!(spread((0..3).collect::<Vec<_>>(), 4), vec![0, 1, 2]);
+        assert_eq!(spread((0..5).collect::<Vec<_>>(), 5), vec![0, 1, 2, 3, 4]);
+    }
+}

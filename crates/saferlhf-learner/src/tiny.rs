@@ -1,0 +1,98 @@
+//! The `tiny` preset: a randomly initialised 2-layer Llama (vocabulary 64, hidden 32) with a
+//! character-level tokenizer, small enough to train in seconds on a CPU in tests.
+//!
+//! The tokenizer maps each character of lower-case ASCII letters, digits, space, newline and
+//! `.,?!:'-` to one token (input is lower-cased first) and anything else to `<unk>`. Its special
+//! tokens are `<pad>` = 0, `<|im_start|>` = 1, `<|im_end|>` = 2 (so the ChatML template works),
+//! `<|endoftext|>` = 3 (eos) and `<unk>` = 4; 50 ids in all, below the model's 64.
+
+use saferlhf_model::LlamaConfig;
+use saferlhf_model::config::TokenIds;
+use saferlhf_model::tokenizer::Tokenizer;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::normalizers::{Lowercase, NormalizerWrapper};
+use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
+
+use crate::error::Result;
+
+/// Special tokens of the tiny vocabulary, by id.
+pub const TINY_SPECIALS: [&str; 5] = [
+    "<pad>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<unk>",
+];
+
+/// Ordinary characters of the tiny vocabulary, ids 5.. in this order.
+pub const TINY_CHARS: &str = " \nabcdefghijklmnopqrstuvwxyz0123456789.,?!:'-";
+
+/// The tiny model: vocabulary 64, hidden 32, FFN 64, 2 layers, 4 heads, 2 key/value heads,
+/// tied embeddings, 512 positions; eos 3, pad 0.
+pub fn tiny_llama_config() -> LlamaConfig {
+    let mut c = LlamaConfig::tiny();
+    c.vocab_size = 64;
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = Some(2);
+    c.max_position_embeddings = 512;
+    c.bos_token_id = None;
+    c.eos_token_id = Some(TokenIds::One(3));
+    c.pad_token_id = Some(0);
+    c
+}
+
+/// The tiny character-level tokenizer (see the module docs).
+pub fn tiny_tokenizer() -> Result<Tokenizer> {
+    let mut vocab = Vocab::new();
+    for (i, s) in TINY_SPECIALS.iter().enumerate() {
+        vocab.insert((*s).to_string(), i as u32);
+    }
+    for (i, c) in TINY_CHARS.chars().enumerate() {
+        vocab.insert(c.to_string(), (TINY_SPECIALS.len() + i) as u32);
+    }
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, Vec::new())
+        .unk_token("<unk>".to_string())
+        .build()
+        .map_err(|e| saferlhf_model::ModelError::Tokenizer(format!("tiny tokenizer: {e}")))?;
+    let mut inner = HfTokenizer::new(bpe);
+    inner
+        .with_normalizer(Some(NormalizerWrapper::Lowercase(Lowercase)))
+        .map_err(|e| saferlhf_model::ModelError::Tokenizer(format!("tiny tokenizer: {e}")))?;
+    inner.with_decoder(Some(DecoderWrapper::Fuse(Fuse::new())));
+    inner
+        .add_special_tokens(
+            TINY_SPECIALS
+                .iter()
+                .map(|s| AddedToken::from(*s, true))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| saferlhf_model::ModelError::Tokenizer(format!("tiny tokenizer: {e}")))?;
+    Ok(Tokenizer::from_parts(inner, "<tiny preset>", 3, None, 0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_tokenizer_is_character_level() {
+        let t = tiny_tokenizer().unwrap();
+        assert_eq!(t.vocab_size(), 50);
+        assert!(t.vocab_size() <= tiny_llama_config().vocab_size);
+        let ids = t.encode("<|im_start|>Hi, you!\n", false).unwrap();
+        assert_eq!(ids[0], 1);
+        assert_eq!(ids.len(), 1 + 9);
+        assert_eq!(t.decode(&ids[1..], false).unwrap(), "hi, you!\n");
+        // Unknown characters become <unk>.
+        assert_eq!(t.encode("é", false).unwrap(), vec![4]);
+        assert_eq!(t.eos_id(), 3);
+        assert_eq!(t.pad_id(), 0);
+        tiny_llama_config().validate().unwrap();
+    }
+}

@@ -1,0 +1,546 @@
+//! The one training loop of the supervised stages (SFT, reward model, cost model).
+//!
+//! # Why not burn-train's `SupervisedTraining`
+//!
+//! burn-train 0.22 gives an epoch-over-dataloader loop with per-*epoch* checkpoints written
+//! in place (`FileCheckpointer` writes `model-<epoch>.bpk` directly, from a background thread)
+//! and resumes at an epoch boundary only. The stages here need a checkpoint every N optimizer
+//! *steps* that resumes bit-exactly mid-epoch (data position, shuffle seed, scheduler step),
+//! written so that a crash mid-write leaves the previous one intact, with Hugging Face-named
+//! weights that other tools read, a held-out evaluation every N steps, and one JSONL line per
+//! optimizer step. So the loop is written here directly on burn-optim (as DESIGN §2 also asks
+//! for the RL loop): [`burn::optim::AdamW`] through `ModuleOptimizer` (its `OptimizerRecord`
+//! is saved as burnpack), `GradientsAccumulator` for gradient accumulation, our own global-norm
+//! clipping ([`crate::params::clip_global_norm`]; burn's `GradientClipping::Norm` clips each
+//! tensor separately), a closed-form schedule ([`crate::schedule`]) and
+//! [`crate::checkpoint`]'s atomic checkpoint directories. The metrics are our own
+//! ([`crate::losses`]); the progress bar is indicatif's.
+//!
+//! # Exact resume
+//!
+//! A run trained for N steps, and a run stopped after k steps and resumed, end with the same
+//! weights bit for bit: the weights are saved losslessly (f32 safetensors), the optimizer
+//! moments and step counts in burnpack, and every parameter has a stable id (a hash of its
+//! path, [`crate::params::stable_ids`]) so the saved optimizer state attaches to the reloaded
+//! parameters. The data order is a pure function of `(seed, epoch)` and the cursor says where
+//! in the epoch the run stands; the learning rate is a pure function of the step. Nothing else
+//! is random.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use burn::module::{Module, ParamGroup};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::checkpoint::{
+    CHECKPOINTS_DIR, CONFIG_FILE, DataCursor, FINAL_DIR, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE,
+    RngState, STATE_FORMAT, SchedulerState, TrainState, latest_checkpoint, list_checkpoints,
+    prune_checkpoints, read_state, resolve_resume, write_checkpoint, write_state,
+};
+use crate::config::{TaskKind, TrainConfig};
+use crate::data::DataSummary;
+use crate::error::{Result, TrainError};
+use crate::metrics::{MetricsLog, TaskMetrics};
+use crate::models::{ModelMeta, encoder_for, load_tokenizer, save_text_side};
+use crate::params::{clip_global_norm, no_decay_ids, stable_ids};
+use crate::rng::epoch_permutation;
+use crate::schedule::LrSchedule;
+use crate::task::{CostTask, RewardTask, SftTask, Task};
+
+/// Which checkpoint a run continues from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// The newest complete checkpoint of the config's run directory.
+    Latest,
+    /// A checkpoint directory, or a run directory (its newest checkpoint).
+    From(PathBuf),
+}
+
+/// Run-time options that do not change what is computed (so they are not config keys).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from a checkpoint instead of starting fresh.
+    pub resume: Option<Resume>,
+    /// Stop (with a checkpoint) once this many optimizer steps are done; the schedule still
+    /// spans the whole run, so a later `--resume` continues exactly.
+    pub stop_at_step: Option<u64>,
+    /// Stop (with a checkpoint) after the first step that ends past this much wall time.
+    pub time_limit: Option<Duration>,
+}
+
+/// What a call to [`train`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// The task trained.
+    pub task: TaskKind,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Optimizer steps done (all sessions).
+    pub step: u64,
+    /// Optimizer steps of the whole run.
+    pub total_steps: u64,
+    /// Whether the run reached `total_steps` (else it was stopped early and can be resumed).
+    pub finished: bool,
+    /// The checkpoint this session started from.
+    pub resumed_from: Option<PathBuf>,
+    /// The newest checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+    /// The exported final model (when finished).
+    pub final_model: Option<PathBuf>,
+    /// The last held-out evaluation.
+    pub eval: Option<Map<String, Value>>,
+    /// What the data loading did.
+    pub data: DataSummary,
+    /// Wall-clock seconds of this session.
+    pub seconds: f64,
+}
+
+/// Trains the config's task on `device` (autodiff is enabled on it here).
+pub fn train(
+    config: &TrainConfig,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<TrainSummary> {
+    match config.task() {
+        TaskKind::Sft => run(SftTask, config, device, options),
+        TaskKind::Reward => run(RewardTask, config, device, options),
+        TaskKind::Cost => run(CostTask, config, device, options),
+    }
+}
+
+/// Number of optimizer steps of a run over `n` training examples.
+pub fn total_steps(config: &TrainConfig, n: usize) -> u64 {
+    if let Some(steps) = config.train.max_steps {
+        return steps;
+    }
+    let micro_per_epoch = n.div_ceil(config.train.batch_size.max(1)) as u64;
+    let micro = micro_per_epoch * config.train.epochs as u64;
+    micro.div_ceil(config.train.grad_accum.max(1) as u64).max(1)
+}
+
+/// The next micro-batch's example indices; moves to the next epoch (and its permutation) when
+/// the current one is used up. A batch never spans two epochs (the last one of an epoch may be
+/// smaller).
+fn next_batch(
+    cursor: &mut DataCursor,
+    order: &mut Vec<usize>,
+    n: usize,
+    size: usize,
+) -> Vec<usize> {
+    if cursor.position >= n {
+        cursor.epoch += 1;
+        cursor.position = 0;
+        *order = epoch_permutation(n, cursor.shuffle_seed, cursor.epoch);
+    }
+    let end = (cursor.position + size).min(n);
+    let batch = order[cursor.position..end].to_vec();
+    cursor.position = end;
+    batch
+}
+
+fn adamw(config: &TrainConfig, weight_decay: f64) -> AdamWConfig {
+    let o = &config.optim;
+    AdamWConfig::new()
+        .with_beta_1(o.beta1 as f32)
+        .with_beta_2(o.beta2 as f32)
+        .with_epsilon(o.eps as f32)
+        .with_weight_decay(weight_decay as f32)
+}
+
+/// AdamW with decoupled weight decay on matrices only (rank-1 parameters get none).
+fn build_optimizer<M: Module>(config: &TrainConfig, model: &M) -> ModuleOptimizer {
+    let wd = config.optim.weight_decay;
+    let mut optim = adamw(config, wd).init();
+    let exempt = no_decay_ids(model);
+    if wd > 0.0 && !exempt.is_empty() {
+        optim = optim.with_group(
+            ParamGroup::from_ids(exempt),
+            adamw(config, 0.0).build(),
+            None,
+        );
+    }
+    optim
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+fn progress_bar(config: &TrainConfig, total: u64, step: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if !config.run.progress || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(config.task().to_string());
+    bar.set_position(step);
+    bar
+}
+
+/// The generic loop.
+fn run<T: Task>(
+    task: T,
+    config: &TrainConfig,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<TrainSummary> {
+    let session = Instant::now();
+    let train_device = device.clone().autodiff();
+    let eval_device = device.clone().without_autodiff();
+    let run_dir = config.run.dir.clone();
+    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+
+    // Which checkpoint, if any, this session continues.
+    let resume_dir = match &options.resume {
+        None => {
+            if let Some((step, _)) = list_checkpoints(&run_dir)?.last() {
+                return Err(TrainError::config(
+                    "run.dir",
+                    format!(
+                        "{} already holds checkpoints (newest: step {step}); pass --resume to \
+                         continue that run or choose another run.dir",
+                        run_dir.display()
+                    ),
+                ));
+            }
+            None
+        }
+        Some(Resume::Latest) => Some(latest_checkpoint(&run_dir)?.ok_or_else(|| {
+            TrainError::checkpoint(
+                run_dir.join(CHECKPOINTS_DIR),
+                "no complete checkpoint to resume from",
+            )
+        })?),
+        Some(Resume::From(path)) => Some(resolve_resume(path)?),
+    };
+    let resume_state = match &resume_dir {
+        Some(dir) => {
+            let state = read_state(dir)?;
+            if state.task != task.kind() {
+                return Err(TrainError::checkpoint(
+                    dir,
+                    format!("holds a {} run, not {}", state.task, task.kind()),
+                ));
+            }
+            let saved = TrainConfig::load(&dir.join(CONFIG_FILE), &[], Some(state.task))?;
+            let conflicts = config.resume_conflicts(&saved);
+            if !conflicts.is_empty() {
+                return Err(TrainError::checkpoint(
+                    dir,
+                    format!(
+                        "the config differs from the checkpoint's in {}; an exact resume needs \
+                         the same values (only {} may change)",
+                        conflicts.join(", "),
+                        crate::config::RESUMABLE_KEYS.join(", ")
+                    ),
+                ));
+            }
+            log::info!("resuming from {} (step {})", dir.display(), state.step);
+            Some(state)
+        }
+        None => None,
+    };
+    write_text(&run_dir.join(CONFIG_FILE), &config.to_toml())?;
+
+    // Tokenizer, data, model, optimizer.
+    let tokenizer = load_tokenizer(&config.model)?;
+    let encoder = encoder_for(&config.model, tokenizer.clone())?;
+    let pad_id = encoder.pad_id();
+    let data = task.load_data(config, &encoder)?;
+    let summary = data.summary.clone();
+    log::info!(
+        "data: {} training and {} held-out examples ({} truncated, {} identical pairs dropped)",
+        summary.train,
+        summary.eval,
+        summary.truncated,
+        summary.dropped_identical
+    );
+    let n = data.train.len();
+    let total = total_steps(config, n);
+    let (llama, model) = match &resume_dir {
+        Some(dir) => task.load(&dir.join(MODEL_DIR), &train_device)?,
+        None => task.init_model(config, &train_device)?,
+    };
+    if tokenizer.vocab_size() > llama.vocab_size {
+        return Err(TrainError::config(
+            "model.init",
+            format!(
+                "the tokenizer has {} ids but the model only {} embeddings",
+                tokenizer.vocab_size(),
+                llama.vocab_size
+            ),
+        ));
+    }
+    if config.model.max_length > llama.max_position_embeddings {
+        return Err(TrainError::config(
+            "model.max_length",
+            format!(
+                "{} exceeds the model's {} positions",
+                config.model.max_length, llama.max_position_embeddings
+            ),
+        ));
+    }
+    let mut model = stable_ids(model);
+    let mut optim = build_optimizer(config, &model);
+    let schedule = LrSchedule::new(&config.optim, total);
+
+    let seed = config.run.seed;
+    let (mut step, mut cursor, mut tokens_seen, elapsed_before) = match &resume_state {
+        Some(s) => {
+            let dir = resume_dir.as_deref().unwrap_or(Path::new("."));
+            if s.data_fingerprint != summary.fingerprint || s.train_examples != n {
+                return Err(TrainError::checkpoint(
+                    dir,
+                    format!(
+                        "the training data differ from the checkpoint's ({} examples now, {} \
+                         then; fingerprint {:016x} vs {:016x})",
+                        n, s.train_examples, summary.fingerprint, s.data_fingerprint
+                    ),
+                ));
+            }
+            if s.total_steps != total {
+                return Err(TrainError::checkpoint(
+                    dir,
+                    format!("the run has {total} steps now, {} then", s.total_steps),
+                ));
+            }
+            let path = dir.join(OPTIMIZER_FILE);
+            optim = optim.load(&path).map_err(|e| {
+                TrainError::checkpoint(&path, format!("cannot read the optimizer state: {e}"))
+            })?;
+            (s.step, s.cursor, s.tokens_seen, s.elapsed_seconds)
+        }
+        None => (
+            0,
+            DataCursor {
+                epoch: 0,
+                position: 0,
+                shuffle_seed: seed,
+            },
+            0,
+            0.0,
+        ),
+    };
+    let mut order = epoch_permutation(n, cursor.shuffle_seed, cursor.epoch);
+    let metrics_path = run_dir.join(METRICS_FILE);
+    let mut log = if resume_state.is_some() {
+        MetricsLog::resume(&metrics_path, step)?
+    } else {
+        MetricsLog::create(&metrics_path)?
+    };
+    let meta = ModelMeta::new(task.kind(), &config.model);
+    let t = &config.train;
+    let bar = progress_bar(config, total, step);
+
+    let mut last_checkpoint: Option<PathBuf> = None;
+    let mut last_checkpoint_step: Option<u64> = resume_state.as_ref().map(|s| s.step);
+    let mut last_eval: Option<Map<String, Value>> = None;
+
+    let save_checkpoint =
+        |model: &T::Model, optim: &ModuleOptimizer, state: &TrainState| -> Result<PathBuf> {
+            let path = write_checkpoint(&run_dir, state.step, |dir| {
+                let mdir = dir.join(MODEL_DIR);
+                task.save(model, &llama, &mdir)?;
+                save_text_side(&tokenizer, &meta, &mdir)?;
+                let opath = dir.join(OPTIMIZER_FILE);
+                optim.save(&opath).map_err(|e| {
+                    TrainError::checkpoint(&opath, format!("cannot write the optimizer state: {e}"))
+                })?;
+                write_text(&dir.join(CONFIG_FILE), &config.to_toml())?;
+                write_state(dir, state)
+            })?;
+            prune_checkpoints(&run_dir, t.keep_last)?;
+            Ok(path)
+        };
+    let state_at = |step: u64, cursor: DataCursor, tokens_seen: u64, elapsed: f64| TrainState {
+        format: STATE_FORMAT,
+        task: task.kind(),
+        step,
+        total_steps: total,
+        cursor,
+        scheduler: SchedulerState {
+            kind: schedule.kind,
+            peak_lr: schedule.peak,
+            warmup_steps: schedule.warmup_steps,
+            total_steps: total,
+            next_step: step,
+        },
+        rng: RngState {
+            generator: "splitmix64".into(),
+            seed,
+        },
+        data_fingerprint: summary.fingerprint,
+        train_examples: n,
+        tokens_seen,
+        elapsed_seconds: elapsed,
+    };
+
+    while step < total {
+        let stop_now = options.stop_at_step.is_some_and(|s| step >= s)
+            || options.time_limit.is_some_and(|l| session.elapsed() >= l);
+        if stop_now {
+            break;
+        }
+        let started = Instant::now();
+        let mut acc = GradientsAccumulator::<T::Model>::new();
+        let mut step_metrics: Option<TaskMetrics> = None;
+        let mut step_tokens = 0usize;
+        for _ in 0..t.grad_accum {
+            let idx = next_batch(&mut cursor, &mut order, n, t.batch_size);
+            let batch: Vec<&T::Example> = idx.iter().map(|&i| &data.train[i]).collect();
+            let (loss, m, tokens) = task.loss(
+                &model,
+                &batch,
+                pad_id,
+                config.loss.regularization,
+                &train_device,
+            );
+            if !m.loss().is_finite() {
+                return Err(TrainError::NonFinite {
+                    step: step + 1,
+                    what: "loss",
+                    value: m.loss(),
+                });
+            }
+            let loss = if t.grad_accum > 1 {
+                loss.div_scalar(t.grad_accum as f64)
+            } else {
+                loss
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            acc.accumulate(&model, grads);
+            step_metrics = Some(m.merged_into(step_metrics));
+            step_tokens += tokens;
+        }
+        let mut grads = acc.grads();
+        let grad_norm = clip_global_norm(&model, &mut grads, config.optim.max_grad_norm);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                what: "gradient norm",
+                value: grad_norm,
+            });
+        }
+        let lr = schedule.lr(step);
+        model = optim.step(lr, model, grads);
+        step += 1;
+        let seconds = started.elapsed().as_secs_f64();
+        tokens_seen += step_tokens as u64;
+
+        let mut line = Map::new();
+        line.insert("step".into(), json!(step));
+        line.insert(
+            "epoch".into(),
+            json!(cursor.epoch as f64 + cursor.position as f64 / n.max(1) as f64),
+        );
+        line.insert("lr".into(), json!(lr));
+        if let Some(m) = &step_metrics {
+            for (k, v) in m.to_json() {
+                line.insert(k, v);
+            }
+        }
+        line.insert("grad_norm".into(), json!(grad_norm));
+        line.insert("tokens".into(), json!(step_tokens));
+        line.insert(
+            "tokens_per_s".into(),
+            json!(step_tokens as f64 / seconds.max(1e-9)),
+        );
+        line.insert("seconds".into(), json!(seconds));
+        let elapsed = elapsed_before + session.elapsed().as_secs_f64();
+        line.insert("elapsed".into(), json!(elapsed));
+
+        let eval_now = step == total || (t.eval_every > 0 && step.is_multiple_of(t.eval_every));
+        if eval_now {
+            let valid = model.valid();
+            if let Some(m) = task.evaluate(
+                &valid,
+                &data.eval,
+                t.eval_batch_size,
+                pad_id,
+                config.loss.regularization,
+                &eval_device,
+            ) {
+                let json = m.to_json();
+                bar.println(format!("step {step}: eval {}", m.short()));
+                log::info!("step {step}: eval {}", m.short());
+                line.insert("eval".into(), Value::Object(json.clone()));
+                last_eval = Some(json);
+            }
+        }
+        log.write(&line)?;
+        if let Some(m) = &step_metrics {
+            bar.set_message(m.short());
+        }
+        bar.set_position(step);
+
+        let checkpoint_now =
+            step == total || (t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every));
+        if checkpoint_now {
+            let state = state_at(step, cursor, tokens_seen, elapsed);
+            last_checkpoint = Some(save_checkpoint(&model, &optim, &state)?);
+            last_checkpoint_step = Some(step);
+        }
+    }
+    bar.finish_and_clear();
+
+    let elapsed = elapsed_before + session.elapsed().as_secs_f64();
+    if step < total && last_checkpoint_step != Some(step) {
+        // Stopped early: leave a checkpoint to resume from.
+        let state = state_at(step, cursor, tokens_seen, elapsed);
+        last_checkpoint = Some(save_checkpoint(&model, &optim, &state)?);
+    }
+    let final_model = if step >= total {
+        let path = run_dir.join(FINAL_DIR);
+        write_final(&path, |dir| {
+            task.save(&model, &llama, dir)?;
+            save_text_side(&tokenizer, &meta, dir)
+        })?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok(TrainSummary {
+        task: task.kind(),
+        run_dir: run_dir.clone(),
+        step,
+        total_steps: total,
+        finished: step >= total,
+        resumed_from: resume_dir,
+        last_checkpoint,
+        final_model,
+        eval: last_eval,
+        data: summary,
+        seconds: session.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes a model directory under a temporary name and renames it over `path`.
+fn write_final(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| FINAL_DIR.to_string());
+    let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|e| TrainError::io(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
