@@ -9,16 +9,26 @@
 //!
 //! Weights are randomly initialised: the speed of these dense computations does not depend on
 //! the values, and greedy decoding without stop ids always produces exactly `new` tokens per row.
+//!
+//! - `generate`: batch 8, 32-token random prompts, 64 new tokens, greedy, KV cache; `tokens_per_s`
+//!   is new tokens (8 x 64) over the median wall time of a whole `generate` call (prefill
+//!   included).
+//! - `train_step`: batch 8 x 128 tokens on `Device::flex().autodiff()`: the mean next-token
+//!   cross-entropy from `token_logprobs`, backward, `GradientsParams::from_grads`, one AdamW step;
+//!   `forward_s`, `backward_s` and `optimizer_s` are the medians of each phase.
+//!
+//! `cpu_s_per_run` is the process's CPU time per timed run (Linux only, else null): about twice
+//! the wall time when both threads of a 2-core machine work, about equal when the machine is busy
+//! with something else. Timings on a shared machine are only as good as its load allows.
 
 use std::time::Instant;
 
 use saferlhf::Device;
 use saferlhf::burn::optim::{AdamWConfig, GradientsParams};
 use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
-use saferlhf::model::model::gather_logprobs;
 use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
 use saferlhf::rollout::{GenerateConfig, Sampler, generate};
-use serde_json::json;
+use serde_json::Value;
 
 const GEN_BATCH: usize = 8;
 const GEN_PROMPT: usize = 32;
@@ -80,10 +90,6 @@ fn parse_options() -> Options {
         "" | "all" => (true, true),
         "generate" => (true, false),
         "train" => (false, true),
-        "micro" => {
-            micro::run();
-            std::process::exit(0)
-        }
         other => usage(&format!("unknown --only `{other}`")),
     };
     Options {
@@ -130,16 +136,45 @@ fn round(value: f64, digits: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-/// One warm-up call, then `runs` timed calls; returns the timed seconds.
-fn time_runs(runs: usize, mut run: impl FnMut()) -> Vec<f64> {
+/// CPU seconds (user + system) this process has used so far, where Linux's `/proc` tells.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// One warm-up call, then `runs` timed calls; returns the timed wall seconds and the CPU
+/// seconds of all timed calls together.
+fn time_runs(runs: usize, mut run: impl FnMut()) -> (Vec<f64>, Option<f64>) {
     run();
-    (0..runs)
+    let cpu_start = cpu_seconds();
+    let wall = (0..runs)
         .map(|_| {
             let start = Instant::now();
             run();
             start.elapsed().as_secs_f64()
         })
-        .collect()
+        .collect();
+    let cpu = cpu_start
+        .zip(cpu_seconds())
+        .map(|(a, b)| (b - a) / runs as f64);
+    (wall, cpu)
+}
+
+/// Prints one JSON object on one line, keys in the given order.
+fn print_line(fields: &[(&str, Value)]) {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| format!("{}:{value}", Value::from(*key)))
+        .collect();
+    println!("{{{}}}", body.join(","));
+}
+
+fn seconds(values: &[f64]) -> Value {
+    values.iter().map(|&t| round(t, 4)).collect()
 }
 
 fn bench_generate(shape: &str, runs: usize) {
@@ -157,24 +192,27 @@ fn bench_generate(shape: &str, runs: usize) {
         seed: 0,
         use_cache: true,
     };
-    let times = time_runs(runs, || {
+    let (times, cpu) = time_runs(runs, || {
         let rollout = generate(&model, &prompts, &settings, &device).expect("generation failed");
         assert_eq!(rollout.new_tokens(), GEN_BATCH * GEN_NEW);
     });
     let med = median(&times);
-    let line = json!({
-        "bench": "generate",
-        "shape": shape,
-        "device": "flex",
-        "batch": GEN_BATCH,
-        "prompt": GEN_PROMPT,
-        "new": GEN_NEW,
-        "tokens_per_s": round((GEN_BATCH * GEN_NEW) as f64 / med, 1),
-        "runs": runs,
-        "median_s": round(med, 4),
-        "all_s": times.iter().map(|&t| round(t, 4)).collect::<Vec<_>>(),
-    });
-    println!("{line}");
+    print_line(&[
+        ("bench", "generate".into()),
+        ("shape", shape.into()),
+        ("device", "flex".into()),
+        ("batch", GEN_BATCH.into()),
+        ("prompt", GEN_PROMPT.into()),
+        ("new", GEN_NEW.into()),
+        (
+            "tokens_per_s",
+            round((GEN_BATCH * GEN_NEW) as f64 / med, 1).into(),
+        ),
+        ("runs", runs.into()),
+        ("median_s", round(med, 4).into()),
+        ("all_s", seconds(&times)),
+        ("cpu_s_per_run", cpu.map(|c| round(c, 2)).into()),
+    ]);
 }
 
 fn bench_train(shape: &str, runs: usize) {
@@ -196,33 +234,51 @@ fn bench_train(shape: &str, runs: usize) {
         &device,
     );
     let mut losses = Vec::new();
-    let times = time_runs(runs, || {
+    // Seconds of the forward (with the loss), backward and optimizer phases of each step.
+    let mut phases: Vec<[f64; 3]> = Vec::new();
+    let (times, cpu) = time_runs(runs, || {
         let current = model.take().expect("model present between steps");
-        // Forward over all positions, then mean next-token cross-entropy.
-        let logits = current.forward(tokens.clone(), mask.clone());
-        let loss = gather_logprobs(logits, tokens.clone()).mean().neg();
+        let start = Instant::now();
+        // Mean next-token cross-entropy: logits at every position that has a next token.
+        let loss = current
+            .token_logprobs(tokens.clone(), mask.clone())
+            .mean()
+            .neg();
+        let forward = start.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(loss.backward(), &current);
+        let backward = start.elapsed().as_secs_f64();
         let updated = optim.step(LEARNING_RATE, current, grads);
-        losses.push(loss.into_scalar::<f32>());
         device.sync().expect("device sync failed");
+        let step = start.elapsed().as_secs_f64();
+        phases.push([forward, backward - forward, step - backward]);
+        losses.push(loss.into_scalar::<f32>());
         model = Some(updated);
     });
     assert!(losses.iter().all(|l| l.is_finite()), "non-finite loss");
+    // Drop the warm-up step's phases.
+    let phases = &phases[1..];
+    let phase = |i: usize| round(median(&phases.iter().map(|p| p[i]).collect::<Vec<_>>()), 3);
     let med = median(&times);
-    let line = json!({
-        "bench": "train_step",
-        "shape": shape,
-        "device": "flex+autodiff",
-        "batch": TRAIN_BATCH,
-        "seq": TRAIN_SEQ,
-        "optimizer": "adamw",
-        "s_per_step": round(med, 4),
-        "tokens_per_s": round((TRAIN_BATCH * TRAIN_SEQ) as f64 / med, 1),
-        "runs": runs,
-        "median_s": round(med, 4),
-        "all_s": times.iter().map(|&t| round(t, 4)).collect::<Vec<_>>(),
-    });
-    println!("{line}");
+    print_line(&[
+        ("bench", "train_step".into()),
+        ("shape", shape.into()),
+        ("device", "flex+autodiff".into()),
+        ("batch", TRAIN_BATCH.into()),
+        ("seq", TRAIN_SEQ.into()),
+        ("optimizer", "adamw".into()),
+        ("s_per_step", round(med, 4).into()),
+        (
+            "tokens_per_s",
+            round((TRAIN_BATCH * TRAIN_SEQ) as f64 / med, 1).into(),
+        ),
+        ("forward_s", phase(0).into()),
+        ("backward_s", phase(1).into()),
+        ("optimizer_s", phase(2).into()),
+        ("runs", runs.into()),
+        ("median_s", round(med, 4).into()),
+        ("all_s", seconds(&times)),
+        ("cpu_s_per_run", cpu.map(|c| round(c, 2)).into()),
+    ]);
 }
 
 fn main() {
@@ -234,56 +290,5 @@ fn main() {
         if options.train {
             bench_train(shape, options.runs);
         }
-    }
-}
-
-#[allow(dead_code)]
-mod micro {
-    use super::*;
-    fn t(reps: usize, mut f: impl FnMut()) -> f64 {
-        f();
-        let s = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        s.elapsed().as_secs_f64() / reps as f64
-    }
-    pub fn run() {
-        let dev = Device::flex();
-        for n in [49152usize, 576, 1536] {
-            let k = 576;
-            let x = Tensor::<2>::random([8, k], saferlhf::burn::tensor::Distribution::Default, &dev);
-            let wt = Tensor::<2>::random([n, k], saferlhf::burn::tensor::Distribution::Default, &dev);
-            let w = Tensor::<2>::random([k, n], saferlhf::burn::tensor::Distribution::Default, &dev);
-            let reps = if n > 10000 { 10 } else { 100 };
-            let v1 = t(reps, || { let _ = wt.clone().matmul(x.clone().transpose()).transpose().into_data(); });
-            let v1b = t(reps, || { let _ = wt.clone().matmul(x.clone().transpose()).into_data(); });
-            let v2 = t(reps, || { let _ = w.clone().transpose().matmul(x.clone().transpose()).into_data(); });
-            let a = t(reps, || { let _ = x.clone().matmul(w.clone()).into_data(); });
-            let b = t(reps, || { let _ = x.clone().matmul(wt.clone().transpose()).into_data(); });
-            let gb = (k * n * 4) as f64 / 1e9;
-            println!("n={n}: V1 Wt@x^T then ^T {:.3}ms ({:.1}GB/s) | V1 no final transpose {:.3}ms | V2 W^T@x^T {:.3}ms | A {:.3}ms ({:.1}GB/s) | B {:.3}ms", v1*1e3, gb/v1, v1b*1e3, v2*1e3, a*1e3, gb/a, b*1e3);
-        }
-        if std::env::var("MICRO_ALL").is_err() { return; }
-        for m in [8usize, 1024] {
-            for (k, n) in [(576usize, 576usize), (576, 192), (576, 1536), (1536, 576), (576, 49152)] {
-                let reps = if m * n * k > 100_000_000 { 5 } else { 50 };
-                let x = Tensor::<2>::random([m, k], saferlhf::burn::tensor::Distribution::Default, &dev);
-                let w = Tensor::<2>::random([k, n], saferlhf::burn::tensor::Distribution::Default, &dev);
-                let wt = Tensor::<2>::random([n, k], saferlhf::burn::tensor::Distribution::Default, &dev);
-                let x3 = x.clone().reshape([m / 8, 8, k]).swap_dims(0, 1).swap_dims(0, 1).reshape([8, m / 8, k]);
-                let a = t(reps, || { let _ = x.clone().matmul(w.clone()).into_data(); });
-                let b = t(reps, || { let _ = x.clone().matmul(wt.clone().transpose()).into_data(); });
-                let c = t(reps, || { let _ = saferlhf::burn::tensor::module::linear(x3.clone(), w.clone(), None).into_data(); });
-                let d = t(reps, || { let _ = saferlhf::burn::tensor::module::linear(x3.clone(), wt.clone().transpose(), None).into_data(); });
-                let fl = 2.0 * (m * n * k) as f64 / 1e9;
-                let gb = (k * n * 4) as f64 / 1e9;
-                println!("m={m} k={k} n={n}: [in,out] {:.3}ms {:.1}GF/s {:.1}GB/s | [out,in]^T {:.3}ms {:.1}GF/s | linear3d {:.3}ms | linear3d^T {:.3}ms",
-                    a * 1e3, fl / a, gb / a, b * 1e3, fl / b, c * 1e3, d * 1e3);
-            }
-        }
-        let big = Tensor::<1>::random([25_000_000], saferlhf::burn::tensor::Distribution::Default, &dev);
-        let c = t(5, || { let _ = (big.clone() + 1.0).into_data(); });
-        println!("add 100MB: {:.3}ms {:.1} GB/s (r+w)", c * 1e3, 0.2 / c);
     }
 }

@@ -7,7 +7,7 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -113,6 +113,10 @@ impl RopeTables {
         Tensor::cat(vec![out1, out2], 3)
     }
 }
+
+/// Up to this many rows (batch x positions), tied-embedding logits are computed as
+/// `embedding @ hidden^T` (see [`LlamaForCausalLM::logits`]).
+const FEW_ROWS: usize = 64;
 
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out).with_bias(false).init(device)
@@ -292,11 +296,21 @@ impl LlamaForCausalLM {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => burn::tensor::module::linear(
-                hidden,
-                self.model.embed_tokens.weight.val().transpose(),
-                None,
-            ),
+            None => {
+                let weight = self.model.embed_tokens.weight.val(); // [vocab, hidden]
+                let [b, s, h] = hidden.dims();
+                if b * s <= FEW_ROWS {
+                    // Decode-sized input: weight @ hidden^T reads the [vocab, hidden] embedding
+                    // row by row, once; hidden @ weight^T makes the matmul pack (copy) it.
+                    let vocab = weight.dims()[0];
+                    weight
+                        .matmul(hidden.reshape([b * s, h]).transpose())
+                        .transpose()
+                        .reshape([b, s, vocab])
+                } else {
+                    burn::tensor::module::linear(hidden, weight.transpose(), None)
+                }
+            }
         }
     }
 
@@ -316,8 +330,18 @@ impl LlamaForCausalLM {
         tokens: Tensor<2, Int>,
         attention_mask: Tensor<2, Bool>,
     ) -> Tensor<2> {
-        let logits = self.forward(tokens.clone(), attention_mask);
-        gather_logprobs(logits, tokens)
+        let [b, s] = tokens.dims();
+        let device = tokens.device();
+        if s < 2 {
+            return Tensor::zeros([b, 0], &device);
+        }
+        let positions = positions_from_mask(attention_mask.clone());
+        let hidden = self.forward_hidden(tokens.clone(), positions, attention_mask, None);
+        let h = hidden.dims()[2];
+        // The last position predicts nothing: project only the first s - 1 hidden states, which
+        // is much cheaper than slicing [batch, seq, vocab] logits (and their gradient).
+        let logits = self.logits(hidden.slice([0..b, 0..s - 1, 0..h]));
+        select_logprobs(logits, tokens.slice([0..b, 1..s]))
     }
 }
 
@@ -328,9 +352,73 @@ pub fn positions_from_mask(attention_mask: Tensor<2, Bool>) -> Tensor<2, Int> {
 }
 
 /// Gathers log p(tokens[:, t + 1]) from logits[:, t]: [batch, seq, vocab] -> [batch, seq - 1].
+///
+/// When the logits come from the model, [`LlamaForCausalLM::token_logprobs`] is cheaper: it
+/// never computes the last position's logits, so nothing vocabulary-sized is sliced.
 pub fn gather_logprobs(logits: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<2> {
     let [b, s, v] = logits.dims();
-    let logp = log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2);
-    let next = tokens.slice([0..b, 1..s]).reshape([b, s - 1, 1]);
-    logp.gather(2, next).reshape([b, s - 1])
+    select_logprobs(
+        logits.slice([0..b, 0..s - 1, 0..v]),
+        tokens.slice([0..b, 1..s]),
+    )
+}
+
+/// log softmax(logits)[b, t, ids[b, t]]: [batch, n, vocab] and [batch, n] -> [batch, n].
+///
+/// Computed as `logit - logsumexp(logits)` (max-shifted, the max detached), which equals
+/// `log_softmax(..).gather(..)` but materialises two fewer vocabulary-sized tensors in the
+/// forward and backward passes.
+pub fn select_logprobs(logits: Tensor<3>, ids: Tensor<2, Int>) -> Tensor<2> {
+    let [b, n, _] = logits.dims();
+    let picked = logits.clone().gather(2, ids.reshape([b, n, 1]));
+    let max = logits.clone().detach().max_dim(2);
+    let log_sum_exp = (logits - max.clone()).exp().sum_dim(2).log() + max;
+    (picked - log_sum_exp).reshape([b, n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation::log_softmax;
+
+    fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        let ids: Vec<i64> = vec![0, 0, 5, 9, 3, 7, 1, 2, 4, 8, 6, 11];
+        let mask = vec![
+            false, false, true, true, true, true, true, true, true, true, true, true,
+        ];
+        (
+            Tensor::from_data(TensorData::new(ids, [2, 6]), device),
+            Tensor::from_data(TensorData::new(mask, [2, 6]), device),
+        )
+    }
+
+    #[test]
+    fn token_logprobs_match_log_softmax_of_the_full_logits() {
+        let device = Device::flex();
+        let model = LlamaForCausalLM::new(&LlamaConfig::tiny(), &device);
+        let (tokens, mask) = batch(&device);
+        let logits = model.forward(tokens.clone(), mask.clone());
+        let [b, s, v] = logits.dims();
+        let next = tokens.clone().slice([0..b, 1..s]).reshape([b, s - 1, 1]);
+        let expected = log_softmax(logits.clone().slice([0..b, 0..s - 1, 0..v]), 2)
+            .gather(2, next)
+            .reshape([b, s - 1]);
+        for got in [
+            model.token_logprobs(tokens.clone(), mask),
+            gather_logprobs(logits, tokens),
+        ] {
+            assert_eq!(got.dims(), [b, s - 1]);
+            got.into_data()
+                .assert_approx_eq::<f32>(&expected.clone().into_data(), Default::default());
+        }
+    }
+
+    #[test]
+    fn one_token_rows_have_no_logprobs() {
+        let device = Device::flex();
+        let model = LlamaForCausalLM::new(&LlamaConfig::tiny(), &device);
+        let (tokens, mask) = batch(&device);
+        let logprobs = model.token_logprobs(tokens.slice([0..2, 5..6]), mask.slice([0..2, 5..6]));
+        assert_eq!(logprobs.dims(), [2, 0]);
+    }
 }
