@@ -6,7 +6,8 @@ use burn::tensor::{Device, Tensor};
 /// Cached keys and values of every layer, each [batch, kv_heads, capacity, head_dim].
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    /// Keys and values of each layer; `None` only while [`KvCache::append`] writes them.
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
     capacity: usize,
 }
@@ -23,7 +24,7 @@ impl KvCache {
     ) -> Self {
         let empty = || Tensor::<4>::zeros([batch, kv_heads, capacity, head_dim], device);
         KvCache {
-            layers: (0..layers).map(|_| (empty(), empty())).collect(),
+            layers: (0..layers).map(|_| Some((empty(), empty()))).collect(),
             len: 0,
             capacity,
         }
@@ -60,12 +61,18 @@ impl KvCache {
             "KV cache overflow: {end} positions > capacity {}",
             self.capacity
         );
-        let (ck, cv) = &mut self.layers[layer];
         let range = [0..b, 0..h, self.len..end, 0..d];
-        *ck = ck.clone().slice_assign(range.clone(), k);
-        *cv = cv.clone().slice_assign(range.clone(), v);
+        // Move the buffers out of the cache before writing: a buffer with no other handle is
+        // updated in place, while `buffer.clone().slice_assign(..)` would copy all of it.
+        let (ck, cv) = self.layers[layer]
+            .take()
+            .expect("KV cache layer buffers are present between appends");
+        let ck = ck.slice_assign(range.clone(), k);
+        let cv = cv.slice_assign(range, v);
         let filled = [0..b, 0..h, 0..end, 0..d];
-        (ck.clone().slice(filled.clone()), cv.clone().slice(filled))
+        let out = (ck.clone().slice(filled.clone()), cv.clone().slice(filled));
+        self.layers[layer] = Some((ck, cv));
+        out
     }
 
     /// Marks `new` more positions as cached.
@@ -75,7 +82,7 @@ impl KvCache {
 
     /// Keeps only the rows in `rows` (e.g. to drop finished sequences from a batch).
     pub fn select_rows(&mut self, rows: burn::tensor::Tensor<1, burn::tensor::Int>) {
-        for (k, v) in &mut self.layers {
+        for (k, v) in self.layers.iter_mut().flatten() {
             *k = k.clone().select(0, rows.clone());
             *v = v.clone().select(0, rows.clone());
         }
