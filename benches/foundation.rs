@@ -7,6 +7,9 @@
 //! - `--runs N` (`SAFERLHF_BENCH_RUNS`, default 5): timed runs after one warm-up run;
 //! - `--only generate|train` (`SAFERLHF_BENCH_ONLY`, default both).
 //!
+//! Without the `--bench` flag that `cargo bench` passes (under `cargo test --benches`, or when the
+//! binary is run by hand) it is a smoke test: defaults become `--shape tiny --runs 1`.
+//!
 //! Weights are randomly initialised: the speed of these dense computations does not depend on
 //! the values, and greedy decoding without stop ids always produces exactly `new` tokens per row.
 //!
@@ -53,8 +56,12 @@ fn usage(problem: &str) -> ! {
 }
 
 fn parse_options() -> Options {
-    let mut shape = std::env::var("SAFERLHF_BENCH_SHAPE").unwrap_or_else(|_| "all".into());
-    let mut runs = std::env::var("SAFERLHF_BENCH_RUNS").unwrap_or_else(|_| "5".into());
+    // `cargo bench` passes `--bench`; `cargo test --benches` (and a bare run) does not. Without
+    // it, as criterion does, the bench is a smoke test: the tiny shape, one timed run.
+    let smoke = !std::env::args().any(|arg| arg == "--bench");
+    let (default_shape, default_runs) = if smoke { ("tiny", "1") } else { ("all", "5") };
+    let mut shape = std::env::var("SAFERLHF_BENCH_SHAPE").unwrap_or_else(|_| default_shape.into());
+    let mut runs = std::env::var("SAFERLHF_BENCH_RUNS").unwrap_or_else(|_| default_runs.into());
     let mut only = std::env::var("SAFERLHF_BENCH_ONLY").unwrap_or_default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
