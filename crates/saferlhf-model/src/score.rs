@@ -44,11 +44,11 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::{Initializer, Linear};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use burn_store::SafetensorsStore;
-use burn_store::{ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
 
 use crate::config::LlamaConfig;
 use crate::model::{LlamaForCausalLM, positions_from_mask};
-use crate::weights::{CONFIG_FILE, WEIGHTS_FILE, hf_name, write_atomically};
+use crate::weights::{CONFIG_FILE, WEIGHTS_FILE, apply_hf_safetensors, hf_name, write_atomically};
 use crate::{ModelError, Result};
 
 /// Standard deviation of the score head's initial weights (Hugging Face's `initializer_range`,
@@ -476,7 +476,7 @@ pub fn load_score_dir<K: ScoreType>(
     let config = LlamaConfig::from_file(dir.join(CONFIG_FILE))?;
     let mut model = ScoreModel::<K>::new(&config, device);
     let path = dir.join(WEIGHTS_FILE);
-    let result = apply_score_safetensors(&mut model, &path)?;
+    let result = apply_hf_safetensors(&mut model, &path, Some((r"^model\.", "backbone.model.")))?;
     let applied: BTreeSet<String> = result.applied.into_iter().collect();
     let missing: Vec<String> = model
         .collect(None, None, true)
@@ -503,46 +503,6 @@ fn file_name_of(burn_path: &str) -> String {
         Some(rest) => rest.to_string(),
         None => name,
     }
-}
-
-fn apply_score_safetensors<K: ScoreType>(
-    model: &mut ScoreModel<K>,
-    path: &Path,
-) -> Result<ApplyResult> {
-    if !path.is_file() {
-        return Err(ModelError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
-        ));
-    }
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .with_key_remapping(r"^model\.", "backbone.model.")
-        .skip_enum_variants(true)
-        .validate(false)
-        .allow_partial(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| ModelError::Format {
-            path: path.to_path_buf(),
-            format: "safetensors",
-            reason: e.to_string(),
-        })?;
-    if !result.errors.is_empty() {
-        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        return Err(ModelError::WeightMismatch(format!(
-            "{}: {}",
-            path.display(),
-            errors.join("; ")
-        )));
-    }
-    for unused in &result.unused {
-        log::warn!(
-            "{}: tensor `{unused}` is not used by the score model",
-            path.display()
-        );
-    }
-    Ok(result)
 }
 
 #[cfg(test)]

@@ -72,14 +72,28 @@ pub fn load_safetensors(model: &mut LlamaForCausalLM, path: impl AsRef<Path>) ->
 }
 
 fn apply_safetensors(model: &mut LlamaForCausalLM, path: &Path) -> Result<ApplyResult> {
+    apply_hf_safetensors(model, path, None)
+}
+
+/// Applies one Hugging Face-named safetensors file to `model` (missing tensors are left to the
+/// caller to judge), optionally renaming keys first with a `(regex, replacement)` pair. Shape
+/// and dtype errors are `WeightMismatch`; tensors the model does not use are logged.
+pub(crate) fn apply_hf_safetensors<M: ModuleSnapshot>(
+    model: &mut M,
+    path: &Path,
+    remap: Option<(&str, &str)>,
+) -> Result<ApplyResult> {
     if !path.is_file() {
         return Err(ModelError::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         ));
     }
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+    if let Some((pattern, replacement)) = remap {
+        store = store.with_key_remapping(pattern, replacement);
+    }
+    let mut store = store
         .skip_enum_variants(true)
         .validate(false)
         .allow_partial(true);
