@@ -28,6 +28,7 @@ pub mod error;
 pub mod losses;
 pub mod metrics;
 pub mod models;
+pub mod objectives;
 pub mod params;
 pub mod rng;
 pub mod schedule;

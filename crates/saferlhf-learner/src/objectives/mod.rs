@@ -1,0 +1,190 @@
+//! The objective plugins: what distinguishes PPO, PPO-Lagrangian, RePO, reward shaping, DPO and
+//! SACPO, behind two small traits, so that a new method is a new file and not a fork of the
+//! learner (DESIGN.md §5, ALGORITHMS.md §5.1).
+//!
+//! # Online objectives ([`OnlineObjective`])
+//!
+//! The online learner ([`crate::rl`]) does everything the PPO family shares: rollout, reference
+//! log-probs, reward and cost end scores, critic values, the KL-shaped token streams, GAE on each
+//! stream, the clipped surrogate, the clipped value losses. Per rollout it asks the objective,
+//! in this order:
+//!
+//! 1. [`OnlineObjective::observe`]: the batch's end scores, to step its multiplier (if any);
+//! 2. [`OnlineObjective::terminal_scores`]: the terminal reward and cost written into the two
+//!    token streams (identity for most; `R - λC` for reward shaping, `{C + δ}⁺` for RePO's
+//!    rectified-terminal variant);
+//! 3. [`OnlineObjective::advantage_weights`]: per-sample weights `(w_R, w_C)` such that the
+//!    actor's advantage is `A = w_R · A_R - w_C · A_C` (PPO: `(1, 0)`; PPO-Lag:
+//!    `(1, λ) / (1 + λ)`; RePO: the same but only for unsafe samples).
+//!
+//! Its multiplier state goes into every checkpoint ([`OnlineObjective::state`]) and its figures
+//! into every metrics line ([`OnlineObjective::metrics`]).
+//!
+//! # Offline objectives ([`OfflineObjective`])
+//!
+//! DPO-style methods see sequence log-probabilities of the chosen and rejected responses under
+//! the policy and a frozen reference, and return a loss; SACPO is a list of such stages.
+
+pub mod multiplier;
+pub mod ppo;
+pub mod ppo_lag;
+pub mod repo;
+pub mod reward_shaping;
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+
+pub use multiplier::{LagrangeConfig, Multiplier, MultiplierKind};
+pub use ppo::Ppo;
+pub use ppo_lag::PpoLag;
+pub use repo::{AdvantageNorm, RePo, RePoConfig, RectifyMode};
+pub use reward_shaping::RewardShaping;
+
+/// Per-sample weights of the two advantage streams: `A[i, t] = reward[i] · A_R[i, t] -
+/// cost[i] · A_C[i, t]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvantageWeights {
+    /// `w_R`, one per sample.
+    pub reward: Vec<f32>,
+    /// `w_C`, one per sample (all 0 for objectives without a cost stream).
+    pub cost: Vec<f32>,
+}
+
+impl AdvantageWeights {
+    /// The same weights for all `n` samples.
+    pub fn uniform(n: usize, reward: f32, cost: f32) -> Self {
+        AdvantageWeights {
+            reward: vec![reward; n],
+            cost: vec![cost; n],
+        }
+    }
+}
+
+/// A policy-gradient objective over one generic learner (see the module docs).
+pub trait OnlineObjective: Send {
+    /// Short name, as in configs and metrics (`ppo`, `ppo_lag`, `repo`, …).
+    fn name(&self) -> &'static str;
+
+    /// Whether the method needs the cost model, the cost critic and the cost stream.
+    fn uses_cost(&self) -> bool;
+
+    /// Whether the method needs the cost critic and the cost token stream (GAE on costs).
+    /// Default: the same as [`Self::uses_cost`].
+    fn cost_stream(&self) -> bool {
+        self.uses_cost()
+    }
+
+    /// Sees a rollout's end scores (`costs` is empty when [`Self::uses_cost`] is false) before
+    /// its advantages are formed; steps the multiplier, if the method has one. `step` counts
+    /// the rollouts (iterations) done before this one.
+    fn observe(&mut self, _step: u64, _rewards: &[f32], _costs: &[f32]) {}
+
+    /// The terminal reward and cost written into the token streams at each sample's last
+    /// token. Default: the end scores unchanged.
+    fn terminal_scores(&self, rewards: &[f32], costs: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        (rewards.to_vec(), costs.to_vec())
+    }
+
+    /// Per-sample weights combining the reward and cost advantages.
+    fn advantage_weights(&self, rewards: &[f32], costs: &[f32]) -> AdvantageWeights;
+
+    /// The current Lagrange multiplier, if the method has one.
+    fn lambda(&self) -> Option<f64> {
+        None
+    }
+
+    /// Method-specific figures for this rollout's metrics line.
+    fn metrics(&self, _rewards: &[f32], _costs: &[f32]) -> Map<String, Value> {
+        Map::new()
+    }
+
+    /// Everything a checkpoint needs to continue the method exactly (multiplier, window).
+    fn state(&self) -> Value {
+        Value::Null
+    }
+
+    /// Restores [`Self::state`].
+    fn load_state(&mut self, _state: &Value) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Sequence log-probabilities (summed over response tokens) of a batch of preference pairs,
+/// each of shape `[B]`. The reference's carry no gradient.
+#[derive(Debug, Clone)]
+pub struct PairLogProbs {
+    /// `log π_θ(y_w | x)`.
+    pub policy_chosen: Tensor<1>,
+    /// `log π_θ(y_l | x)`.
+    pub policy_rejected: Tensor<1>,
+    /// `log π_ref(y_w | x)`.
+    pub reference_chosen: Tensor<1>,
+    /// `log π_ref(y_l | x)`.
+    pub reference_rejected: Tensor<1>,
+}
+
+/// A direct-alignment loss on preference pairs against a frozen reference (see the module
+/// docs).
+pub trait OfflineObjective: Send + Sync {
+    /// Short name (`dpo`, …).
+    fn name(&self) -> &'static str;
+
+    /// The effective β of this loss (for SACPO's safety stage, β/λ).
+    fn beta(&self) -> f64;
+
+    /// The mean loss over the batch, shape `[1]`.
+    fn loss(&self, logps: &PairLogProbs) -> Tensor<1>;
+}
+
+/// Which online method a run uses (`objective.name` in an RL config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnlineKind {
+    /// Reward only (plain PPO with a KL penalty).
+    Ppo,
+    /// PPO-Lagrangian (Safe RLHF): expected-cost constraint.
+    PpoLag,
+    /// Rectified Policy Optimization: per-sample constraint through {C}⁺.
+    Repo,
+    /// PPO on `R - λC` with a fixed λ.
+    RewardShaping,
+}
+
+impl OnlineKind {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnlineKind::Ppo => "ppo",
+            OnlineKind::PpoLag => "ppo_lag",
+            OnlineKind::Repo => "repo",
+            OnlineKind::RewardShaping => "reward_shaping",
+        }
+    }
+}
+
+/// Builds the configured online objective.
+pub fn build_online(
+    kind: OnlineKind,
+    lagrange: &LagrangeConfig,
+    repo: &RePoConfig,
+) -> Box<dyn OnlineObjective> {
+    match kind {
+        OnlineKind::Ppo => Box::new(Ppo),
+        OnlineKind::PpoLag => Box::new(PpoLag::new(lagrange)),
+        OnlineKind::Repo => Box::new(RePo::new(lagrange, repo)),
+        OnlineKind::RewardShaping => Box::new(RewardShaping::new(lagrange.init)),
+    }
+}
+
+/// Reads a multiplier back from a checkpoint's objective state.
+pub(crate) fn load_multiplier(state: &Value, what: &str) -> Result<Multiplier> {
+    let m = state.get("multiplier").ok_or_else(|| {
+        crate::error::TrainError::config("objective", format!("{what}: no multiplier in state"))
+    })?;
+    serde_json::from_value(m.clone()).map_err(|e| {
+        crate::error::TrainError::config("objective", format!("{what}: bad multiplier: {e}"))
+    })
+}
