@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod models;
 pub mod objectives;
 pub mod params;
+pub mod rl;
 pub mod rng;
 pub mod schedule;
 pub mod scoring;

@@ -42,7 +42,7 @@ use crate::checkpoint::{
     RngState, STATE_FORMAT, SchedulerState, TrainState, latest_checkpoint, list_checkpoints,
     prune_checkpoints, read_state, resolve_resume, write_checkpoint, write_state,
 };
-use crate::config::{TaskKind, TrainConfig};
+use crate::config::{OptimConfig, TaskKind, TrainConfig};
 use crate::data::DataSummary;
 use crate::error::{Result, TrainError};
 use crate::metrics::{MetricsLog, TaskMetrics};
@@ -143,8 +143,7 @@ fn next_batch(
     batch
 }
 
-fn adamw(config: &TrainConfig, weight_decay: f64) -> AdamWConfig {
-    let o = &config.optim;
+fn adamw(o: &OptimConfig, weight_decay: f64) -> AdamWConfig {
     AdamWConfig::new()
         .with_beta_1(o.beta1 as f32)
         .with_beta_2(o.beta2 as f32)
@@ -153,8 +152,8 @@ fn adamw(config: &TrainConfig, weight_decay: f64) -> AdamWConfig {
 }
 
 /// AdamW with decoupled weight decay on matrices only (rank-1 parameters get none).
-fn build_optimizer<M: Module>(config: &TrainConfig, model: &M) -> ModuleOptimizer {
-    let wd = config.optim.weight_decay;
+pub(crate) fn build_optimizer<M: Module>(config: &OptimConfig, model: &M) -> ModuleOptimizer {
+    let wd = config.weight_decay;
     let mut optim = adamw(config, wd).init();
     let exempt = no_decay_ids(model);
     if wd > 0.0 && !exempt.is_empty() {
@@ -167,7 +166,7 @@ fn build_optimizer<M: Module>(config: &TrainConfig, model: &M) -> ModuleOptimize
     optim
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
@@ -292,7 +291,7 @@ fn run<T: Task>(
         ));
     }
     let mut model = stable_ids(model);
-    let mut optim = build_optimizer(config, &model);
+    let mut optim = build_optimizer(&config.optim, &model);
     let schedule = LrSchedule::new(&config.optim, total);
 
     let seed = config.run.seed;
@@ -526,7 +525,7 @@ fn run<T: Task>(
 }
 
 /// Writes a model directory under a temporary name and renames it over `path`.
-fn write_final(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn write_final(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

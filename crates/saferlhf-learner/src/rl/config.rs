@@ -1,0 +1,561 @@
+//! The TOML configuration of `saferlhf rlhf` (PPO, PPO-Lagrangian, RePO, reward shaping).
+//!
+//! Sections: top-level `objective`, `[run]`, `[policy]`, `[reward_model]`, `[cost_model]`,
+//! `[data]` (with `[[data.sources]]`), `[rollout]`, `[ppo]`, `[actor]`, `[critic]`,
+//! `[lagrange]`, `[repo]`, `[train]`. Every struct denies unknown keys; every default is in
+//! [`RlConfig::default`] (ALGORITHMS.md §3.6: the safe-rlhf PPO-Lag script), and a file only
+//! overrides what it names: the file's table is laid over the default table before
+//! deserializing, so `[actor] lr = 1e-6` keeps the actor's other defaults (which differ from
+//! the critic's). `--set key=value` overrides work as for the supervised stages.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{OptimConfig, RunConfig, Schedule, apply_override, diff_tables};
+use crate::error::{Result, TrainError};
+use crate::objectives::{LagrangeConfig, OnlineKind, RePoConfig};
+
+/// `[policy]`: the policy to train (its initial weights are also the frozen reference).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Initial weights: a `.gguf` file or a Hugging Face directory (e.g. an SFT run's `final/`).
+    /// Exactly one of `init` and `preset` must be set.
+    pub init: Option<PathBuf>,
+    /// A built-in random model instead of `init`: `tiny` (for tests), seeded by `run.seed`.
+    pub preset: Option<String>,
+    /// Chat template the prompts are rendered with: `chatml`, `smollm2`, `saferlhf` or `raw`.
+    /// The reward and cost models must have been trained with the same one.
+    pub template: String,
+    /// System turn for the `chatml` template.
+    pub system: Option<String>,
+    /// Most prompt tokens (templated); longer prompts keep their last tokens.
+    pub max_prompt_length: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            init: None,
+            preset: None,
+            template: "chatml".into(),
+            system: None,
+            max_prompt_length: 256,
+        }
+    }
+}
+
+/// `[reward_model]` / `[cost_model]`: a trained score model (frozen during RL).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoreSource {
+    /// A directory written by `saferlhf train-reward` / `train-cost` (`final/` or a checkpoint's
+    /// `model/`).
+    pub path: Option<PathBuf>,
+    /// `tiny`: a random tiny score model seeded by `run.seed` (tests only).
+    pub preset: Option<String>,
+}
+
+/// One `[[data.sources]]`: a prompt file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSource {
+    /// One prompt per line, or JSONL (`.jsonl` / `.json`, field `field`).
+    pub path: PathBuf,
+    /// JSONL field holding the prompt (default `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Use at most this many prompts of the file (the first ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Skip malformed rows (reported) instead of failing.
+    #[serde(default)]
+    pub skip_invalid: bool,
+}
+
+/// `[data]`: the training prompts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptData {
+    /// Prompt files, concatenated in order.
+    pub sources: Vec<PromptSource>,
+}
+
+/// `[rollout]`: generation of the responses the policy learns from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSettings {
+    /// Prompts (one response each) per RL step.
+    pub prompts_per_step: usize,
+    /// Most response tokens (the end token included).
+    pub max_new_tokens: usize,
+    /// Sampling temperature (> 0; safe-rlhf: 1.0).
+    pub temperature: f64,
+    /// Keep only the k most likely tokens (0 = all).
+    pub top_k: usize,
+    /// Nucleus sampling mass in (0, 1] (1 = off).
+    pub top_p: f64,
+    /// Rows generated together (memory bound of generation); 0 = all prompts of the step.
+    pub batch_size: usize,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        RolloutSettings {
+            prompts_per_step: 16,
+            max_new_tokens: 128,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            batch_size: 0,
+        }
+    }
+}
+
+/// Where the two value functions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CriticMode {
+    /// Two full critics initialised from the reward and cost models (safe-rlhf; 6 models in
+    /// memory for PPO-Lag / RePO: policy, reference, reward, cost, two critics).
+    Separate,
+    /// Linear value heads on the frozen reward / cost models' hidden states (initialised from
+    /// their score heads): 4 full models, and the critics' updates cost almost nothing.
+    ScoreHeads,
+}
+
+/// `[ppo]`: the shared PPO machinery (ALGORITHMS.md §1.5-1.7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoSettings {
+    /// Passes (K) over each rollout.
+    pub update_epochs: usize,
+    /// Samples per optimizer step (the rollout is shuffled and cut into minibatches).
+    pub minibatch: usize,
+    /// Samples per forward/backward; gradients are accumulated over a minibatch, so memory is
+    /// bounded by this, not by the rollout.
+    pub micro_batch: usize,
+    /// β_KL of the per-token KL penalty (>= 0).
+    pub kl_coeff: f64,
+    /// ε of the ratio clip (> 0).
+    pub clip_ratio: f64,
+    /// ε_v of the value clip (> 0).
+    pub clip_value: f64,
+    /// Token rewards and costs are clipped to ±this after the KL term is added (> 0).
+    pub clip_score: f64,
+    /// Discount γ in (0, 1].
+    pub gamma: f64,
+    /// GAE λ in [0, 1].
+    pub gae_lambda: f64,
+    /// Critic architecture (memory).
+    pub critics: CriticMode,
+}
+
+impl Default for PpoSettings {
+    fn default() -> Self {
+        PpoSettings {
+            update_epochs: 1,
+            minibatch: 16,
+            micro_batch: 4,
+            kl_coeff: 0.01,
+            clip_ratio: 0.2,
+            clip_value: 5.0,
+            clip_score: 50.0,
+            gamma: 1.0,
+            gae_lambda: 0.95,
+            critics: CriticMode::Separate,
+        }
+    }
+}
+
+/// `[train]`: length of the run and checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlTrainSettings {
+    /// RL steps (rollout + update), >= 1.
+    pub steps: u64,
+    /// Checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (>= 1).
+    pub keep_last: usize,
+}
+
+impl Default for RlTrainSettings {
+    fn default() -> Self {
+        RlTrainSettings {
+            steps: 100,
+            checkpoint_every: 10,
+            keep_last: 2,
+        }
+    }
+}
+
+/// A whole RL config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlConfig {
+    /// `ppo`, `ppo_lag`, `repo` or `reward_shaping`.
+    pub objective: OnlineKind,
+    /// `[run]`.
+    pub run: RunConfig,
+    /// `[policy]`.
+    pub policy: PolicyConfig,
+    /// `[reward_model]`.
+    pub reward_model: ScoreSource,
+    /// `[cost_model]` (not used by `ppo`).
+    pub cost_model: ScoreSource,
+    /// `[data]`.
+    pub data: PromptData,
+    /// `[rollout]`.
+    pub rollout: RolloutSettings,
+    /// `[ppo]`.
+    pub ppo: PpoSettings,
+    /// `[actor]`: the policy's AdamW and schedule (safe-rlhf: lr 1e-5, wd 0.01, cosine).
+    pub actor: OptimConfig,
+    /// `[critic]`: the critics' AdamW and schedule (safe-rlhf: lr 5e-6, wd 0, constant).
+    pub critic: OptimConfig,
+    /// `[lagrange]`: the multiplier of `ppo_lag` and `repo`; `init` is the fixed λ of
+    /// `reward_shaping`.
+    pub lagrange: LagrangeConfig,
+    /// `[repo]`: RePO's variants.
+    pub repo: RePoConfig,
+    /// `[train]`.
+    pub train: RlTrainSettings,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig {
+            objective: OnlineKind::Repo,
+            run: RunConfig {
+                dir: PathBuf::from("runs/rlhf"),
+                ..RunConfig::default()
+            },
+            policy: PolicyConfig::default(),
+            reward_model: ScoreSource::default(),
+            cost_model: ScoreSource::default(),
+            data: PromptData::default(),
+            rollout: RolloutSettings::default(),
+            ppo: PpoSettings::default(),
+            actor: OptimConfig {
+                lr: 1e-5,
+                weight_decay: 0.01,
+                schedule: Schedule::Cosine,
+                warmup_ratio: 0.03,
+                ..OptimConfig::default()
+            },
+            critic: OptimConfig {
+                lr: 5e-6,
+                weight_decay: 0.0,
+                schedule: Schedule::Constant,
+                warmup_ratio: 0.03,
+                ..OptimConfig::default()
+            },
+            lagrange: LagrangeConfig::default(),
+            repo: RePoConfig::default(),
+            train: RlTrainSettings::default(),
+        }
+    }
+}
+
+/// Keys that may change when a run is resumed (they do not change the trained weights).
+pub const RL_RESUMABLE_KEYS: [&str; 6] = [
+    "run.dir",
+    "run.device",
+    "run.progress",
+    "train.checkpoint_every",
+    "train.keep_last",
+    "data.sources",
+];
+
+/// Lays `over` onto `base`, table by table (arrays and values replace).
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl RlConfig {
+    /// Reads `path`, applies `--set` overrides, fills defaults, validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::from_toml_str(&text, path, overrides)
+    }
+
+    /// As [`RlConfig::load`] from text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &Path, overrides: &[String]) -> Result<Self> {
+        let parse_err = |message: String| TrainError::ConfigParse {
+            path: origin.to_path_buf(),
+            message,
+        };
+        let mut user: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        for spec in overrides {
+            apply_override(&mut user, spec)?;
+        }
+        if !user.contains_key("objective") {
+            return Err(TrainError::config(
+                "objective",
+                "missing: set objective = \"ppo\", \"ppo_lag\", \"repo\" or \"reward_shaping\"",
+            ));
+        }
+        let mut table =
+            toml::Table::try_from(RlConfig::default()).map_err(|e| parse_err(e.to_string()))?;
+        overlay(&mut table, user);
+        let config: RlConfig = table.try_into().map_err(|e: toml::de::Error| {
+            parse_err(e.message().replace("\n", " ").trim().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Dotted keys that differ from `other`, except [`RL_RESUMABLE_KEYS`].
+    pub fn resume_conflicts(&self, other: &RlConfig) -> Vec<String> {
+        let a = toml::Table::try_from(self).unwrap_or_default();
+        let b = toml::Table::try_from(other).unwrap_or_default();
+        let mut out = Vec::new();
+        diff_tables("", &a, &b, &mut out);
+        out.retain(|k| {
+            !RL_RESUMABLE_KEYS
+                .iter()
+                .any(|r| k == r || k.starts_with(&format!("{r}.")))
+        });
+        out
+    }
+
+    /// Checks every value; errors name the dotted key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
+        match (&self.policy.init, &self.policy.preset) {
+            (None, None) => return bad("policy.init", "missing (or set policy.preset)".into()),
+            (Some(_), Some(_)) => {
+                return bad(
+                    "policy.preset",
+                    "set either policy.init or policy.preset".into(),
+                );
+            }
+            (None, Some(p)) if p != "tiny" => {
+                return bad(
+                    "policy.preset",
+                    format!("unknown preset `{p}` (known: tiny)"),
+                );
+            }
+            _ => {}
+        }
+        let needs_cost = !matches!(self.objective, OnlineKind::Ppo);
+        for (name, source, needed) in [
+            ("reward_model", &self.reward_model, true),
+            ("cost_model", &self.cost_model, needs_cost),
+        ] {
+            match (&source.path, &source.preset) {
+                (None, None) if needed => {
+                    return bad(
+                        &format!("{name}.path"),
+                        format!("missing: `{}` needs a {name}", self.objective.as_str()),
+                    );
+                }
+                (Some(_), Some(_)) => {
+                    return bad(
+                        &format!("{name}.preset"),
+                        format!("set either {name}.path or {name}.preset"),
+                    );
+                }
+                (None, Some(p)) if p != "tiny" => {
+                    return bad(
+                        &format!("{name}.preset"),
+                        format!("unknown preset `{p}` (known: tiny)"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if self.policy.max_prompt_length == 0 {
+            return bad("policy.max_prompt_length", "must be >= 1".into());
+        }
+        if self.data.sources.is_empty() {
+            return bad("data.sources", "no prompt files given".into());
+        }
+        let r = &self.rollout;
+        if r.prompts_per_step == 0 {
+            return bad("rollout.prompts_per_step", "must be >= 1".into());
+        }
+        if r.max_new_tokens == 0 {
+            return bad("rollout.max_new_tokens", "must be >= 1".into());
+        }
+        if !(r.temperature.is_finite() && r.temperature > 0.0) {
+            return bad(
+                "rollout.temperature",
+                format!("must be > 0, got {}", r.temperature),
+            );
+        }
+        if !(r.top_p > 0.0 && r.top_p <= 1.0) {
+            return bad(
+                "rollout.top_p",
+                format!("must lie in (0, 1], got {}", r.top_p),
+            );
+        }
+        let p = &self.ppo;
+        for (key, v) in [
+            ("ppo.update_epochs", p.update_epochs),
+            ("ppo.minibatch", p.minibatch),
+            ("ppo.micro_batch", p.micro_batch),
+        ] {
+            if v == 0 {
+                return bad(key, "must be >= 1".into());
+            }
+        }
+        if !(p.kl_coeff.is_finite() && p.kl_coeff >= 0.0) {
+            return bad("ppo.kl_coeff", format!("must be >= 0, got {}", p.kl_coeff));
+        }
+        for (key, v) in [
+            ("ppo.clip_ratio", p.clip_ratio),
+            ("ppo.clip_value", p.clip_value),
+            ("ppo.clip_score", p.clip_score),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, format!("must be > 0, got {v}"));
+            }
+        }
+        if !(p.gamma > 0.0 && p.gamma <= 1.0) {
+            return bad("ppo.gamma", format!("must lie in (0, 1], got {}", p.gamma));
+        }
+        if !(0.0..=1.0).contains(&p.gae_lambda) {
+            return bad(
+                "ppo.gae_lambda",
+                format!("must lie in [0, 1], got {}", p.gae_lambda),
+            );
+        }
+        validate_optim("actor", &self.actor)?;
+        validate_optim("critic", &self.critic)?;
+        self.lagrange.validate("lagrange")?;
+        self.repo.validate()?;
+        if self.train.steps == 0 {
+            return bad("train.steps", "must be >= 1".into());
+        }
+        if self.train.keep_last == 0 {
+            return bad("train.keep_last", "must be >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn validate_optim(prefix: &str, o: &OptimConfig) -> Result<()> {
+    let bad =
+        |key: &str, reason: String| Err(TrainError::config(format!("{prefix}.{key}"), reason));
+    if !(o.lr.is_finite() && o.lr > 0.0) {
+        return bad("lr", format!("must be > 0, got {}", o.lr));
+    }
+    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+        return bad(
+            "weight_decay",
+            format!("must be >= 0, got {}", o.weight_decay),
+        );
+    }
+    for (key, v) in [("beta1", o.beta1), ("beta2", o.beta2)] {
+        if !(0.0..1.0).contains(&v) {
+            return bad(key, format!("must lie in [0, 1), got {v}"));
+        }
+    }
+    if !(o.eps.is_finite() && o.eps > 0.0) {
+        return bad("eps", format!("must be > 0, got {}", o.eps));
+    }
+    if !(o.max_grad_norm.is_finite() && o.max_grad_norm >= 0.0) {
+        return bad(
+            "max_grad_norm",
+            format!("must be >= 0, got {}", o.max_grad_norm),
+        );
+    }
+    for (key, v) in [
+        ("warmup_ratio", o.warmup_ratio),
+        ("min_lr_ratio", o.min_lr_ratio),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return bad(key, format!("must lie in [0, 1], got {v}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+objective = "ppo_lag"
+[policy]
+preset = "tiny"
+[reward_model]
+preset = "tiny"
+[cost_model]
+preset = "tiny"
+[[data.sources]]
+path = "prompts.txt"
+[actor]
+lr = 1e-3
+"#;
+
+    fn load(text: &str, sets: &[&str]) -> Result<RlConfig> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        RlConfig::from_toml_str(text, Path::new("test.toml"), &sets)
+    }
+
+    #[test]
+    fn partial_sections_keep_their_own_defaults() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.objective, OnlineKind::PpoLag);
+        assert_eq!(c.actor.lr, 1e-3);
+        // The actor's other defaults, not the supervised ones.
+        assert_eq!(c.actor.weight_decay, 0.01);
+        assert_eq!(c.critic.schedule, Schedule::Constant);
+        assert_eq!(c.ppo.kl_coeff, 0.01);
+        assert_eq!(c.lagrange.window, 128);
+        // Round trip of the resolved config.
+        let back = RlConfig::from_toml_str(&c.to_toml(), Path::new("x"), &[]).unwrap();
+        assert_eq!(back, c);
+        assert!(back.resume_conflicts(&c).is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("ppo.clip_ratio=0", "ppo.clip_ratio"),
+            ("ppo.kl_coeff=-1", "ppo.kl_coeff"),
+            ("lagrange.window=0", "lagrange.window"),
+            ("repo.margin=-0.5", "repo.margin"),
+            ("rollout.top_p=1.5", "rollout.top_p"),
+            ("critic.lr=0", "critic.lr"),
+            ("train.steps=0", "train.steps"),
+        ];
+        for (set, key) in cases {
+            let e = load(MINIMAL, &[set]).unwrap_err().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+        let e = load(&format!("{MINIMAL}\n[ppo]\nclip = 0.2\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clip"), "{e}");
+        let e = load(&MINIMAL.replace("objective = \"ppo_lag\"", ""), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("objective"), "{e}");
+        let e = load(&MINIMAL.replace("ppo_lag", "trpo"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trpo"), "{e}");
+        let no_cost = MINIMAL.replace("[cost_model]\npreset = \"tiny\"\n", "");
+        let e = load(&no_cost, &[]).unwrap_err().to_string();
+        assert!(e.contains("cost_model.path"), "{e}");
+        // Plain PPO needs no cost model.
+        load(&no_cost.replace("ppo_lag", "ppo"), &[]).unwrap();
+    }
+}

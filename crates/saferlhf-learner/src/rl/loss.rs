@@ -1,0 +1,122 @@
+//! The PPO losses (ALGORITHMS.md §1.7) on `[batch, width]` tensors with a response mask; every
+//! mean is [`masked_mean`]: per sequence over its response tokens, then over the batch.
+
+use burn::tensor::{Bool, Tensor};
+
+use crate::losses::masked_mean;
+
+/// The clipped surrogate of the actor:
+///
+/// `ρ = exp(log π_θ - log π_old)`,
+/// `L = -masked_mean(min(ρ·A, clip(ρ, 1 - ε, 1 + ε)·A))`, shape `[1]`.
+pub fn clipped_surrogate(
+    logprobs: Tensor<2>,
+    old_logprobs: Tensor<2>,
+    advantages: Tensor<2>,
+    mask: Tensor<2, Bool>,
+    clip: f64,
+) -> Tensor<1> {
+    let ratio = (logprobs - old_logprobs).exp();
+    let unclipped = ratio.clone() * advantages.clone();
+    let clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages;
+    masked_mean(unclipped.min_pair(clipped), mask).neg()
+}
+
+/// The clipped value loss of a critic:
+///
+/// `L = 0.5·masked_mean(max((V - Ret)², (clip(V, V_old - ε, V_old + ε) - Ret)²))`, shape `[1]`.
+pub fn clipped_value_loss(
+    values: Tensor<2>,
+    old_values: Tensor<2>,
+    returns: Tensor<2>,
+    mask: Tensor<2, Bool>,
+    clip: f64,
+) -> Tensor<1> {
+    let low = old_values.clone().sub_scalar(clip);
+    let high = old_values.add_scalar(clip);
+    let clipped = values.clone().max_pair(low).min_pair(high);
+    let a = (values - returns.clone()).powi_scalar(2);
+    let b = (clipped - returns).powi_scalar(2);
+    masked_mean(a.max_pair(b), mask).mul_scalar(0.5)
+}
+
+/// Diagnostics of a policy update, from the same tensors (no gradient):
+/// `(clip fraction, approx KL)`, where the clip fraction is the masked mean of
+/// `1[|ρ - 1| > ε]` and approx KL is the masked mean of `(ρ - 1) - log ρ` (Schulman's k3
+/// estimator of KL(π_old ‖ π_θ), always >= 0).
+pub fn update_diagnostics(
+    logprobs: Tensor<2>,
+    old_logprobs: Tensor<2>,
+    mask: Tensor<2, Bool>,
+    clip: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    let log_ratio = (logprobs - old_logprobs).detach();
+    let ratio = log_ratio.clone().exp();
+    let clipped = (ratio.clone() - 1.0).abs().greater_elem(clip).float();
+    let approx_kl = (ratio - 1.0) - log_ratio;
+    (
+        masked_mean(clipped, mask.clone()),
+        masked_mean(approx_kl, mask),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn t(values: Vec<f32>, device: &Device) -> Tensor<2> {
+        let n = values.len() / 2;
+        Tensor::from_data(TensorData::new(values, [2, n]), device)
+    }
+
+    fn m(values: Vec<bool>, device: &Device) -> Tensor<2, Bool> {
+        let n = values.len() / 2;
+        Tensor::from_data(TensorData::new(values, [2, n]), device)
+    }
+
+    fn scalar(x: Tensor<1>) -> f32 {
+        x.into_data().to_vec::<f32>().unwrap()[0]
+    }
+
+    #[test]
+    fn surrogate_by_hand() {
+        let device = Device::flex();
+        let ln = |x: f32| x.ln();
+        // Ratios: row 0: 1.5, 0.5, (masked 9); row 1: 1.1, (masked), (masked).
+        let logp = t(vec![ln(1.5), ln(0.5), 5.0, ln(1.1), 3.0, 3.0], &device);
+        let old = t(vec![0.0; 6], &device);
+        let adv = t(vec![2.0, -1.0, 100.0, 1.0, 7.0, 7.0], &device);
+        let mask = m(vec![true, true, false, true, false, false], &device);
+        // ε = 0.2. Row 0: t0: min(1.5·2, 1.2·2) = 2.4; t1: min(0.5·-1, 0.8·-1) = -0.8;
+        // mean 0.8. Row 1: min(1.1, 1.1) = 1.1. Batch mean 0.95; loss -0.95.
+        let loss = scalar(clipped_surrogate(
+            logp.clone(),
+            old.clone(),
+            adv,
+            mask.clone(),
+            0.2,
+        ));
+        assert!((loss + 0.95).abs() < 1e-5, "{loss}");
+        // Clip fraction: row 0: |0.5|, |0.5| > 0.2 -> 1; row 1: 0.1 -> 0: mean 0.5.
+        // approx KL: row 0: (0.5 - ln 1.5 + (-0.5) - ln 0.5) / 2; row 1: 0.1 - ln 1.1.
+        let (cf, kl) = update_diagnostics(logp, old, mask, 0.2);
+        assert!((scalar(cf) - 0.5).abs() < 1e-6);
+        let row0 = (0.5 - 1.5f32.ln() - 0.5 - 0.5f32.ln()) / 2.0;
+        let row1 = 0.1 - 1.1f32.ln();
+        assert!((scalar(kl) - (row0 + row1) / 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn value_loss_by_hand() {
+        let device = Device::flex();
+        let v = t(vec![1.0, 10.0, 0.0, -3.0], &device);
+        let old = t(vec![0.0, 0.0, 0.0, 0.0], &device);
+        let ret = t(vec![2.0, 0.0, 1.0, 0.0], &device);
+        let mask = m(vec![true, true, true, false], &device);
+        // ε = 5. Row 0: t0: V = 1 (inside the clip), max(1, 1) = 1; t1: V = 10, clipped 5:
+        // max(100, 25) = 100; mean 50.5. Row 1: t0: max(1, 1) = 1. Mean 25.75, times 0.5.
+        let loss = scalar(clipped_value_loss(v, old, ret, mask, 5.0));
+        assert!((loss - 12.875).abs() < 1e-4, "{loss}");
+    }
+}
