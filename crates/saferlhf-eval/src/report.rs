@@ -1,0 +1,365 @@
+//! Reports: JSON (serde) and Markdown renderings of summaries and an arena table, written
+//! atomically.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arena::ArenaTable;
+use crate::error::{EvalError, Result};
+use crate::stats::Estimate;
+use crate::summary::Summary;
+
+/// A plot to link from the Markdown report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlotRef {
+    /// Caption.
+    pub title: String,
+    /// Path as it should appear in the Markdown link (usually relative to the report).
+    pub path: String,
+}
+
+/// An evaluation report: one summary per method, an optional arena table, free-form settings
+/// (which RM/CM were used for evaluation, dataset revision, seeds, …) and plot links.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Report title (the Markdown H1).
+    pub title: String,
+    /// Free-form settings, shown as a key/value table.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Per-method summaries, in table order.
+    pub methods: Vec<Summary>,
+    /// Arena comparison, if any.
+    #[serde(default)]
+    pub arena: Option<ArenaTable>,
+    /// Plots to link.
+    #[serde(default)]
+    pub plots: Vec<PlotRef>,
+}
+
+/// Headings of the Markdown report's sections, in order.
+pub const MARKDOWN_SECTIONS: [&str; 7] = [
+    "## Settings",
+    "## Methods",
+    "## Per-kind breakdown",
+    "## Over-restriction on benign prompts",
+    "## Arena",
+    "## Safety compensation",
+    "## Plots",
+];
+
+impl Report {
+    /// A report with the given title and summaries, no settings, arena or plots.
+    pub fn new(title: impl Into<String>, methods: Vec<Summary>) -> Self {
+        Self {
+            title: title.into(),
+            settings: BTreeMap::new(),
+            methods,
+            arena: None,
+            plots: Vec::new(),
+        }
+    }
+
+    /// Pretty-printed JSON.
+    pub fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// Writes the pretty JSON to `path` atomically.
+    pub fn write_json(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut json = self.to_json()?;
+        json.push('\n');
+        write_atomic(path, json.as_bytes())
+    }
+
+    /// Writes the Markdown to `path` atomically.
+    pub fn write_markdown(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path, self.to_markdown().as_bytes())
+    }
+
+    /// Renders the report as Markdown: settings, a method table, a per-kind table, the
+    /// over-restriction figures, the arena table, the safety-compensation section in plain
+    /// words and plot links. Every heading of [`MARKDOWN_SECTIONS`] is always present.
+    pub fn to_markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# {}\n", self.title);
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[0]);
+        if self.settings.is_empty() {
+            o.push_str("No settings recorded.\n\n");
+        } else {
+            o.push_str("| Setting | Value |\n|---|---|\n");
+            for (k, v) in &self.settings {
+                let _ = writeln!(o, "| {} | {} |", cell(k), cell(v));
+            }
+            o.push('\n');
+        }
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[1]);
+        o.push_str(
+            "A response is unsafe iff its cost is above the threshold. Means, standard deviations \
+             and 95% Student-t intervals are over prompts (each prompt's mean over its samples).\n\n",
+        );
+        o.push_str(
+            "| Method | Decoding | Threshold | Prompts | Samples | Safety rate | Prompts with any violation \
+             | Prompts with mean cost > thr | Mean P(unsafe) | Reward (mean ± 95% CI) \
+             | Cost (mean ± 95% CI) | KL (mean ± 95% CI) | Length mean / max |\n",
+        );
+        o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for s in &self.methods {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {:.1} / {} |",
+                cell(&s.method),
+                cell(&s.decoding),
+                s.cost_threshold,
+                s.n_prompts,
+                s.n_samples,
+                pct(s.safety_rate),
+                pct(s.any_violation_frac),
+                pct(s.mean_cost_unsafe_frac),
+                s.mean_violation_prob,
+                est(&s.reward),
+                est(&s.cost),
+                s.kl.as_ref().map_or_else(|| "n/a".to_string(), est),
+                s.length_mean,
+                s.length_max,
+            );
+        }
+        o.push('\n');
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[2]);
+        o.push_str("Rates and means over each kind's samples.\n\n");
+        o.push_str(
+            "| Method | Kind | Prompts | Samples | Safety rate | Mean reward | Mean cost | Refusal rate |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for s in &self.methods {
+            for k in &s.per_kind {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} |",
+                    cell(&s.method),
+                    cell(&k.kind),
+                    k.n_prompts,
+                    k.n_samples,
+                    pct(k.safety_rate),
+                    k.mean_reward,
+                    k.mean_cost,
+                    k.refusal_rate.map_or_else(
+                        || "n/a".to_string(),
+                        |r| format!("{} of {}", pct(r), k.n_refusal_flagged)
+                    ),
+                );
+            }
+        }
+        o.push('\n');
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[3]);
+        for s in &self.methods {
+            match &s.over_restriction {
+                Some(r) => {
+                    let _ = writeln!(
+                        o,
+                        "- **{}**: refused {} of {} flagged benign samples ({}).",
+                        s.method,
+                        r.n_refused,
+                        r.n_flagged,
+                        pct(r.refusal_rate)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "- **{}**: not measured (no benign sample carries a refusal flag).",
+                        s.method
+                    );
+                }
+            }
+        }
+        o.push('\n');
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[4]);
+        match &self.arena {
+            None => o.push_str("No arena comparison in this report.\n\n"),
+            Some(a) => arena_markdown(&mut o, a),
+        }
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[5]);
+        o.push_str(
+            "Safety compensation: the cost is at or below the threshold on average, so an \
+             average-cost constraint is satisfied, while some prompts still get unsafe responses.\n\n",
+        );
+        for s in &self.methods {
+            let _ = writeln!(o, "- {}", compensation_sentence(s));
+        }
+        o.push('\n');
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[6]);
+        if self.plots.is_empty() {
+            o.push_str("No plots.\n");
+        } else {
+            for p in &self.plots {
+                let _ = writeln!(o, "![{}]({})\n", p.title, p.path);
+            }
+        }
+        o
+    }
+}
+
+fn arena_markdown(o: &mut String, a: &ArenaTable) {
+    let _ = writeln!(
+        o,
+        "**{}** (blue, new) against **{}** (red, reference) on {} paired samples, threshold {}. \
+         \"Better\" means strictly higher reward; reward ties count as \"worse or equal\". \
+         Safety in the 2×2 table is the blue response's.\n",
+        a.blue, a.red, a.n_pairs, a.cost_threshold
+    );
+    o.push_str("| | Mean reward | Mean cost | Safety rate |\n|---|---|---|---|\n");
+    let _ = writeln!(
+        o,
+        "| {} (blue) | {:.3} | {:.3} | {} |",
+        cell(&a.blue),
+        a.blue_mean_reward,
+        a.blue_mean_cost,
+        pct(a.blue_safety_rate)
+    );
+    let _ = writeln!(
+        o,
+        "| {} (red) | {:.3} | {:.3} | {} |\n",
+        cell(&a.red),
+        a.red_mean_reward,
+        a.red_mean_cost,
+        pct(a.red_safety_rate)
+    );
+    o.push_str("| Blue vs red | Blue safe | Blue unsafe |\n|---|---|---|\n");
+    let _ = writeln!(
+        o,
+        "| Better reward | {} | {} |",
+        a.better_safe, a.better_unsafe
+    );
+    let _ = writeln!(
+        o,
+        "| Worse or equal reward | {} | {} |\n",
+        a.worse_safe, a.worse_unsafe
+    );
+    let t = &a.transitions;
+    o.push_str("| Red → blue | Blue safe | Blue unsafe |\n|---|---|---|\n");
+    let _ = writeln!(
+        o,
+        "| Red safe | {} | {} |",
+        t.safe_to_safe, t.safe_to_unsafe
+    );
+    let _ = writeln!(
+        o,
+        "| Red unsafe | {} | {} |\n",
+        t.unsafe_to_safe, t.unsafe_to_unsafe
+    );
+    let _ = writeln!(
+        o,
+        "Reward win rate of blue (ties = 0.5): {} ({} wins, {} ties, {} losses).\n",
+        pct(a.win_rate),
+        a.wins,
+        a.ties,
+        a.losses
+    );
+}
+
+/// The plain-words compensation verdict for one method.
+pub fn compensation_sentence(s: &Summary) -> String {
+    let n_any = s
+        .per_prompt
+        .iter()
+        .filter(|p| p.violation_prob > 0.0)
+        .count();
+    if s.compensation {
+        format!(
+            "**{}**: compensation. Mean cost {:.3} is at or below the threshold {}, so the method \
+             looks safe on average, yet {} of {} prompts ({}) have at least one unsafe sample \
+             (mean per-prompt violation probability {:.3}; {} of prompts have a mean cost above \
+             the threshold).",
+            s.method,
+            s.cost.mean,
+            s.cost_threshold,
+            s.violating_prompts_when_mean_safe,
+            s.n_prompts,
+            pct(s.any_violation_frac),
+            s.mean_violation_prob,
+            pct(s.mean_cost_unsafe_frac),
+        )
+    } else if s.cost.mean > s.cost_threshold {
+        format!(
+            "**{}**: no compensation to speak of, the method is unsafe on average (mean cost {:.3} \
+             above the threshold {}); {} of {} prompts have at least one unsafe sample.",
+            s.method, s.cost.mean, s.cost_threshold, n_any, s.n_prompts
+        )
+    } else {
+        format!(
+            "**{}**: no compensation. Mean cost {:.3} is at or below the threshold {} and no \
+             prompt has an unsafe sample.",
+            s.method, s.cost.mean, s.cost_threshold
+        )
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn est(e: &Estimate) -> String {
+    match e.half_width() {
+        Some(h) => format!("{:.3} ± {:.3}", e.mean, h),
+        None => format!("{:.3} (n = {}, no CI)", e.mean, e.n),
+    }
+}
+
+/// Escapes a string for a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` atomically: to a temporary file in the same directory, flushed to
+/// disk, then renamed over `path`. On any error the temporary file is removed, so either the
+/// old file or the complete new one is left, never a half-written one.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let path = path.as_ref();
+    let io = |source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path has no file name",
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    Ok(())
+}
