@@ -27,6 +27,7 @@ pub mod prompts;
 pub mod pyrit;
 pub mod rows;
 pub mod split;
+pub mod synthetic;
 pub mod types;
 
 pub use error::{DataError, RowError};
@@ -41,6 +42,10 @@ pub use pyrit::{
 };
 pub use rows::{LoadOptions, LoadReport, Rows, SkippedRow, open_maybe_gzip};
 pub use split::{split_holdout, split_holdout_grouped};
+pub use synthetic::{
+    Bandit, Optimum, Oracle, OracleScore, PolicyClass, PolicyMetrics, Problem, PromptKind,
+    ResponseKind, SyntheticSpec, SyntheticTask,
+};
 pub use types::{PreferencePair, ScoredResponse, SftExample, UnaryExample};
 
 #[cfg(test)]
