@@ -1,6 +1,7 @@
 //! The `saferlhf` command-line program: one subcommand per stage of safe RLHF.
 
 mod generate;
+mod rlhf;
 mod score;
 mod train;
 
@@ -24,6 +25,9 @@ enum Command {
     TrainReward(train::TrainArgs),
     /// Train a cost model on safety pairs; C > 0 means unsafe (configs/cost.toml).
     TrainCost(train::TrainArgs),
+    /// Online constrained RLHF: PPO, PPO-Lagrangian, RePO or reward shaping
+    /// (configs/repo.toml, ppo-lag.toml, ppo.toml).
+    Rlhf(train::TrainArgs),
     /// Score prompt/response JSONL rows with a trained reward or cost model.
     Score(score::ScoreArgs),
 }
@@ -37,6 +41,7 @@ fn main() {
         Command::TrainReward(args) => train::run(saferlhf::learner::TaskKind::Reward, args),
         Command::TrainCost(args) => train::run(saferlhf::learner::TaskKind::Cost, args),
         Command::Score(args) => score::run(args),
+        Command::Rlhf(args) => rlhf::run(args),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error:#}");

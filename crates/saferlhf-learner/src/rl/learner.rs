@@ -81,10 +81,10 @@ pub const CRITICS_FILE: &str = "critics.safetensors";
 pub const ACTOR_OPTIM_FILE: &str = "actor-optimizer.bpk";
 /// The critics' optimizer state.
 pub const CRITIC_OPTIM_FILE: &str = "critic-optimizer.bpk";
-/// Step, cursor, objective state.
-pub const RL_STATE_FILE: &str = "rl-state.json";
+/// Step, cursor, objective state (`state.json`, whose presence marks a complete checkpoint).
+pub const RL_STATE_FILE: &str = crate::checkpoint::STATE_FILE;
 
-/// Where an RL run stands (`rl-state.json` in each checkpoint).
+/// Where an RL run stands (`state.json` in each checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RlState {
     /// RL steps done.
@@ -299,11 +299,15 @@ pub fn load_models(
             }),
             _ => None,
         };
+        // The critics start as copies of frozen (plain-device) score models: unfreeze them,
+        // move them to the autodiff device and switch training on.
         Ok(Critics {
             reward: reward_critic,
             cost: cost_critic,
         }
-        .fork(&train_device))
+        .unfreeze()
+        .fork(&train_device)
+        .train())
     };
     let mut critics = make(config.ppo.critics == CriticMode::Separate)?;
     if let Some(dir) = resume {
