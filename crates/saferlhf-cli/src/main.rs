@@ -1,6 +1,8 @@
 //! The `saferlhf` command-line program: one subcommand per stage of safe RLHF.
 
+mod align;
 mod generate;
+mod merge;
 mod score;
 mod train;
 
@@ -26,6 +28,10 @@ enum Command {
     TrainCost(train::TrainArgs),
     /// Score prompt/response JSONL rows with a trained reward or cost model.
     Score(score::ScoreArgs),
+    /// Offline alignment: DPO (configs/dpo.toml) or SACPO's DPO stages (configs/sacpo.toml).
+    Align(train::TrainArgs),
+    /// P-SACPO: merge two policies' weights, (1 - q)·a + q·b, into a new model directory.
+    Merge(merge::MergeArgs),
 }
 
 fn main() {
@@ -37,6 +43,8 @@ fn main() {
         Command::TrainReward(args) => train::run(saferlhf::learner::TaskKind::Reward, args),
         Command::TrainCost(args) => train::run(saferlhf::learner::TaskKind::Cost, args),
         Command::Score(args) => score::run(args),
+        Command::Align(args) => align::run(args),
+        Command::Merge(args) => merge::run(args),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error:#}");
