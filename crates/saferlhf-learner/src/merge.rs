@@ -319,3 +319,40 @@ fn write_merged(
     std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap_or_default())
         .map_err(|e| TrainError::io(&path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_tensors_merge_in_f64_and_round_once() {
+        let bf = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                .collect()
+        };
+        // (1 - 0.25) · [1, 2, -4] + 0.25 · [3, 4, 4] = [1.5, 2.5, -2], all exact in bf16.
+        let m = merge_tensor(Dtype::BF16, &bf(&[1.0, 2.0, -4.0]), &bf(&[3.0, 4.0, 4.0]), 0.25);
+        assert_eq!(m, bf(&[1.5, 2.5, -2.0]));
+        let h: Vec<u8> = [1.0f32, 3.0]
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect();
+        let z = vec![0u8; 4];
+        let m = merge_tensor(Dtype::F16, &h, &z, 0.5);
+        assert_eq!(decode(Dtype::F16, &m), vec![0.5, 1.5]);
+        // The ends return the inputs' bytes, NaN payloads and signed zeros included.
+        let nan = f32::NAN.to_le_bytes().to_vec();
+        let neg0 = (-0.0f32).to_le_bytes().to_vec();
+        assert_eq!(merge_tensor(Dtype::F32, &neg0, &nan, 0.0), neg0);
+        assert_eq!(merge_tensor(Dtype::F32, &neg0, &nan, 1.0), nan);
+    }
+
+    #[test]
+    fn config_differences_name_the_first_key() {
+        let a = serde_json::json!({"hidden_size": 32, "rope": {"theta": 1.0}});
+        let b = serde_json::json!({"hidden_size": 32, "rope": {"theta": 2.0}});
+        assert_eq!(first_difference(&a, &b, ""), Some("rope.theta".into()));
+        assert_eq!(first_difference(&a, &a, ""), None);
+    }
+}
