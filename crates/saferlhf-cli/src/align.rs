@@ -68,13 +68,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let device = device(&config)?;
-    let mut options = options(&args)?;
-    if config.task() == TaskKind::Sacpo {
-        // A SACPO run resumes stage by stage from its own run directory.
-        if let Some(r) = &mut options.resume {
-            *r = saferlhf::learner::Resume::Latest;
-        }
-    }
+    // A SACPO run resumes stage by stage from its run directory (`--resume DIR` names it).
+    let options = options(&args)?;
     eprintln!(
         "saferlhf align ({}): run directory {}{}",
         config.task(),
