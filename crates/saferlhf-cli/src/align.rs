@@ -25,19 +25,18 @@ fn load_config(args: &TrainArgs) -> Result<TrainConfig> {
     let config = match (&args.config, &resume_dir) {
         (Some(path), _) => TrainConfig::load(path, &args.set, None)?,
         (None, Some(dir)) => {
-            let (file, run_dir) = if dir.join(CONFIG_FILE).is_file()
-                && !dir.join("state.json").is_file()
-            {
-                (dir.join(CONFIG_FILE), dir.clone())
-            } else {
-                let checkpoint = resolve_resume(dir)?;
-                let run_dir = checkpoint
-                    .parent()
-                    .and_then(Path::parent)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| dir.clone());
-                (checkpoint.join(CONFIG_FILE), run_dir)
-            };
+            let (file, run_dir) =
+                if dir.join(CONFIG_FILE).is_file() && !dir.join("state.json").is_file() {
+                    (dir.join(CONFIG_FILE), dir.clone())
+                } else {
+                    let checkpoint = resolve_resume(dir)?;
+                    let run_dir = checkpoint
+                        .parent()
+                        .and_then(Path::parent)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| dir.clone());
+                    (checkpoint.join(CONFIG_FILE), run_dir)
+                };
             let mut config = TrainConfig::load(&file, &args.set, None)?;
             if !sets_run_dir(args) {
                 config.run.dir = run_dir;

@@ -32,7 +32,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("saferlhf-align-cli-{name}-{}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("saferlhf-align-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -92,7 +93,10 @@ fn align_dpo_runs_and_resumes_exactly() {
     // Step 1 starts at the reference: loss log 2, zero implicit rewards.
     let first = &lines[0];
     assert!((first["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5);
-    assert!(first["chosen_reward"].as_f64().unwrap().abs() < 1e-4, "{first}");
+    assert!(
+        first["chosen_reward"].as_f64().unwrap().abs() < 1e-4,
+        "{first}"
+    );
     let last = lines.last().unwrap();
     for key in [
         "accuracy",
@@ -106,7 +110,10 @@ fn align_dpo_runs_and_resumes_exactly() {
     }
     assert!(last["eval"]["loss"].as_f64().unwrap() < std::f64::consts::LN_2);
     let config = std::fs::read_to_string(Path::new(&run).join("config.toml")).unwrap();
-    assert!(config.contains("task = \"dpo\"") && config.contains("[dpo]"), "{config}");
+    assert!(
+        config.contains("task = \"dpo\"") && config.contains("[dpo]"),
+        "{config}"
+    );
 
     // Stopped after 3 steps, resumed in a new process: the same final weights.
     let split = tmp.path("split");
@@ -141,7 +148,10 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
         "--json",
     ]);
     let stderr = ok(&out);
-    assert!(stderr.contains("stage-2-safety: safety pairs, β = 0.25"), "{stderr}");
+    assert!(
+        stderr.contains("stage-2-safety: safety pairs, β = 0.25"),
+        "{stderr}"
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["task"], "sacpo");
     assert_eq!(summary["stages"].as_array().unwrap().len(), 2);
@@ -155,7 +165,13 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     // finish: the same weights in both stages as the uninterrupted run.
     let split = tmp.path("split");
     let set = format!("run.dir={split}");
-    let args = ["align", "--config", "configs/tiny-sacpo.toml", "--set", &set];
+    let args = [
+        "align",
+        "--config",
+        "configs/tiny-sacpo.toml",
+        "--set",
+        &set,
+    ];
     let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "4"]].concat()));
     assert!(stderr.contains("not finished"), "{stderr}");
     assert!(!Path::new(&split).join("stage-2-safety").exists());
@@ -179,7 +195,9 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     let (a, b) = (format!("{stage1}/final"), format!("{stage2}/final"));
     for (q, expect) in [("0", Some(&a)), ("1", Some(&b)), ("0.5", None)] {
         let out_dir = tmp.path(&format!("merged-{q}"));
-        let out = saferlhf(&["merge", "--a", &a, "--b", &b, "--q", q, "--out", &out_dir, "--json"]);
+        let out = saferlhf(&[
+            "merge", "--a", &a, "--b", &b, "--q", q, "--out", &out_dir, "--json",
+        ]);
         ok(&out);
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["q"].as_f64().unwrap(), q.parse::<f64>().unwrap());
@@ -215,7 +233,15 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     ]);
     ok(&out);
     let err = failed(&saferlhf(&[
-        "merge", "--a", &a, "--b", &b, "--q", "-0.5", "--out", &tmp.path("bad"),
+        "merge",
+        "--a",
+        &a,
+        "--b",
+        &b,
+        "--q",
+        "-0.5",
+        "--out",
+        &tmp.path("bad"),
     ]));
     assert!(err.contains("`q`"), "{err}");
     let err = failed(&saferlhf(&[
@@ -241,7 +267,11 @@ fn align_bad_configs_name_the_key() {
         ("configs/tiny-dpo.toml", "dpo.beta=-1", "dpo.beta"),
         ("configs/tiny-sacpo.toml", "sacpo.lambda=0", "sacpo.lambda"),
         ("configs/tiny-sacpo.toml", "sacpo.beta=-0.1", "sacpo.beta"),
-        ("configs/tiny-sacpo.toml", "sacpo.safety_sources.0.path=nope.jsonl", "nope.jsonl"),
+        (
+            "configs/tiny-sacpo.toml",
+            "sacpo.safety_sources.0.path=nope.jsonl",
+            "nope.jsonl",
+        ),
     ] {
         let err = failed(&saferlhf(&[
             "align", "--config", config, "--set", &set, "--set", bad,
@@ -249,9 +279,20 @@ fn align_bad_configs_name_the_key() {
         assert!(err.contains(key), "{config} --set {bad}: {err}");
     }
     // align runs only dpo and sacpo configs; the other subcommands refuse them.
-    let err = failed(&saferlhf(&["align", "--config", "configs/tiny-reward.toml"]));
-    assert!(err.contains("task") && err.contains("train-reward"), "{err}");
-    let err = failed(&saferlhf(&["train-reward", "--config", "configs/tiny-dpo.toml"]));
+    let err = failed(&saferlhf(&[
+        "align",
+        "--config",
+        "configs/tiny-reward.toml",
+    ]));
+    assert!(
+        err.contains("task") && err.contains("train-reward"),
+        "{err}"
+    );
+    let err = failed(&saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-dpo.toml",
+    ]));
     assert!(err.contains("task"), "{err}");
     // --print-config shows the resolved sections.
     let out = saferlhf(&["align", "--config", "configs/sacpo.toml", "--print-config"]);

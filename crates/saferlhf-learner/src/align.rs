@@ -18,8 +18,10 @@
 //! policy, uses that model frozen as its reference. With `--resume` every stage that has
 //! checkpoints continues from its newest one (a finished stage just rewrites its `final/`, with
 //! the same weights), and the first stage without any starts fresh, so a SACPO run stopped
-//! anywhere ends exactly as one never stopped. `stop_at_step` counts the optimizer steps of all
-//! stages together; `time_limit` the wall time of the whole call.
+//! anywhere ends exactly as one never stopped. For a SACPO config any `resume` means this (the
+//! path of `Resume::From` is not read: the config's `run.dir` is the run). `stop_at_step`
+//! counts the optimizer steps of all stages together; `time_limit` the wall time of the whole
+//! call.
 //!
 //! [`DpoTask`]: crate::task::DpoTask
 
@@ -146,14 +148,11 @@ fn run_sacpo(
             Some(_) if started_already || stage.index == 1 => Some(Resume::Latest),
             _ => None,
         };
-        let stop_at_step = options
-            .stop_at_step
-            .map(|s| s.saturating_sub(steps_before));
+        let stop_at_step = options.stop_at_step.map(|s| s.saturating_sub(steps_before));
         let time_limit = options
             .time_limit
             .map(|l| l.saturating_sub(started.elapsed()));
-        let out_of_budget =
-            stop_at_step == Some(0) || time_limit.is_some_and(|l| l.is_zero());
+        let out_of_budget = stop_at_step == Some(0) || time_limit.is_some_and(|l| l.is_zero());
         if out_of_budget && !started_already {
             finished = false;
             break;

@@ -42,12 +42,12 @@ pub mod task;
 pub mod tiny;
 pub mod trainer;
 
+pub use align::{AlignSummary, StageRun, align};
 pub use config::{TaskKind, TrainConfig};
 pub use error::{Result, TrainError};
 pub use losses::{
     CostMetrics, DEFAULT_REGULARIZATION, RewardMetrics, SafetyLabels, SftMetrics, cost_loss,
     masked_mean, neg_log_sigmoid, reward_loss, sft_loss, token_nll,
 };
-pub use align::{AlignSummary, StageRun, align};
 pub use merge::{MergeSummary, merge_models};
 pub use trainer::{Resume, TrainOptions, TrainSummary, train};

@@ -57,14 +57,20 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(&index).map_err(|_| {
         TrainError::checkpoint(
             dir,
-            format!("no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}: not a Hugging Face model directory"),
+            format!(
+                "no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}: not a Hugging Face model directory"
+            ),
         )
     })?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::checkpoint(&index, e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(&index, e.to_string()))?;
     let mut files: Vec<String> = json["weight_map"]
         .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|m| {
+            m.values()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files.dedup();
@@ -168,16 +174,25 @@ pub fn merge_models(
     overwrite: bool,
 ) -> Result<MergeSummary> {
     if !(q.is_finite() && (0.0..=1.0).contains(&q)) {
-        return Err(TrainError::config("q", format!("must lie in [0, 1], got {q}")));
+        return Err(TrainError::config(
+            "q",
+            format!("must lie in [0, 1], got {q}"),
+        ));
     }
     if out.exists() && !overwrite {
         return Err(TrainError::config(
             "out",
-            format!("{} already exists (pass --force to replace it)", out.display()),
+            format!(
+                "{} already exists (pass --force to replace it)",
+                out.display()
+            ),
         ));
     }
     // Same architecture: equal config.json.
-    let (ca, cb) = (read_json(&a.join(CONFIG_FILE))?, read_json(&b.join(CONFIG_FILE))?);
+    let (ca, cb) = (
+        read_json(&a.join(CONFIG_FILE))?,
+        read_json(&b.join(CONFIG_FILE))?,
+    );
     if let Some(key) = first_difference(&ca, &cb, "") {
         return Err(TrainError::checkpoint(
             b,
@@ -200,7 +215,11 @@ pub fn merge_models(
     let (ta, tb) = (tensor_index(a, &bytes_a)?, tensor_index(b, &bytes_b)?);
     for name in ta.keys().chain(tb.keys()) {
         let (Some(x), Some(y)) = (ta.get(name), tb.get(name)) else {
-            let (has, lacks) = if ta.contains_key(name) { (a, b) } else { (b, a) };
+            let (has, lacks) = if ta.contains_key(name) {
+                (a, b)
+            } else {
+                (b, a)
+            };
             return Err(TrainError::checkpoint(
                 lacks,
                 format!("has no tensor `{name}` (which {} has)", has.display()),
@@ -222,7 +241,10 @@ pub fn merge_models(
         if !matches!(x.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
             return Err(TrainError::checkpoint(
                 a,
-                format!("tensor `{name}` is {:?}: only f32, f16 and bf16 merge", x.dtype()),
+                format!(
+                    "tensor `{name}` is {:?}: only f32, f16 and bf16 merge",
+                    x.dtype()
+                ),
             ));
         }
     }
@@ -238,7 +260,10 @@ pub fn merge_models(
     }
 
     // Write the directory under a temporary name, then rename it into place.
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
     let name = out
         .file_name()
@@ -316,8 +341,11 @@ fn write_merged(
         "q": q,
     });
     let path = dir.join(MERGE_FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap_or_default())
-        .map_err(|e| TrainError::io(&path, e))
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&record).unwrap_or_default(),
+    )
+    .map_err(|e| TrainError::io(&path, e))
 }
 
 #[cfg(test)]
@@ -332,7 +360,12 @@ mod tests {
                 .collect()
         };
         // (1 - 0.25) · [1, 2, -4] + 0.25 · [3, 4, 4] = [1.5, 2.5, -2], all exact in bf16.
-        let m = merge_tensor(Dtype::BF16, &bf(&[1.0, 2.0, -4.0]), &bf(&[3.0, 4.0, 4.0]), 0.25);
+        let m = merge_tensor(
+            Dtype::BF16,
+            &bf(&[1.0, 2.0, -4.0]),
+            &bf(&[3.0, 4.0, 4.0]),
+            0.25,
+        );
         assert_eq!(m, bf(&[1.5, 2.5, -2.0]));
         let h: Vec<u8> = [1.0f32, 3.0]
             .iter()

@@ -97,7 +97,10 @@ fn dpo_steps_lower_the_loss_on_a_fixed_batch() {
     }
     eprintln!("DPO losses on a fixed batch: {losses:?}");
     // The policy starts as the reference: every log-ratio is 0 and the loss is log 2.
-    assert!((losses[0] - std::f64::consts::LN_2).abs() < 1e-5, "{losses:?}");
+    assert!(
+        (losses[0] - std::f64::consts::LN_2).abs() < 1e-5,
+        "{losses:?}"
+    );
     assert!(losses[5] < losses[0] - 0.05, "{losses:?}");
     assert!(losses.windows(2).all(|w| w[1] < w[0]), "{losses:?}");
 }
@@ -110,12 +113,21 @@ fn divergence_and_response_sums_give_the_same_loss() {
     let device = Device::flex();
     let e = encoder();
     let pair = e
-        .encode_pair("what about the sun?", "the sun is good.", "the sun is bad.", None, None)
+        .encode_pair(
+            "what about the sun?",
+            "the sun is good.",
+            "the sun is bad.",
+            None,
+            None,
+        )
         .unwrap();
     let (response_start, _) = sum_starts(&pair, SumFrom::Response);
     let (divergence_start, _) = sum_starts(&pair, SumFrom::Divergence);
     assert_eq!(response_start, pair.chosen.prompt_len);
-    assert_eq!(divergence_start, pair.chosen.prompt_len + "the sun is ".len());
+    assert_eq!(
+        divergence_start,
+        pair.chosen.prompt_len + "the sun is ".len()
+    );
     let (policy, reference) = (tiny(1, &device), tiny(2, &device));
     let dpo = Dpo::new(0.1);
     let loss_and_reward = |from: SumFrom| {
@@ -132,7 +144,10 @@ fn divergence_and_response_sums_give_the_same_loss() {
     let (loss_r, reward_r) = loss_and_reward(SumFrom::Response);
     let (loss_d, reward_d) = loss_and_reward(SumFrom::Divergence);
     assert!((loss_r - loss_d).abs() < 1e-5, "{loss_r} vs {loss_d}");
-    assert!((reward_r - reward_d).abs() > 1e-4, "{reward_r} vs {reward_d}");
+    assert!(
+        (reward_r - reward_d).abs() > 1e-4,
+        "{reward_r} vs {reward_d}"
+    );
 }
 
 fn tiny_sacpo(run: &Path, extra: &[&str]) -> TrainConfig {
@@ -314,17 +329,33 @@ fn align_config_errors_name_the_key() {
     for (file, set, key) in [
         ("configs/tiny-dpo.toml", "dpo.beta=0", "dpo.beta"),
         ("configs/tiny-dpo.toml", "dpo.beta=-0.1", "dpo.beta"),
-        ("configs/tiny-dpo.toml", "dpo.preference=\"kindness\"", "preference"),
-        ("configs/tiny-dpo.toml", "dpo.sum_from=\"start\"", "sum_from"),
+        (
+            "configs/tiny-dpo.toml",
+            "dpo.preference=\"kindness\"",
+            "preference",
+        ),
+        (
+            "configs/tiny-dpo.toml",
+            "dpo.sum_from=\"start\"",
+            "sum_from",
+        ),
         ("configs/tiny-dpo.toml", "dpo.betta=1", "betta"),
         ("configs/tiny-dpo.toml", "sacpo.lambda=2", "sacpo"),
-        ("configs/tiny-dpo.toml", "data.sources.0.format=\"sft\"", "data.sources.0.format"),
+        (
+            "configs/tiny-dpo.toml",
+            "data.sources.0.format=\"sft\"",
+            "data.sources.0.format",
+        ),
         ("configs/tiny-sacpo.toml", "sacpo.lambda=0", "sacpo.lambda"),
         ("configs/tiny-sacpo.toml", "sacpo.lambda=-1", "sacpo.lambda"),
         ("configs/tiny-sacpo.toml", "sacpo.beta=0", "sacpo.beta"),
         ("configs/tiny-sacpo.toml", "sacpo.order=\"both\"", "order"),
         ("configs/tiny-sacpo.toml", "dpo.beta=0.1", "dpo"),
-        ("configs/tiny-sacpo.toml", "sacpo.safety_sources=[]", "sacpo.safety_sources"),
+        (
+            "configs/tiny-sacpo.toml",
+            "sacpo.safety_sources=[]",
+            "sacpo.safety_sources",
+        ),
         (
             "configs/tiny-sacpo.toml",
             "sacpo.helpfulness_sources.0.limit=0",

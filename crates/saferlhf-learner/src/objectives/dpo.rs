@@ -150,8 +150,8 @@ pub struct DpoMetrics {
     pub rejected_logp: f64,
 }
 
-// ANCHOR: metrics
 impl DpoMetrics {
+    // ANCHOR: metrics
     /// Metrics of one batch from host copies of the four log-probability vectors, `beta` and
     /// the batch's mean loss.
     pub fn from_host(
