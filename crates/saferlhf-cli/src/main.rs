@@ -1,6 +1,8 @@
 //! The `saferlhf` command-line program: one subcommand per stage of safe RLHF.
 
+mod align;
 mod generate;
+mod merge;
 mod rlhf;
 mod score;
 mod train;
@@ -30,6 +32,10 @@ enum Command {
     Rlhf(train::TrainArgs),
     /// Score prompt/response JSONL rows with a trained reward or cost model.
     Score(score::ScoreArgs),
+    /// Offline alignment: DPO (configs/dpo.toml) or SACPO's DPO stages (configs/sacpo.toml).
+    Align(train::TrainArgs),
+    /// P-SACPO: merge two policies' weights, (1 - q)·a + q·b, into a new model directory.
+    Merge(merge::MergeArgs),
 }
 
 fn main() {
@@ -42,6 +48,8 @@ fn main() {
         Command::TrainCost(args) => train::run(saferlhf::learner::TaskKind::Cost, args),
         Command::Score(args) => score::run(args),
         Command::Rlhf(args) => rlhf::run(args),
+        Command::Align(args) => align::run(args),
+        Command::Merge(args) => merge::run(args),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error:#}");

@@ -1,12 +1,9 @@
 //! `saferlhf rlhf`: online constrained RLHF (PPO, PPO-Lagrangian, RePO, reward shaping) from a
 //! TOML config (`configs/{ppo,ppo-lag,repo}.toml`), with `--set` overrides and `--resume`.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use saferlhf::learner::checkpoint::{CONFIG_FILE, resolve_resume};
 use saferlhf::learner::rl::{RlConfig, train_rl};
-use saferlhf::learner::{Resume, TrainOptions};
 
 use crate::train::TrainArgs;
 
@@ -37,19 +34,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let device = saferlhf::parse_device(&config.run.device)
         .map_err(anyhow::Error::msg)
         .context("config key `run.device`")?;
-    let time_limit = match args.time_limit {
-        Some(m) if !(m.is_finite() && m > 0.0) => bail!("--time-limit must be > 0 minutes"),
-        Some(m) => Some(Duration::from_secs_f64(m * 60.0)),
-        None => None,
-    };
-    let options = TrainOptions {
-        resume: args.resume.map(|dir| match dir {
-            Some(dir) => Resume::From(dir),
-            None => Resume::Latest,
-        }),
-        stop_at_step: args.stop_at_step,
-        time_limit,
-    };
+    let options = crate::train::options(&args)?;
     eprintln!(
         "saferlhf rlhf ({}): run directory {}{}",
         config.objective.as_str(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use saferlhf::learner::checkpoint::{CONFIG_FILE, resolve_resume};
-use saferlhf::learner::{Resume, TaskKind, TrainConfig, TrainOptions, train};
+use saferlhf::learner::{Resume, TaskKind, TrainConfig, TrainOptions, TrainSummary, train};
 
 /// Arguments shared by the three training subcommands.
 #[derive(Args, Debug)]
@@ -65,22 +65,8 @@ pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    let device = saferlhf::parse_device(&config.run.device)
-        .map_err(anyhow::Error::msg)
-        .context("config key `run.device`")?;
-    let time_limit = match args.time_limit {
-        Some(m) if !(m.is_finite() && m > 0.0) => bail!("--time-limit must be > 0 minutes"),
-        Some(m) => Some(Duration::from_secs_f64(m * 60.0)),
-        None => None,
-    };
-    let options = TrainOptions {
-        resume: args.resume.map(|dir| match dir {
-            Some(dir) => Resume::From(dir),
-            None => Resume::Latest,
-        }),
-        stop_at_step: args.stop_at_step,
-        time_limit,
-    };
+    let device = device(&config)?;
+    let options = options(&args)?;
     eprintln!(
         "saferlhf {task}: run directory {}{}",
         config.run.dir.display(),
@@ -90,6 +76,39 @@ pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
         }
     );
     let summary = train(&config, &device, &options)?;
+    print_summary(&summary);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(())
+}
+
+/// The compute device of a config.
+pub fn device(config: &TrainConfig) -> Result<saferlhf::Device> {
+    saferlhf::parse_device(&config.run.device)
+        .map_err(anyhow::Error::msg)
+        .context("config key `run.device`")
+}
+
+/// The run-time options of the training flags.
+pub fn options(args: &TrainArgs) -> Result<TrainOptions> {
+    let time_limit = match args.time_limit {
+        Some(m) if !(m.is_finite() && m > 0.0) => bail!("--time-limit must be > 0 minutes"),
+        Some(m) => Some(Duration::from_secs_f64(m * 60.0)),
+        None => None,
+    };
+    Ok(TrainOptions {
+        resume: args.resume.clone().map(|dir| match dir {
+            Some(dir) => Resume::From(dir),
+            None => Resume::Latest,
+        }),
+        stop_at_step: args.stop_at_step,
+        time_limit,
+    })
+}
+
+/// Prints what a training run did on stderr.
+pub fn print_summary(summary: &TrainSummary) {
     for line in &summary.data.reports {
         eprintln!("  data: {line}");
     }
@@ -122,8 +141,4 @@ pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
     if let Some(f) = &summary.final_model {
         eprintln!("  final model: {}", f.display());
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    }
-    Ok(())
 }

@@ -1,8 +1,10 @@
 //! The TOML configuration of the supervised stages (`saferlhf sft`, `train-reward`,
-//! `train-cost`).
+//! `train-cost`) and the offline alignment runs (`saferlhf align`: DPO and SACPO).
 //!
 //! A config file has the sections `[run]`, `[model]`, `[data]` (with `[[data.sources]]`),
-//! `[optim]`, `[train]` and `[loss]`, plus an optional top-level `task`. Every struct here denies
+//! `[optim]`, `[train]` and `[loss]`, plus an optional top-level `task`; `task = "dpo"` adds
+//! `[dpo]` ([`DpoConfig`]) and `task = "sacpo"` `[sacpo]` ([`SacpoConfig`], with the two
+//! stages' data sources). Every struct here denies
 //! unknown keys, so a misspelt key is an error naming it. Every default lives in [`defaults`] and
 //! nowhere else (the `Default` impls read it). [`TrainConfig::load`] reads a file, applies
 //! `--set key=value` overrides to the parsed TOML table *before* deserializing (so an override
@@ -17,6 +19,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::objectives::dpo::DpoConfig;
+use crate::objectives::sacpo::SacpoConfig;
 
 /// Every default value of the config, in one place (ALGORITHMS.md §1.9 and §3.2-3.3: the
 /// safe-rlhf reward/cost-model recipe).
@@ -73,6 +77,12 @@ pub mod defaults {
     pub const KEEP_LAST: usize = 2;
     /// `loss.regularization`: η of the L2 term on scores (§3.2).
     pub const REGULARIZATION: f64 = 0.001;
+    /// `dpo.beta` and `sacpo.beta`: β of the DPO loss (safe-rlhf's DPO and SACPO's helpfulness
+    /// stage, §3.7 and §4.2).
+    pub const DPO_BETA: f64 = 0.1;
+    /// `sacpo.lambda`: the safety stage uses β/λ (the paper's most conservative setting, β/λ =
+    /// 0.01, is λ = 10 with β = 0.1; λ = 1 reuses β).
+    pub const SACPO_LAMBDA: f64 = 1.0;
 }
 
 /// Which model a run trains.
@@ -85,6 +95,10 @@ pub enum TaskKind {
     Reward,
     /// Cost model (Bradley-Terry plus sign terms; C > 0 unsafe).
     Cost,
+    /// DPO of the policy on preference pairs against its frozen initial weights (`[dpo]`).
+    Dpo,
+    /// SACPO: DPO stages on helpfulness and safety pairs (`[sacpo]`), each a DPO run.
+    Sacpo,
 }
 
 impl TaskKind {
@@ -94,6 +108,8 @@ impl TaskKind {
             TaskKind::Sft => "sft",
             TaskKind::Reward => "reward",
             TaskKind::Cost => "cost",
+            TaskKind::Dpo => "dpo",
+            TaskKind::Sacpo => "sacpo",
         }
     }
 }
@@ -391,6 +407,12 @@ pub struct TrainConfig {
     /// `[loss]`.
     #[serde(default)]
     pub loss: LossConfig,
+    /// `[dpo]`: only with `task = "dpo"` (filled with its defaults there when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpo: Option<DpoConfig>,
+    /// `[sacpo]`: only with `task = "sacpo"` (required there: it holds the stages' data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sacpo: Option<SacpoConfig>,
 }
 
 /// Keys that may differ between a checkpoint's config and the config of the run that resumes
@@ -477,10 +499,13 @@ impl TrainConfig {
             (None, None) => {
                 return Err(TrainError::config(
                     "task",
-                    "missing: set task = \"sft\", \"reward\" or \"cost\"",
+                    "missing: set task = \"sft\", \"reward\", \"cost\", \"dpo\" or \"sacpo\"",
                 ));
             }
             _ => {}
+        }
+        if self.task == Some(TaskKind::Dpo) && self.dpo.is_none() {
+            self.dpo = Some(DpoConfig::default());
         }
         self.validate()?;
         Ok(self)
@@ -535,60 +560,25 @@ impl TrainConfig {
                 format!("must be >= 8, got {}", self.model.max_length),
             );
         }
-        if self.data.sources.is_empty() {
+        let task = self.task();
+        self.validate_align()?;
+        if task == TaskKind::Sacpo {
+            if !self.data.sources.is_empty() {
+                return bad(
+                    "data.sources",
+                    "SACPO reads its data from sacpo.helpfulness_sources and \
+                     sacpo.safety_sources; leave data.sources empty"
+                        .into(),
+                );
+            }
+        } else if self.data.sources.is_empty() {
             return bad(
                 "data.sources",
                 "no data source: add [[data.sources]] with format and path".into(),
             );
         }
-        let task = self.task();
         for (i, s) in self.data.sources.iter().enumerate() {
-            let allowed = match task {
-                TaskKind::Sft => matches!(s.format, SourceFormat::Sft | SourceFormat::Hh),
-                TaskKind::Reward | TaskKind::Cost => s.format != SourceFormat::Sft,
-            };
-            if !allowed {
-                return bad(
-                    &format!("data.sources.{i}.format"),
-                    format!(
-                        "format `{}` cannot train a {task} model (sft: sft or hh; reward/cost: \
-                         pku, hh or pyrit)",
-                        format_name(s.format)
-                    ),
-                );
-            }
-            if s.limit == Some(0) {
-                return bad(&format!("data.sources.{i}.limit"), "must be >= 1".into());
-            }
-            let key = |k: &str| format!("data.sources.{i}.{k}");
-            let pyrit_only = [
-                ("safe_threshold", s.safe_threshold.is_some()),
-                ("min_margin", s.min_margin.is_some()),
-                ("max_pairs_per_prompt", s.max_pairs_per_prompt.is_some()),
-            ];
-            for (k, set) in pyrit_only {
-                if set && s.format != SourceFormat::Pyrit {
-                    return bad(&key(k), "only applies to format = \"pyrit\"".into());
-                }
-            }
-            if s.hh_prompt.is_some() && s.format != SourceFormat::Hh {
-                return bad(&key("hh_prompt"), "only applies to format = \"hh\"".into());
-            }
-            let t = s.safe_threshold();
-            if !(t.is_finite() && t > 0.0) {
-                return bad(
-                    &key("safe_threshold"),
-                    format!("must be a positive number, got {t}"),
-                );
-            }
-            if let Some(m) = s.min_margin
-                && !(m.is_finite() && m >= 0.0)
-            {
-                return bad(&key("min_margin"), format!("must be >= 0, got {m}"));
-            }
-            if s.max_pairs_per_prompt == Some(0) {
-                return bad(&key("max_pairs_per_prompt"), "must be >= 1".into());
-            }
+            validate_source(task, &format!("data.sources.{i}"), s)?;
         }
         let f = self.data.eval_fraction;
         if !(f > 0.0 && f < 1.0) {
@@ -658,6 +648,68 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The `[dpo]` and `[sacpo]` sections: present only with their task, values in range.
+    fn validate_align(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
+        let task = self.task();
+        if self.dpo.is_some() && task != TaskKind::Dpo {
+            return bad(
+                "dpo",
+                format!(
+                    "[dpo] only applies to task = \"dpo\", not `{task}`{}",
+                    if task == TaskKind::Sacpo {
+                        " (SACPO sets β and λ in [sacpo])"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        if self.sacpo.is_some() && task != TaskKind::Sacpo {
+            return bad(
+                "sacpo",
+                format!("[sacpo] only applies to task = \"sacpo\", not `{task}`"),
+            );
+        }
+        let positive = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(key, format!("must be > 0, got {v}"))
+            }
+        };
+        if let Some(d) = &self.dpo {
+            positive("dpo.beta", d.beta)?;
+        }
+        if task == TaskKind::Sacpo {
+            let Some(s) = &self.sacpo else {
+                return bad(
+                    "sacpo",
+                    "missing: task = \"sacpo\" needs a [sacpo] section with \
+                     [[sacpo.helpfulness_sources]] and [[sacpo.safety_sources]]"
+                        .into(),
+                );
+            };
+            positive("sacpo.beta", s.beta)?;
+            positive("sacpo.lambda", s.lambda)?;
+            for (name, sources) in [
+                ("sacpo.helpfulness_sources", &s.helpfulness_sources),
+                ("sacpo.safety_sources", &s.safety_sources),
+            ] {
+                if sources.is_empty() {
+                    return bad(
+                        name,
+                        format!("no data source: add [[{name}]] with format and path"),
+                    );
+                }
+                for (i, src) in sources.iter().enumerate() {
+                    validate_source(TaskKind::Dpo, &format!("{name}.{i}"), src)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The resolved config as TOML (every default filled in).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
@@ -680,6 +732,60 @@ impl TrainConfig {
         });
         out
     }
+}
+
+/// Checks one data source of `task`; `prefix` is its dotted key (`data.sources.0`).
+fn validate_source(task: TaskKind, prefix: &str, s: &DataSource) -> Result<()> {
+    let bad = |key: String, reason: String| Err(TrainError::config(key, reason));
+    let key = |k: &str| format!("{prefix}.{k}");
+    let allowed = match task {
+        TaskKind::Sft => matches!(s.format, SourceFormat::Sft | SourceFormat::Hh),
+        TaskKind::Reward | TaskKind::Cost | TaskKind::Dpo | TaskKind::Sacpo => {
+            s.format != SourceFormat::Sft
+        }
+    };
+    if !allowed {
+        return bad(
+            key("format"),
+            format!(
+                "format `{}` cannot train a {task} model (sft: sft or hh; reward/cost/dpo/sacpo: \
+                 pku, hh or pyrit)",
+                format_name(s.format)
+            ),
+        );
+    }
+    if s.limit == Some(0) {
+        return bad(key("limit"), "must be >= 1".into());
+    }
+    let pyrit_only = [
+        ("safe_threshold", s.safe_threshold.is_some()),
+        ("min_margin", s.min_margin.is_some()),
+        ("max_pairs_per_prompt", s.max_pairs_per_prompt.is_some()),
+    ];
+    for (k, set) in pyrit_only {
+        if set && s.format != SourceFormat::Pyrit {
+            return bad(key(k), "only applies to format = \"pyrit\"".into());
+        }
+    }
+    if s.hh_prompt.is_some() && s.format != SourceFormat::Hh {
+        return bad(key("hh_prompt"), "only applies to format = \"hh\"".into());
+    }
+    let t = s.safe_threshold();
+    if !(t.is_finite() && t > 0.0) {
+        return bad(
+            key("safe_threshold"),
+            format!("must be a positive number, got {t}"),
+        );
+    }
+    if let Some(m) = s.min_margin
+        && !(m.is_finite() && m >= 0.0)
+    {
+        return bad(key("min_margin"), format!("must be >= 0, got {m}"));
+    }
+    if s.max_pairs_per_prompt == Some(0) {
+        return bad(key("max_pairs_per_prompt"), "must be >= 1".into());
+    }
+    Ok(())
 }
 
 /// The dotted key at byte `offset` of a TOML document rendered by `toml::to_string`: the

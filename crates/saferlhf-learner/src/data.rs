@@ -9,6 +9,10 @@
 //! | `pyrit` | less harmful chosen | less harmful chosen, labelled by `safe_threshold` | — |
 //! | `sft` | — | — | prompt + response |
 //!
+//! DPO reads pairs as the reward model does, except that `dpo.preference = "safety"` picks the
+//! PKU-SafeRLHF safety pair (as the cost model does); HH-RLHF and PyRIT pairs keep their one
+//! ordering.
+//!
 //! Sources are concatenated in order (each cut to its `limit`), then split into train and
 //! held-out sets with [`split_holdout_grouped`] keyed by the prompt text and the run's seed, so a
 //! prompt never lands on both sides. Every example is tokenized once, up front; pairs whose two
@@ -27,6 +31,7 @@ use saferlhf_data::{
 use crate::collate::{Encoded, EncodedPair, Encoder, EndToken};
 use crate::config::{DataSource, HhPrompt, SourceFormat, TaskKind, TrainConfig};
 use crate::error::{Result, TrainError};
+use crate::objectives::dpo::Preference;
 
 /// A tokenized dataset split into train and held-out parts.
 #[derive(Debug, Clone)]
@@ -78,9 +83,9 @@ fn note(reports: &mut Vec<String>, report: &LoadReport) {
     reports.push(report.to_string());
 }
 
-/// The text pairs of one source for a reward or cost task.
+/// The text pairs of one source; `view` picks which PKU-SafeRLHF preference orders a pair.
 fn source_pairs(
-    task: TaskKind,
+    view: Preference,
     s: &DataSource,
     reports: &mut Vec<String>,
 ) -> Result<Vec<PreferencePair>> {
@@ -89,9 +94,9 @@ fn source_pairs(
             let (rows, report) = load_pku(&s.path, &options(s))?;
             note(reports, &report);
             rows.iter()
-                .map(|r| match task {
-                    TaskKind::Cost => r.safety_pair(),
-                    _ => r.helpfulness_pair(),
+                .map(|r| match view {
+                    Preference::Safety => r.safety_pair(),
+                    Preference::Helpfulness => r.helpfulness_pair(),
                 })
                 .collect()
         }
@@ -143,13 +148,27 @@ fn unreachable_format<T>(s: &DataSource) -> Result<T> {
     ))
 }
 
-/// Loads, splits and tokenizes the preference pairs of a reward or cost config.
+/// Which preference orders the PKU-SafeRLHF pairs of a config: safety for a cost model and for
+/// DPO with `dpo.preference = "safety"`, helpfulness otherwise.
+pub fn pair_view(config: &TrainConfig) -> Preference {
+    match config.task() {
+        TaskKind::Cost => Preference::Safety,
+        TaskKind::Dpo => config
+            .dpo
+            .as_ref()
+            .map(|d| d.preference)
+            .unwrap_or_default(),
+        _ => Preference::Helpfulness,
+    }
+}
+
+/// Loads, splits and tokenizes the preference pairs of a reward, cost or DPO config.
 pub fn load_pairs(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
-    let task = config.task();
+    let view = pair_view(config);
     let mut summary = DataSummary::default();
     let mut all = Vec::new();
     for s in &config.data.sources {
-        let pairs = source_pairs(task, s, &mut summary.reports)?;
+        let pairs = source_pairs(view, s, &mut summary.reports)?;
         summary.per_source.push(pairs.len());
         all.extend(pairs);
     }

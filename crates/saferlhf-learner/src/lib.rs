@@ -14,18 +14,23 @@
 //!   clipping, gradient accumulation, periodic held-out evaluation, JSONL metrics, a progress
 //!   bar) with [`checkpoint`]s that resume bit-exactly;
 //! * [`scoring`]: scoring texts with a trained reward or cost model;
+//! * [`objectives`]: the objective plugins, among them DPO and SACPO's stage list;
+//! * [`align`]: offline alignment runs (one DPO run, or SACPO's stages, each a resumable run);
+//! * [`merge`]: P-SACPO's linear weight merging of two policies;
 //! * [`tiny`]: a tiny preset (character tokenizer, 2-layer model) for tests.
 //!
 //! The PPO machinery, Lagrange multipliers and objective plugins will join these.
 
 #![warn(missing_docs)]
 
+pub mod align;
 pub mod checkpoint;
 pub mod collate;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod losses;
+pub mod merge;
 pub mod metrics;
 pub mod models;
 pub mod objectives;
@@ -38,10 +43,12 @@ pub mod task;
 pub mod tiny;
 pub mod trainer;
 
+pub use align::{AlignSummary, StageRun, align};
 pub use config::{TaskKind, TrainConfig};
 pub use error::{Result, TrainError};
 pub use losses::{
     CostMetrics, DEFAULT_REGULARIZATION, RewardMetrics, SafetyLabels, SftMetrics, cost_loss,
     masked_mean, neg_log_sigmoid, reward_loss, sft_loss, token_nll,
 };
+pub use merge::{MergeSummary, merge_models};
 pub use trainer::{Resume, TrainOptions, TrainSummary, train};

@@ -3,7 +3,8 @@
 //! A line holds `step`, `epoch` (fractional: examples seen / training examples), `lr`, `loss`,
 //! `grad_norm`, the task's metrics of the step (reward: `accuracy`, `mean_chosen`,
 //! `mean_rejected`; cost: `pair_accuracy`, `sign_accuracy`, `mean_safe_cost`,
-//! `mean_unsafe_cost`, ...; SFT: `perplexity`, `response_tokens`), `tokens` (real tokens
+//! `mean_unsafe_cost`, ...; SFT: `perplexity`, `response_tokens`; DPO: `accuracy`,
+//! `chosen_reward`, `rejected_reward`, `margin`, `chosen_logp`, `rejected_logp`), `tokens` (real tokens
 //! processed), `tokens_per_s`, `seconds` (the step's wall time) and `elapsed` (the run's), and,
 //! on evaluation steps, an `eval` object with the held-out metrics.
 
@@ -15,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Result, TrainError};
 use crate::losses::{CostMetrics, RewardMetrics, SftMetrics};
+use crate::objectives::dpo::DpoMetrics;
 
 /// Metrics of one task over some examples; merges across micro-batches and eval batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +27,8 @@ pub enum TaskMetrics {
     Cost(CostMetrics),
     /// SFT.
     Sft(SftMetrics),
+    /// DPO (and each SACPO stage).
+    Dpo(DpoMetrics),
 }
 
 impl TaskMetrics {
@@ -34,6 +38,7 @@ impl TaskMetrics {
             (TaskMetrics::Reward(a), TaskMetrics::Reward(b)) => TaskMetrics::Reward(a.merge(b)),
             (TaskMetrics::Cost(a), TaskMetrics::Cost(b)) => TaskMetrics::Cost(a.merge(b)),
             (TaskMetrics::Sft(a), TaskMetrics::Sft(b)) => TaskMetrics::Sft(a.merge(b)),
+            (TaskMetrics::Dpo(a), TaskMetrics::Dpo(b)) => TaskMetrics::Dpo(a.merge(b)),
             _ => return None,
         })
     }
@@ -52,6 +57,7 @@ impl TaskMetrics {
             TaskMetrics::Reward(m) => m.loss,
             TaskMetrics::Cost(m) => m.loss,
             TaskMetrics::Sft(m) => m.loss,
+            TaskMetrics::Dpo(m) => m.loss,
         }
     }
 
@@ -61,6 +67,7 @@ impl TaskMetrics {
             TaskMetrics::Reward(m) => Some(m.accuracy),
             TaskMetrics::Cost(m) => Some(m.pair_accuracy),
             TaskMetrics::Sft(_) => None,
+            TaskMetrics::Dpo(m) => Some(m.accuracy),
         }
     }
 
@@ -92,6 +99,16 @@ impl TaskMetrics {
                 "perplexity": m.perplexity,
                 "response_tokens": m.tokens,
             }),
+            TaskMetrics::Dpo(m) => json!({
+                "loss": m.loss,
+                "pairs": m.pairs,
+                "accuracy": m.accuracy,
+                "chosen_reward": m.chosen_reward,
+                "rejected_reward": m.rejected_reward,
+                "margin": m.margin,
+                "chosen_logp": m.chosen_logp,
+                "rejected_logp": m.rejected_logp,
+            }),
         };
         match v {
             Value::Object(m) => m,
@@ -108,6 +125,10 @@ impl TaskMetrics {
                 m.loss, m.pair_accuracy, m.sign_accuracy
             ),
             TaskMetrics::Sft(m) => format!("loss {:.4} ppl {:.2}", m.loss, m.perplexity),
+            TaskMetrics::Dpo(m) => format!(
+                "loss {:.4} acc {:.3} margin {:.4}",
+                m.loss, m.accuracy, m.margin
+            ),
         }
     }
 }

@@ -6,11 +6,12 @@
 //! | [`SftTask`] | `LlamaForCausalLM` | [`Encoded`] | [`sft_loss`] on response tokens |
 //! | [`RewardTask`] | `RewardModel` | [`EncodedPair`] | [`reward_loss`] (Bradley-Terry + L2) |
 //! | [`CostTask`] | `CostModel` | [`EncodedPair`] | [`cost_loss`] (BT + sign terms + L2) |
+//! | [`DpoTask`] | `LlamaForCausalLM` | [`EncodedPair`] | an [`OfflineObjective`] (DPO) against a frozen reference |
 
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use saferlhf_model::score::{load_score_dir, read_score_kind, save_score_dir};
 use saferlhf_model::weights::{CONFIG_FILE, load_hf_dir, save_hf_dir};
 use saferlhf_model::{
@@ -25,6 +26,8 @@ use crate::losses::{
     CostMetrics, RewardMetrics, SafetyLabels, SftMetrics, cost_loss, reward_loss, sft_loss, to_host,
 };
 use crate::metrics::TaskMetrics;
+use crate::objectives::dpo::{Dpo, DpoMetrics, SumFrom};
+use crate::objectives::{OfflineObjective, PairLogProbs};
 use crate::params::seeded_init;
 use crate::tiny::tiny_llama_config;
 
@@ -309,8 +312,232 @@ impl Task for CostTask {
 /// The score kind of a reward or cost task (None for SFT).
 pub fn score_kind(task: TaskKind) -> Option<ScoreKind> {
     match task {
-        TaskKind::Sft => None,
+        TaskKind::Sft | TaskKind::Dpo | TaskKind::Sacpo => None,
         TaskKind::Reward => Some(ScoreKind::Reward),
         TaskKind::Cost => Some(ScoreKind::Cost),
+    }
+}
+
+/// Direct alignment of the policy on preference pairs (DPO; each SACPO stage is one) against a
+/// frozen reference.
+///
+/// The reference is the run's **initial policy** (`model.init` or `model.preset`), loaded once
+/// when the task is built and kept on the non-autodiff device: it carries no gradient, no
+/// optimizer state and no autodiff graph, and a resumed run reloads it from the config (never
+/// from the checkpoint, which holds the trained policy). So a DPO run holds **two full models**:
+/// the trained policy (with its gradients and two AdamW moments, ~4x its weights) and the
+/// reference (1x). For a SACPO stage the initial policy is the previous stage's final model, so
+/// that model, frozen, is the reference, as SACPO requires.
+pub struct DpoTask {
+    objective: Box<dyn OfflineObjective>,
+    sum_from: SumFrom,
+    reference: LlamaForCausalLM,
+    reference_device: Device,
+}
+
+impl std::fmt::Debug for DpoTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpoTask")
+            .field("objective", &self.objective.name())
+            .field("beta", &self.objective.beta())
+            .field("sum_from", &self.sum_from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DpoTask {
+    /// The task of a `task = "dpo"` config: DPO with `dpo.beta`, the reference loaded from
+    /// `model.init` / `model.preset` onto `device` without autodiff.
+    pub fn new(config: &TrainConfig, device: &Device) -> Result<Self> {
+        let dpo = config.dpo.clone().unwrap_or_default();
+        let reference_device = device.clone().without_autodiff();
+        let (_, reference) = init_dpo_policy(config, &reference_device)?;
+        Ok(Self::with_reference(
+            Box::new(Dpo::new(dpo.beta)),
+            dpo.sum_from,
+            reference,
+            reference_device,
+        ))
+    }
+
+    /// A task with an explicit objective and a reference living on `reference_device` (which
+    /// should be a device without autodiff).
+    pub fn with_reference(
+        objective: Box<dyn OfflineObjective>,
+        sum_from: SumFrom,
+        reference: LlamaForCausalLM,
+        reference_device: Device,
+    ) -> Self {
+        DpoTask {
+            objective,
+            sum_from,
+            reference,
+            reference_device,
+        }
+    }
+
+    /// The loss.
+    pub fn objective(&self) -> &dyn OfflineObjective {
+        self.objective.as_ref()
+    }
+
+    /// The frozen reference.
+    pub fn reference(&self) -> &LlamaForCausalLM {
+        &self.reference
+    }
+
+    // ANCHOR: pair_logprobs
+    /// Sequence log-probabilities of a batch of pairs under `policy` (on `device`, with
+    /// gradient if it is an autodiff device) and under the reference (computed on the
+    /// reference's device without autodiff, then copied over), and the batch's real-token
+    /// count.
+    pub fn pair_logprobs(
+        &self,
+        policy: &LlamaForCausalLM,
+        batch: &[&EncodedPair],
+        pad_id: u32,
+        device: &Device,
+    ) -> (PairLogProbs, usize) {
+        let (policy_chosen, policy_rejected, tokens) =
+            sequence_logprobs(policy, batch, pad_id, self.sum_from, device);
+        let (ref_chosen, ref_rejected, _) = sequence_logprobs(
+            &self.reference,
+            batch,
+            pad_id,
+            self.sum_from,
+            &self.reference_device,
+        );
+        let to_device = |t: Tensor<1>| Tensor::<1>::from_data(t.into_data(), device);
+        let logps = PairLogProbs {
+            policy_chosen,
+            policy_rejected,
+            reference_chosen: to_device(ref_chosen),
+            reference_rejected: to_device(ref_rejected),
+        };
+        (logps, tokens)
+    }
+    // ANCHOR_END: pair_logprobs
+}
+
+/// The policy a DPO run starts from (refusing a score-model directory).
+fn init_dpo_policy(
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+    if let Some(init) = &config.model.init
+        && is_score_dir(init)
+    {
+        return Err(TrainError::config(
+            "model.init",
+            format!("{} is a score model, not a policy to align", init.display()),
+        ));
+    }
+    init_policy(config, device)
+}
+
+/// The first token index each response's log-probability sum counts, for a pair: the response
+/// start, or the first position where the two sequences differ (never inside the prompt, and
+/// never position 0, which nothing predicts).
+pub fn sum_starts(pair: &EncodedPair, sum_from: SumFrom) -> (usize, usize) {
+    let (c, r) = (&pair.chosen, &pair.rejected);
+    let (mut sc, mut sr) = (c.prompt_len.max(1), r.prompt_len.max(1));
+    if sum_from == SumFrom::Divergence {
+        let d = c
+            .tokens
+            .iter()
+            .zip(&r.tokens)
+            .position(|(a, b)| a != b)
+            .unwrap_or(c.tokens.len().min(r.tokens.len()));
+        sc = sc.max(d);
+        sr = sr.max(d);
+    }
+    (sc, sr)
+}
+
+/// Summed log-probabilities `[B]` of the chosen and of the rejected responses of `batch` under
+/// `model`, with the batch's real-token count.
+///
+/// `Σ_t log π(y_t | x, y_<t)` over the response tokens y_t from the start [`sum_starts`] gives
+/// to the last real token (the end token included); prompt and padding are selected away.
+pub fn sequence_logprobs(
+    model: &LlamaForCausalLM,
+    batch: &[&EncodedPair],
+    pad_id: u32,
+    sum_from: SumFrom,
+    device: &Device,
+) -> (Tensor<1>, Tensor<1>, usize) {
+    let b = pair_batch(batch, pad_id, device);
+    let [rows, l] = b.tokens.dims();
+    let n = b.pairs;
+    // Which next-token log-probs [2B, L - 1] count: element t predicts token t + 1.
+    let mut keep = Vec::with_capacity(rows * l.saturating_sub(1));
+    let starts: Vec<(usize, usize)> = batch.iter().map(|p| sum_starts(p, sum_from)).collect();
+    let rows_info = batch
+        .iter()
+        .zip(&starts)
+        .map(|(p, s)| (p.chosen.tokens.len(), s.0))
+        .chain(
+            batch
+                .iter()
+                .zip(&starts)
+                .map(|(p, s)| (p.rejected.tokens.len(), s.1)),
+        );
+    for (len, start) in rows_info {
+        for t in 0..l.saturating_sub(1) {
+            keep.push(t + 1 >= start && t + 1 < len);
+        }
+    }
+    let keep: Tensor<2, Bool> =
+        Tensor::from_data(TensorData::new(keep, [rows, l.saturating_sub(1)]), device);
+    let token_logps = model.token_logprobs(b.tokens, b.mask); // [2B, L - 1]
+    let seq = token_logps
+        .mask_fill(keep.bool_not(), 0.0)
+        .sum_dim(1)
+        .reshape([rows]); // [2B]
+    let chosen = seq.clone().narrow(0, 0, n);
+    let rejected = seq.narrow(0, n, n);
+    (chosen, rejected, b.real_tokens)
+}
+
+impl Task for DpoTask {
+    type Model = LlamaForCausalLM;
+    type Example = EncodedPair;
+
+    fn kind(&self) -> TaskKind {
+        TaskKind::Dpo
+    }
+
+    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
+        load_pairs(config, encoder)
+    }
+
+    fn init_model(
+        &self,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+        init_dpo_policy(config, device)
+    }
+
+    fn loss(
+        &self,
+        model: &LlamaForCausalLM,
+        batch: &[&EncodedPair],
+        pad_id: u32,
+        _regularization: f64,
+        device: &Device,
+    ) -> (Tensor<1>, TaskMetrics, usize) {
+        let (logps, tokens) = self.pair_logprobs(model, batch, pad_id, device);
+        let loss = self.objective.loss(&logps);
+        let m = DpoMetrics::new(self.objective.beta(), &logps, scalar(&loss));
+        (loss, TaskMetrics::Dpo(m), tokens)
+    }
+
+    fn save(&self, model: &LlamaForCausalLM, config: &LlamaConfig, dir: &Path) -> Result<()> {
+        Ok(save_hf_dir(model, config, dir)?)
+    }
+
+    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+        Ok(load_hf_dir(dir, device)?)
     }
 }

@@ -1,4 +1,5 @@
-//! The one training loop of the supervised stages (SFT, reward model, cost model).
+//! The one training loop of the supervised stages (SFT, reward model, cost model) and of DPO
+//! (alone or as a SACPO stage).
 //!
 //! # Why not burn-train's `SupervisedTraining`
 //!
@@ -50,7 +51,7 @@ use crate::models::{ModelMeta, encoder_for, load_tokenizer, save_text_side};
 use crate::params::{clip_global_norm, no_decay_ids, stable_ids};
 use crate::rng::epoch_permutation;
 use crate::schedule::LrSchedule;
-use crate::task::{CostTask, RewardTask, SftTask, Task};
+use crate::task::{CostTask, DpoTask, RewardTask, SftTask, Task};
 
 /// Which checkpoint a run continues from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +101,8 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
-/// Trains the config's task on `device` (autodiff is enabled on it here).
+/// Trains the config's task on `device` (autodiff is enabled on it here). A SACPO config is
+/// refused: it runs through [`crate::align::align`].
 pub fn train(
     config: &TrainConfig,
     device: &Device,
@@ -110,6 +112,12 @@ pub fn train(
         TaskKind::Sft => run(SftTask, config, device, options),
         TaskKind::Reward => run(RewardTask, config, device, options),
         TaskKind::Cost => run(CostTask, config, device, options),
+        TaskKind::Dpo => run(DpoTask::new(config, device)?, config, device, options),
+        TaskKind::Sacpo => Err(TrainError::config(
+            "task",
+            "a SACPO run is a sequence of DPO runs: run it with saferlhf_learner::align::align \
+             (`saferlhf align`)",
+        )),
     }
 }
 

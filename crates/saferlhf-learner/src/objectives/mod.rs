@@ -25,11 +25,13 @@
 //! DPO-style methods see sequence log-probabilities of the chosen and rejected responses under
 //! the policy and a frozen reference, and return a loss; SACPO is a list of such stages.
 
+pub mod dpo;
 pub mod multiplier;
 pub mod ppo;
 pub mod ppo_lag;
 pub mod repo;
 pub mod reward_shaping;
+pub mod sacpo;
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -37,11 +39,13 @@ use serde_json::{Map, Value};
 
 use crate::error::Result;
 
+pub use dpo::{Dpo, DpoConfig, DpoMetrics, Preference, SumFrom};
 pub use multiplier::{LagrangeConfig, Multiplier, MultiplierKind};
 pub use ppo::Ppo;
 pub use ppo_lag::PpoLag;
 pub use repo::{AdvantageNorm, RePo, RePoConfig, RectifyMode};
 pub use reward_shaping::RewardShaping;
+pub use sacpo::{SacpoConfig, SacpoOrder, Stage};
 
 /// Per-sample weights of the two advantage streams: `A[i, t] = reward[i] · A_R[i, t] -
 /// cost[i] · A_C[i, t]`.

@@ -1,0 +1,305 @@
+//! Smoke tests of `saferlhf align` (DPO and SACPO) and `saferlhf merge` on the tiny configs in
+//! configs/: end to end, stopped and resumed runs that end bit-identical to uninterrupted ones,
+//! and config errors that name their key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn saferlhf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_saferlhf"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "failed: {stderr}");
+    stderr
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p =
+            std::env::temp_dir().join(format!("saferlhf-align-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn metrics(run: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(Path::new(run).join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The tensors of a model directory, by name (the file header's metadata may differ).
+fn tensors(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(Path::new(dir).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn align_dpo_runs_and_resumes_exactly() {
+    let tmp = TempDir::new("dpo");
+    let run = tmp.path("run");
+    let set = format!("run.dir={run}");
+    let out = saferlhf(&[
+        "align",
+        "--config",
+        "configs/tiny-dpo.toml",
+        "--set",
+        &set,
+        "--json",
+    ]);
+    ok(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["task"], "dpo");
+    assert_eq!(summary["finished"], true);
+    let lines = metrics(&run);
+    assert_eq!(lines.len(), 8);
+    // Step 1 starts at the reference: loss log 2, zero implicit rewards.
+    let first = &lines[0];
+    assert!((first["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5);
+    assert!(
+        first["chosen_reward"].as_f64().unwrap().abs() < 1e-4,
+        "{first}"
+    );
+    let last = lines.last().unwrap();
+    for key in [
+        "accuracy",
+        "chosen_reward",
+        "rejected_reward",
+        "margin",
+        "chosen_logp",
+        "rejected_logp",
+    ] {
+        assert!(last["eval"][key].is_number(), "{key}: {last}");
+    }
+    assert!(last["eval"]["loss"].as_f64().unwrap() < std::f64::consts::LN_2);
+    let config = std::fs::read_to_string(Path::new(&run).join("config.toml")).unwrap();
+    assert!(
+        config.contains("task = \"dpo\"") && config.contains("[dpo]"),
+        "{config}"
+    );
+
+    // Stopped after 3 steps, resumed in a new process: the same final weights.
+    let split = tmp.path("split");
+    let set = format!("run.dir={split}");
+    let args = ["align", "--config", "configs/tiny-dpo.toml", "--set", &set];
+    let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "3"]].concat()));
+    assert!(stderr.contains("stopped early"), "{stderr}");
+    let err = failed(&saferlhf(&args));
+    assert!(err.contains("--resume"), "{err}");
+    ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
+    assert_eq!(metrics(&split).len(), 8);
+    assert!(
+        tensors(&format!("{run}/final")) == tensors(&format!("{split}/final")),
+        "resumed weights differ"
+    );
+    // --resume RUN_DIR alone reads the run's config; nothing is left to do.
+    let stderr = ok(&saferlhf(&["align", "--resume", &split]));
+    assert!(stderr.contains("step 8/8"), "{stderr}");
+}
+
+#[test]
+fn align_sacpo_resumes_at_the_right_stage_and_merges() {
+    let tmp = TempDir::new("sacpo");
+    let run = tmp.path("run");
+    let set = format!("run.dir={run}");
+    let out = saferlhf(&[
+        "align",
+        "--config",
+        "configs/tiny-sacpo.toml",
+        "--set",
+        &set,
+        "--json",
+    ]);
+    let stderr = ok(&out);
+    assert!(
+        stderr.contains("stage-2-safety: safety pairs, β = 0.25"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["task"], "sacpo");
+    assert_eq!(summary["stages"].as_array().unwrap().len(), 2);
+    let stage1 = format!("{run}/stage-1-helpfulness");
+    let stage2 = format!("{run}/stage-2-safety");
+    assert_eq!(metrics(&stage1).len(), 6);
+    assert_eq!(metrics(&stage2).len(), 6);
+    assert_eq!(summary["final_model"], format!("{stage2}/final"));
+
+    // Stop inside stage 1 (step 4 of 6), then inside stage 2 (global step 8 = its step 2), then
+    // finish: the same weights in both stages as the uninterrupted run.
+    let split = tmp.path("split");
+    let set = format!("run.dir={split}");
+    let args = [
+        "align",
+        "--config",
+        "configs/tiny-sacpo.toml",
+        "--set",
+        &set,
+    ];
+    let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "4"]].concat()));
+    assert!(stderr.contains("not finished"), "{stderr}");
+    assert!(!Path::new(&split).join("stage-2-safety").exists());
+    ok(&saferlhf(
+        &[&args[..], &["--resume", "--stop-at-step", "8"]].concat(),
+    ));
+    assert!(Path::new(&split).join("stage-1-helpfulness/final").is_dir());
+    let split2 = format!("{split}/stage-2-safety");
+    assert_eq!(metrics(&split2).len(), 2);
+    let stderr = ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
+    assert!(stderr.contains("aligned model"), "{stderr}");
+    assert_eq!(metrics(&split2).len(), 6);
+    for stage in ["stage-1-helpfulness", "stage-2-safety"] {
+        assert!(
+            tensors(&format!("{run}/{stage}/final")) == tensors(&format!("{split}/{stage}/final")),
+            "{stage}: resumed weights differ"
+        );
+    }
+
+    // P-SACPO: q = 0 and 1 give the stage models, q = 0.5 their mean.
+    let (a, b) = (format!("{stage1}/final"), format!("{stage2}/final"));
+    for (q, expect) in [("0", Some(&a)), ("1", Some(&b)), ("0.5", None)] {
+        let out_dir = tmp.path(&format!("merged-{q}"));
+        let out = saferlhf(&[
+            "merge", "--a", &a, "--b", &b, "--q", q, "--out", &out_dir, "--json",
+        ]);
+        ok(&out);
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["q"].as_f64().unwrap(), q.parse::<f64>().unwrap());
+        match expect {
+            Some(dir) => assert!(tensors(&out_dir) == tensors(dir), "q = {q}"),
+            None => {
+                let f = |b: &[u8]| -> Vec<f32> {
+                    b.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                };
+                for ((name, m), ((_, x), (_, y))) in tensors(&out_dir)
+                    .iter()
+                    .zip(tensors(&a).iter().zip(tensors(&b).iter()))
+                {
+                    let mean: Vec<f32> =
+                        f(x).iter().zip(f(y)).map(|(x, y)| (x + y) / 2.0).collect();
+                    assert_eq!(f(m), mean, "{name}");
+                }
+            }
+        }
+    }
+    // The merged policy is a model directory `generate` loads.
+    let out = saferlhf(&[
+        "generate",
+        "--model",
+        &tmp.path("merged-0.5"),
+        "--prompt",
+        "what about the sun?",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]);
+    ok(&out);
+    let err = failed(&saferlhf(&[
+        "merge",
+        "--a",
+        &a,
+        "--b",
+        &b,
+        "--q",
+        "-0.5",
+        "--out",
+        &tmp.path("bad"),
+    ]));
+    assert!(err.contains("`q`"), "{err}");
+    let err = failed(&saferlhf(&[
+        "merge",
+        "--a",
+        &a,
+        "--b",
+        "tests/fixtures/tiny-llama-tied",
+        "--q",
+        "0.5",
+        "--out",
+        &tmp.path("bad"),
+    ]));
+    assert!(err.contains("config.json differs"), "{err}");
+}
+
+#[test]
+fn align_bad_configs_name_the_key() {
+    let tmp = TempDir::new("errors");
+    let set = format!("run.dir={}", tmp.path("run"));
+    for (config, bad, key) in [
+        ("configs/tiny-dpo.toml", "dpo.beta=0", "dpo.beta"),
+        ("configs/tiny-dpo.toml", "dpo.beta=-1", "dpo.beta"),
+        ("configs/tiny-sacpo.toml", "sacpo.lambda=0", "sacpo.lambda"),
+        ("configs/tiny-sacpo.toml", "sacpo.beta=-0.1", "sacpo.beta"),
+        (
+            "configs/tiny-sacpo.toml",
+            "sacpo.safety_sources.0.path=nope.jsonl",
+            "nope.jsonl",
+        ),
+    ] {
+        let err = failed(&saferlhf(&[
+            "align", "--config", config, "--set", &set, "--set", bad,
+        ]));
+        assert!(err.contains(key), "{config} --set {bad}: {err}");
+    }
+    // align runs only dpo and sacpo configs; the other subcommands refuse them.
+    let err = failed(&saferlhf(&[
+        "align",
+        "--config",
+        "configs/tiny-reward.toml",
+    ]));
+    assert!(
+        err.contains("task") && err.contains("train-reward"),
+        "{err}"
+    );
+    let err = failed(&saferlhf(&[
+        "train-reward",
+        "--config",
+        "configs/tiny-dpo.toml",
+    ]));
+    assert!(err.contains("task"), "{err}");
+    // --print-config shows the resolved sections.
+    let out = saferlhf(&["align", "--config", "configs/sacpo.toml", "--print-config"]);
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("[sacpo]") && text.contains("lambda = 4.0") && text.contains("keep_last"),
+        "{text}"
+    );
+}
