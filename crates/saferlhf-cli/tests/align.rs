@@ -2,74 +2,11 @@
 //! configs/: end to end, stopped and resumed runs that end bit-identical to uninterrupted ones,
 //! and config errors that name their key.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
 
-fn saferlhf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_saferlhf"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "failed: {stderr}");
-    stderr
-}
-
-fn failed(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpectedly succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p =
-            std::env::temp_dir().join(format!("saferlhf-align-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn metrics(run: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(Path::new(run).join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The tensors of a model directory, by name (the file header's metadata may differ).
-fn tensors(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(Path::new(dir).join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect();
-    out.sort();
-    out
-}
+use common::*;
 
 #[test]
 fn align_dpo_runs_and_resumes_exactly() {

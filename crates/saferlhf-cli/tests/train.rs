@@ -1,81 +1,15 @@
 //! Smoke tests of `saferlhf sft`, `train-reward`, `train-cost` and `score` on the tiny configs
 //! in configs/ (a random 2-layer model with a character tokenizer; seconds on a CPU).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
 
-fn saferlhf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_saferlhf"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::*;
 
-fn ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "failed: {stderr}");
-    stderr
-}
-
-fn failed(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpectedly succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("saferlhf-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn metrics(run: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(Path::new(run).join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn checkpoints(run: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(Path::new(run).join("checkpoints"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The tensors of a run's final model, by name (the file header's metadata may differ).
-fn tensors(run: &str) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(Path::new(run).join("final/model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect();
-    out.sort();
-    out
+/// The tensors of a run's final model.
+fn tensors_of_run(run: &str) -> Vec<(String, Vec<u8>)> {
+    tensors(&Path::new(run).join("final").display().to_string())
 }
 
 fn check_run(run: &str, steps: usize, task: &str) {
@@ -141,7 +75,10 @@ fn train_reward_runs_resumes_exactly_and_scores() {
     assert!(err.contains("--resume"), "{err}");
     ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
     assert_eq!(metrics(&split).len(), 12);
-    assert!(tensors(&run) == tensors(&split), "resumed weights differ");
+    assert!(
+        tensors_of_run(&run) == tensors_of_run(&split),
+        "resumed weights differ"
+    );
 
     // --resume DIR alone reads the checkpoint's config; a finished run has nothing left to do.
     let ckpt = format!("{split}/checkpoints/step-00000012");

@@ -340,7 +340,6 @@ pub fn load_prompt_ids(
         };
         let opts = LoadOptions {
             skip_invalid: source.skip_invalid,
-            ..LoadOptions::default()
         };
         let (mut prompts, report) =
             read_prompts(&source.path, &format, &opts)?.collect_with_report()?;
@@ -794,6 +793,12 @@ pub struct Optimizers {
     pub actor_schedule: LrSchedule,
     /// Critic learning rate by optimizer step.
     pub critic_schedule: LrSchedule,
+}
+
+/// AdamW for a module from `[actor]` / `[critic]` settings (no weight decay on rank-1
+/// parameters).
+pub fn optimizer<M: Module>(config: &crate::config::OptimConfig, model: &M) -> ModuleOptimizer {
+    build_optimizer(config, model)
 }
 
 /// Optimizer steps of a whole run.
