@@ -271,8 +271,17 @@ impl LlamaForCausalLM {
         let causal = Tensor::<2, Bool>::from_data(TensorData::new(causal, [s, keys]), &device)
             .reshape([1, 1, s, keys])
             .expand([b, 1, s, keys]);
+        // Every query also sees its own key, real or not: a padding query (left of a short
+        // prompt) would otherwise have no key at all, and a softmax over nothing is NaN on some
+        // backends (GPU flash kernels), which can leak into gradients. Its output is never used.
+        let own: Vec<bool> = (0..s)
+            .flat_map(|i| (0..keys).map(move |j| j == offset + i))
+            .collect();
+        let own = Tensor::<2, Bool>::from_data(TensorData::new(own, [s, keys]), &device)
+            .reshape([1, 1, s, keys])
+            .expand([b, 1, s, keys]);
         let real = key_mask.reshape([b, 1, 1, keys]).expand([b, 1, s, keys]);
-        let blocked = causal.bool_and(real).bool_not();
+        let blocked = causal.bool_and(real.bool_or(own)).bool_not();
 
         let mut x = self.model.embed_tokens.forward(tokens);
         for (index, layer) in self.model.layers.iter().enumerate() {
