@@ -312,6 +312,46 @@ pub struct OptimConfig {
     pub min_lr_ratio: f64,
 }
 
+impl OptimConfig {
+    /// Checks every value; errors name `{prefix}.key` (`optim.lr`, `actor.lr`, ...).
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let bad =
+            |key: &str, reason: String| Err(TrainError::config(format!("{prefix}.{key}"), reason));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be > 0, got {}", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                format!("must be >= 0, got {}", self.weight_decay),
+            );
+        }
+        for (key, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(key, format!("must lie in [0, 1), got {v}"));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("eps", format!("must be > 0, got {}", self.eps));
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return bad(
+                "max_grad_norm",
+                format!("must be >= 0 (0 = off), got {}", self.max_grad_norm),
+            );
+        }
+        for (key, v) in [
+            ("warmup_ratio", self.warmup_ratio),
+            ("min_lr_ratio", self.min_lr_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(key, format!("must lie in [0, 1], got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
@@ -587,38 +627,7 @@ impl TrainConfig {
         if self.data.eval_limit == Some(0) {
             return bad("data.eval_limit", "must be >= 1".into());
         }
-        let o = &self.optim;
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            return bad("optim.lr", format!("must be > 0, got {}", o.lr));
-        }
-        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            return bad(
-                "optim.weight_decay",
-                format!("must be >= 0, got {}", o.weight_decay),
-            );
-        }
-        for (key, v) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
-            if !(0.0..1.0).contains(&v) {
-                return bad(key, format!("must lie in [0, 1), got {v}"));
-            }
-        }
-        if !(o.eps.is_finite() && o.eps > 0.0) {
-            return bad("optim.eps", format!("must be > 0, got {}", o.eps));
-        }
-        if !(o.max_grad_norm.is_finite() && o.max_grad_norm >= 0.0) {
-            return bad(
-                "optim.max_grad_norm",
-                format!("must be >= 0 (0 = off), got {}", o.max_grad_norm),
-            );
-        }
-        for (key, v) in [
-            ("optim.warmup_ratio", o.warmup_ratio),
-            ("optim.min_lr_ratio", o.min_lr_ratio),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return bad(key, format!("must lie in [0, 1], got {v}"));
-            }
-        }
+        self.optim.validate("optim")?;
         let t = &self.train;
         if t.max_steps.is_none() && t.epochs == 0 {
             return bad(

@@ -435,8 +435,8 @@ impl RlConfig {
                 format!("must lie in [0, 1], got {}", p.gae_lambda),
             );
         }
-        validate_optim("actor", &self.actor)?;
-        validate_optim("critic", &self.critic)?;
+        self.actor.validate("actor")?;
+        self.critic.validate("critic")?;
         self.lagrange.validate("lagrange")?;
         self.repo.validate()?;
         if self.train.steps == 0 {
@@ -447,43 +447,6 @@ impl RlConfig {
         }
         Ok(())
     }
-}
-
-fn validate_optim(prefix: &str, o: &OptimConfig) -> Result<()> {
-    let bad =
-        |key: &str, reason: String| Err(TrainError::config(format!("{prefix}.{key}"), reason));
-    if !(o.lr.is_finite() && o.lr > 0.0) {
-        return bad("lr", format!("must be > 0, got {}", o.lr));
-    }
-    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-        return bad(
-            "weight_decay",
-            format!("must be >= 0, got {}", o.weight_decay),
-        );
-    }
-    for (key, v) in [("beta1", o.beta1), ("beta2", o.beta2)] {
-        if !(0.0..1.0).contains(&v) {
-            return bad(key, format!("must lie in [0, 1), got {v}"));
-        }
-    }
-    if !(o.eps.is_finite() && o.eps > 0.0) {
-        return bad("eps", format!("must be > 0, got {}", o.eps));
-    }
-    if !(o.max_grad_norm.is_finite() && o.max_grad_norm >= 0.0) {
-        return bad(
-            "max_grad_norm",
-            format!("must be >= 0, got {}", o.max_grad_norm),
-        );
-    }
-    for (key, v) in [
-        ("warmup_ratio", o.warmup_ratio),
-        ("min_lr_ratio", o.min_lr_ratio),
-    ] {
-        if !(0.0..=1.0).contains(&v) {
-            return bad(key, format!("must lie in [0, 1], got {v}"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
