@@ -3,48 +3,18 @@
 //! the same `--set`, `--resume`, `--stop-at-step` and `--time-limit` as the training
 //! subcommands. `saferlhf merge` (P-SACPO) is in merge.rs.
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
-use saferlhf::learner::checkpoint::{CONFIG_FILE, resolve_resume};
 use saferlhf::learner::{TaskKind, TrainConfig, align};
 
-use crate::train::{TrainArgs, device, options, print_summary};
+use crate::train::{TrainArgs, config_source, device, options, print_summary};
 
-/// Whether `--set` moves the run directory.
-fn sets_run_dir(args: &TrainArgs) -> bool {
-    args.set
-        .iter()
-        .any(|s| s.trim_start().starts_with("run.dir"))
-}
-
-/// The config of `--config`, or of `--resume DIR` alone: a run directory (DPO or SACPO) holds
-/// its resolved `config.toml`; a checkpoint directory holds its own.
+/// The config of `--config`, or of `--resume DIR` alone (see [`config_source`]).
 fn load_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let resume_dir = args.resume.clone().flatten();
-    let config = match (&args.config, &resume_dir) {
-        (Some(path), _) => TrainConfig::load(path, &args.set, None)?,
-        (None, Some(dir)) => {
-            let (file, run_dir) =
-                if dir.join(CONFIG_FILE).is_file() && !dir.join("state.json").is_file() {
-                    (dir.join(CONFIG_FILE), dir.clone())
-                } else {
-                    let checkpoint = resolve_resume(dir)?;
-                    let run_dir = checkpoint
-                        .parent()
-                        .and_then(Path::parent)
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| dir.clone());
-                    (checkpoint.join(CONFIG_FILE), run_dir)
-                };
-            let mut config = TrainConfig::load(&file, &args.set, None)?;
-            if !sets_run_dir(args) {
-                config.run.dir = run_dir;
-            }
-            config
-        }
-        (None, None) => bail!("--config is required (or --resume DIR to continue a run)"),
-    };
+    let (file, run_dir) = config_source(args)?;
+    let mut config = TrainConfig::load(&file, &args.set, None)?;
+    if let Some(dir) = run_dir {
+        config.run.dir = dir;
+    }
     match config.task() {
         TaskKind::Dpo | TaskKind::Sacpo => Ok(config),
         other => bail!(

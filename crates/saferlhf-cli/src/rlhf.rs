@@ -1,32 +1,18 @@
 //! `saferlhf rlhf`: online constrained RLHF (PPO, PPO-Lagrangian, RePO, reward shaping) from a
 //! TOML config (`configs/{ppo,ppo-lag,repo}.toml`), with `--set` overrides and `--resume`.
 
-use anyhow::{Context, Result, bail};
-use saferlhf::learner::checkpoint::{CONFIG_FILE, resolve_resume};
+use anyhow::{Context, Result};
 use saferlhf::learner::rl::{RlConfig, train_rl};
 
 use crate::train::TrainArgs;
 
 /// Runs `saferlhf rlhf` (`--stop-at-step` counts RL steps: rollout + update).
 pub fn run(args: TrainArgs) -> Result<()> {
-    let resume_dir = args.resume.clone().flatten();
-    let config = match (&args.config, &resume_dir) {
-        (Some(path), _) => RlConfig::load(path, &args.set)?,
-        (None, Some(dir)) => {
-            let checkpoint = resolve_resume(dir)?;
-            let mut config = RlConfig::load(&checkpoint.join(CONFIG_FILE), &args.set)?;
-            if !args
-                .set
-                .iter()
-                .any(|s| s.trim_start().starts_with("run.dir"))
-                && let Some(run_dir) = checkpoint.parent().and_then(|p| p.parent())
-            {
-                config.run.dir = run_dir.to_path_buf();
-            }
-            config
-        }
-        (None, None) => bail!("--config is required (or --resume DIR to continue a run)"),
-    };
+    let (file, run_dir) = crate::train::config_source(&args)?;
+    let mut config = RlConfig::load(&file, &args.set)?;
+    if let Some(dir) = run_dir {
+        config.run.dir = dir;
+    }
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());

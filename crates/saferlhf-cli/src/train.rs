@@ -1,12 +1,12 @@
 //! `saferlhf sft`, `saferlhf train-reward`, `saferlhf train-cost`: train a policy, reward model
 //! or cost model from a TOML config (`configs/*.toml`), with `--set` overrides and `--resume`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use saferlhf::learner::checkpoint::{CONFIG_FILE, resolve_resume};
+use saferlhf::learner::checkpoint::{CONFIG_FILE, STATE_FILE, resolve_resume};
 use saferlhf::learner::{Resume, TaskKind, TrainConfig, TrainOptions, TrainSummary, train};
 
 /// Arguments shared by the three training subcommands.
@@ -41,26 +41,11 @@ pub struct TrainArgs {
 
 /// Runs one training subcommand for `task`.
 pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
-    let resume_dir = args.resume.clone().flatten();
-    let config = match (&args.config, &resume_dir) {
-        (Some(path), _) => TrainConfig::load(path, &args.set, Some(task))?,
-        (None, Some(dir)) => {
-            let checkpoint = resolve_resume(dir)?;
-            let mut config =
-                TrainConfig::load(&checkpoint.join(CONFIG_FILE), &args.set, Some(task))?;
-            // The run continues in the directory the checkpoint belongs to unless overridden.
-            if !args
-                .set
-                .iter()
-                .any(|s| s.trim_start().starts_with("run.dir"))
-                && let Some(run_dir) = checkpoint.parent().and_then(|p| p.parent())
-            {
-                config.run.dir = run_dir.to_path_buf();
-            }
-            config
-        }
-        (None, None) => bail!("--config is required (or --resume DIR to continue a run)"),
-    };
+    let (file, run_dir) = config_source(&args)?;
+    let mut config = TrainConfig::load(&file, &args.set, Some(task))?;
+    if let Some(dir) = run_dir {
+        config.run.dir = dir;
+    }
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -81,6 +66,36 @@ pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     }
     Ok(())
+}
+
+/// The config file a command reads and, for `--resume DIR` without `--config`, the run
+/// directory the run continues in (unless `--set run.dir=...` moves it): a run directory holding
+/// its resolved `config.toml` (a SACPO run) is used as is; otherwise DIR is a checkpoint (or a
+/// run directory whose newest checkpoint is taken) and its own `config.toml` is read.
+pub fn config_source(args: &TrainArgs) -> Result<(PathBuf, Option<PathBuf>)> {
+    let resume_dir = args.resume.clone().flatten();
+    let (file, run_dir) = match (&args.config, &resume_dir) {
+        (Some(path), _) => return Ok((path.clone(), None)),
+        (None, Some(dir)) => {
+            if dir.join(CONFIG_FILE).is_file() && !dir.join(STATE_FILE).is_file() {
+                (dir.join(CONFIG_FILE), dir.clone())
+            } else {
+                let checkpoint = resolve_resume(dir)?;
+                let run_dir = checkpoint
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| dir.clone());
+                (checkpoint.join(CONFIG_FILE), run_dir)
+            }
+        }
+        (None, None) => bail!("--config is required (or --resume DIR to continue a run)"),
+    };
+    let moved = args
+        .set
+        .iter()
+        .any(|s| s.trim_start().starts_with("run.dir"));
+    Ok((file, (!moved).then_some(run_dir)))
 }
 
 /// The compute device of a config.

@@ -206,31 +206,9 @@ fn run<T: Task>(
     let train_device = device.clone().autodiff();
     let eval_device = device.clone().without_autodiff();
     let run_dir = config.run.dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
 
     // Which checkpoint, if any, this session continues.
-    let resume_dir = match &options.resume {
-        None => {
-            if let Some((step, _)) = list_checkpoints(&run_dir)?.last() {
-                return Err(TrainError::config(
-                    "run.dir",
-                    format!(
-                        "{} already holds checkpoints (newest: step {step}); pass --resume to \
-                         continue that run or choose another run.dir",
-                        run_dir.display()
-                    ),
-                ));
-            }
-            None
-        }
-        Some(Resume::Latest) => Some(latest_checkpoint(&run_dir)?.ok_or_else(|| {
-            TrainError::checkpoint(
-                run_dir.join(CHECKPOINTS_DIR),
-                "no complete checkpoint to resume from",
-            )
-        })?),
-        Some(Resume::From(path)) => Some(resolve_resume(path)?),
-    };
+    let resume_dir = session_checkpoint(&run_dir, options.resume.as_ref())?;
     let resume_state = match &resume_dir {
         Some(dir) => {
             let state = read_state(dir)?;
@@ -529,6 +507,38 @@ fn run<T: Task>(
         eval: last_eval,
         data: summary,
         seconds: session.elapsed().as_secs_f64(),
+    })
+}
+
+/// Creates `run_dir` and returns the checkpoint a session continues: none for a fresh run (an
+/// error if the directory already holds checkpoints, so a run is never overwritten by mistake),
+/// the newest complete one for [`Resume::Latest`], or the given one.
+pub(crate) fn session_checkpoint(
+    run_dir: &Path,
+    resume: Option<&Resume>,
+) -> Result<Option<PathBuf>> {
+    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+    Ok(match resume {
+        None => {
+            if let Some((step, _)) = list_checkpoints(run_dir)?.last() {
+                return Err(TrainError::config(
+                    "run.dir",
+                    format!(
+                        "{} already holds checkpoints (newest: step {step}); pass --resume to \
+                         continue that run or choose another run.dir",
+                        run_dir.display()
+                    ),
+                ));
+            }
+            None
+        }
+        Some(Resume::Latest) => Some(latest_checkpoint(run_dir)?.ok_or_else(|| {
+            TrainError::checkpoint(
+                run_dir.join(CHECKPOINTS_DIR),
+                "no complete checkpoint to resume from",
+            )
+        })?),
+        Some(Resume::From(path)) => Some(resolve_resume(path)?),
     })
 }
 

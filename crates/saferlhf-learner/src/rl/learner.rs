@@ -57,8 +57,7 @@ use super::critic::{CriticNet, Critics};
 use super::gae::{TokenArray, combine, explained_variance, gae, kl_shaped_stream};
 use super::loss::{clipped_surrogate, clipped_value_loss, update_diagnostics};
 use crate::checkpoint::{
-    CHECKPOINTS_DIR, CONFIG_FILE, FINAL_DIR, METRICS_FILE, latest_checkpoint, list_checkpoints,
-    prune_checkpoints, resolve_resume, write_checkpoint,
+    CONFIG_FILE, FINAL_DIR, METRICS_FILE, prune_checkpoints, write_checkpoint,
 };
 use crate::collate::Encoder;
 use crate::config::{ModelConfig, TaskKind};
@@ -71,7 +70,7 @@ use crate::params::{clip_global_norm, seeded_init, stable_ids};
 use crate::rng::{SplitMix64, epoch_permutation};
 use crate::schedule::LrSchedule;
 use crate::tiny::tiny_llama_config;
-use crate::trainer::{Resume, TrainOptions, build_optimizer, write_final, write_text};
+use crate::trainer::{TrainOptions, build_optimizer, session_checkpoint, write_final, write_text};
 
 /// Files of an RL checkpoint (besides `config.toml`).
 pub const POLICY_DIR: &str = "policy";
@@ -1030,29 +1029,7 @@ fn short(line: &Map<String, Value>) -> String {
 pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> Result<RlSummary> {
     let session = Instant::now();
     let run_dir = config.run.dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
-    let resume_dir = match &options.resume {
-        None => {
-            if let Some((step, _)) = list_checkpoints(&run_dir)?.last() {
-                return Err(TrainError::config(
-                    "run.dir",
-                    format!(
-                        "{} already holds checkpoints (newest: step {step}); pass --resume to \
-                         continue that run or choose another run.dir",
-                        run_dir.display()
-                    ),
-                ));
-            }
-            None
-        }
-        Some(Resume::Latest) => Some(latest_checkpoint(&run_dir)?.ok_or_else(|| {
-            TrainError::checkpoint(
-                run_dir.join(CHECKPOINTS_DIR),
-                "no complete checkpoint to resume from",
-            )
-        })?),
-        Some(Resume::From(path)) => Some(resolve_resume(path)?),
-    };
+    let resume_dir = session_checkpoint(&run_dir, options.resume.as_ref())?;
     let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
     let resume_state: Option<RlState> = match &resume_dir {
         Some(dir) => {
@@ -1171,6 +1148,18 @@ pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> R
         Ok(path)
     };
 
+    let state_at =
+        |step, optimizer_steps, epoch, position, objective: &dyn OnlineObjective, elapsed| {
+            RlState {
+                step,
+                optimizer_steps,
+                epoch,
+                position,
+                prompts: n,
+                objective: objective.state(),
+                elapsed_seconds: elapsed,
+            }
+        };
     let mut models_view = RlModels {
         policy: policy.clone(),
         policy_config: policy_config.clone(),
@@ -1245,15 +1234,14 @@ pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> R
 
         let t = &config.train;
         if step == total || (t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every)) {
-            let state = RlState {
+            let state = state_at(
                 step,
                 optimizer_steps,
                 epoch,
                 position,
-                prompts: n,
-                objective: objective.state(),
-                elapsed_seconds: elapsed,
-            };
+                objective.as_ref(),
+                elapsed,
+            );
             last_checkpoint = Some(save(&policy, &critics, &optim, &state)?);
             last_checkpoint_step = Some(step);
         }
@@ -1261,15 +1249,15 @@ pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> R
     bar.finish_and_clear();
     let elapsed = elapsed_before + session.elapsed().as_secs_f64();
     if step < total && last_checkpoint_step != Some(step) {
-        let state = RlState {
+        // Stopped early: leave a checkpoint to resume from.
+        let state = state_at(
             step,
             optimizer_steps,
             epoch,
             position,
-            prompts: n,
-            objective: objective.state(),
-            elapsed_seconds: elapsed,
-        };
+            objective.as_ref(),
+            elapsed,
+        );
         last_checkpoint = Some(save(&policy, &critics, &optim, &state)?);
     }
     let final_model = if step >= total {
