@@ -47,6 +47,7 @@ pub use repo::{AdvantageNorm, RePo, RePoConfig, RectifyMode};
 pub use reward_shaping::RewardShaping;
 pub use sacpo::{SacpoConfig, SacpoOrder, Stage};
 
+// ANCHOR: advantage_weights
 /// Per-sample weights of the two advantage streams: `A[i, t] = reward[i] · A_R[i, t] -
 /// cost[i] · A_C[i, t]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +57,7 @@ pub struct AdvantageWeights {
     /// `w_C`, one per sample (all 0 for objectives without a cost stream).
     pub cost: Vec<f32>,
 }
+// ANCHOR_END: advantage_weights
 
 impl AdvantageWeights {
     /// The same weights for all `n` samples.
@@ -67,6 +69,7 @@ impl AdvantageWeights {
     }
 }
 
+// ANCHOR: online_objective
 /// A policy-gradient objective over one generic learner (see the module docs).
 pub trait OnlineObjective: Send {
     /// Short name, as in configs and metrics (`ppo`, `ppo_lag`, `repo`, …).
@@ -115,6 +118,7 @@ pub trait OnlineObjective: Send {
         Ok(())
     }
 }
+// ANCHOR_END: online_objective
 
 /// Sequence log-probabilities (summed over response tokens) of a batch of preference pairs,
 /// each of shape `[B]`. The reference's carry no gradient.
@@ -169,6 +173,7 @@ impl OnlineKind {
     }
 }
 
+// ANCHOR: build_online
 /// Builds the configured online objective.
 pub fn build_online(
     kind: OnlineKind,
@@ -182,6 +187,7 @@ pub fn build_online(
         OnlineKind::RewardShaping => Box::new(RewardShaping::new(lagrange.init)),
     }
 }
+// ANCHOR_END: build_online
 
 /// Reads a multiplier back from a checkpoint's objective state.
 pub(crate) fn load_multiplier(state: &Value, what: &str) -> Result<Multiplier> {

@@ -290,6 +290,7 @@ impl Multiplier {
 
     /// Adds this rollout's per-sample signals to the window and, unless the multiplier is fixed
     /// or `step < delay`, takes one step. Returns the new λ.
+    // ANCHOR: observe
     pub fn observe(&mut self, step: u64, signals: &[f64]) -> f64 {
         match self {
             Multiplier::Log(m) => {
@@ -325,6 +326,7 @@ impl Multiplier {
         }
         self.lambda()
     }
+    // ANCHOR_END: observe
 }
 
 #[cfg(test)]

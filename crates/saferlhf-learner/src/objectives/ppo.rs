@@ -9,6 +9,7 @@ use super::{AdvantageWeights, OnlineObjective};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ppo;
 
+// ANCHOR: ppo
 impl OnlineObjective for Ppo {
     fn name(&self) -> &'static str {
         "ppo"
@@ -22,3 +23,4 @@ impl OnlineObjective for Ppo {
         AdvantageWeights::uniform(rewards.len(), 1.0, 0.0)
     }
 }
+// ANCHOR_END: ppo

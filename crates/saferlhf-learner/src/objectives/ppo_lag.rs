@@ -38,15 +38,19 @@ impl OnlineObjective for PpoLag {
         true
     }
 
+    // ANCHOR: observe
     fn observe(&mut self, step: u64, _rewards: &[f32], costs: &[f32]) {
         let signal: Vec<f64> = costs.iter().map(|&c| c as f64).collect();
         self.multiplier.observe(step, &signal);
     }
+    // ANCHOR_END: observe
 
+    // ANCHOR: advantage_weights
     fn advantage_weights(&self, rewards: &[f32], _costs: &[f32]) -> AdvantageWeights {
         let lambda = self.multiplier.lambda() as f32;
         AdvantageWeights::uniform(rewards.len(), 1.0 / (1.0 + lambda), lambda / (1.0 + lambda))
     }
+    // ANCHOR_END: advantage_weights
 
     fn lambda(&self) -> Option<f64> {
         Some(self.multiplier.lambda())

@@ -103,11 +103,13 @@ impl RePo {
         }
     }
 
+    // ANCHOR: violations
     /// `{C + δ}⁺` of each sample.
     pub fn violations(&self, costs: &[f32]) -> Vec<f32> {
         let margin = self.config.margin as f32;
         costs.iter().map(|&c| (c + margin).max(0.0)).collect()
     }
+    // ANCHOR_END: violations
 
     /// `u_i = 1[C_i + δ > 0]`.
     pub fn unsafe_mask(&self, costs: &[f32]) -> Vec<bool> {
@@ -125,18 +127,23 @@ impl OnlineObjective for RePo {
         true
     }
 
+    // ANCHOR: observe
     fn observe(&mut self, step: u64, _rewards: &[f32], costs: &[f32]) {
         let signal: Vec<f64> = self.violations(costs).iter().map(|&v| v as f64).collect();
         self.multiplier.observe(step, &signal);
     }
+    // ANCHOR_END: observe
 
+    // ANCHOR: terminal_scores
     fn terminal_scores(&self, rewards: &[f32], costs: &[f32]) -> (Vec<f32>, Vec<f32>) {
         match self.config.rectify {
             RectifyMode::MaskAdvantage => (rewards.to_vec(), costs.to_vec()),
             RectifyMode::RectifiedTerminal => (rewards.to_vec(), self.violations(costs)),
         }
     }
+    // ANCHOR_END: terminal_scores
 
+    // ANCHOR: advantage_weights
     fn advantage_weights(&self, _rewards: &[f32], costs: &[f32]) -> AdvantageWeights {
         let lambda = self.multiplier.lambda() as f32;
         let unsafe_ = self.unsafe_mask(costs);
@@ -158,6 +165,7 @@ impl OnlineObjective for RePo {
         }
         AdvantageWeights { reward, cost }
     }
+    // ANCHOR_END: advantage_weights
 
     fn lambda(&self) -> Option<f64> {
         Some(self.multiplier.lambda())

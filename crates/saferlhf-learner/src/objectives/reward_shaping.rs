@@ -34,6 +34,7 @@ impl OnlineObjective for RewardShaping {
         false
     }
 
+    // ANCHOR: terminal_scores
     fn terminal_scores(&self, rewards: &[f32], costs: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let lambda = self.lambda as f32;
         let shaped = rewards
@@ -43,6 +44,7 @@ impl OnlineObjective for RewardShaping {
             .collect();
         (shaped, costs.to_vec())
     }
+    // ANCHOR_END: terminal_scores
 
     fn advantage_weights(&self, rewards: &[f32], _costs: &[f32]) -> AdvantageWeights {
         AdvantageWeights::uniform(rewards.len(), 1.0, 0.0)

@@ -66,6 +66,7 @@ pub fn end_indices(mask: &[bool], batch: usize, width: usize) -> Vec<Option<usiz
 ///
 /// The reward stream uses `sign = -1` (a KL penalty); the cost stream `sign = +1`, so that in
 /// `(A_R - λ·A_C) / (1 + λ)` the KL parts add up to `-β·k` whatever λ is.
+// ANCHOR: kl_shaped_stream
 pub fn kl_shaped_stream(
     scores: &[f32],
     old_logprobs: &TokenArray,
@@ -96,6 +97,7 @@ pub fn kl_shaped_stream(
     }
     out
 }
+// ANCHOR_END: kl_shaped_stream
 
 /// Advantages and returns of one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +115,7 @@ pub struct Gae {
 ///
 /// with rewards and values zeroed where the mask is false (so `V` after a row's end is 0) and
 /// `V_width = 0`. No whitening, as in safe-rlhf.
+// ANCHOR: gae
 pub fn gae(
     rewards: &TokenArray,
     values: &TokenArray,
@@ -152,6 +155,7 @@ pub fn gae(
         returns,
     }
 }
+// ANCHOR_END: gae
 
 /// `w_R[b] · A_R[b, t] - w_C[b] · A_C[b, t]`: the objective's combined advantage.
 pub fn combine(

@@ -993,7 +993,7 @@ pub fn step_metrics(
     line
 }
 
-fn progress_bar(config: &RlConfig, total: u64, step: u64) -> ProgressBar {
+fn progress_bar(config: &RlConfig, name: &str, total: u64, step: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     if !config.run.progress || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -1003,7 +1003,7 @@ fn progress_bar(config: &RlConfig, total: u64, step: u64) -> ProgressBar {
     ) {
         bar.set_style(style);
     }
-    bar.set_prefix(config.objective.as_str());
+    bar.set_prefix(name.to_string());
     bar.set_position(step);
     bar
 }
@@ -1025,12 +1025,44 @@ fn short(line: &Map<String, Value>) -> String {
     parts.join(" ")
 }
 
-/// Trains the config's policy with its online objective on `device`.
+/// Trains the config's policy with its online objective on `device`: the objective
+/// `objective` names (`ppo`, `ppo_lag`, `repo`, `reward_shaping`), built by
+/// [`build_online`] from `[lagrange]` and `[repo]`.
 pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> Result<RlSummary> {
+    let objective = build_online(config.objective, &config.lagrange, &config.repo);
+    train_rl_with(config, objective, device, options)
+}
+
+/// Trains the config's policy with any [`OnlineObjective`], built-in or not: the plugin seam
+/// of the online learner (`train_rl` is this with the config's built-in objective).
+///
+/// `config.objective` is then only read by [`RlConfig::validate`] (which of `[reward_model]`
+/// and `[cost_model]` must be set) and written into the run's `config.toml`; the models loaded
+/// and the token streams formed follow `objective.uses_cost()` and `objective.cost_stream()`.
+/// A resumed run must be given the same kind of objective: its state comes back through
+/// [`OnlineObjective::load_state`].
+pub fn train_rl_with(
+    config: &RlConfig,
+    objective: Box<dyn OnlineObjective>,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<RlSummary> {
+    let mut objective = objective;
+    if objective.uses_cost()
+        && config.cost_model.path.is_none()
+        && config.cost_model.preset.is_none()
+    {
+        return Err(TrainError::config(
+            "cost_model.path",
+            format!(
+                "missing: objective `{}` needs a cost model",
+                objective.name()
+            ),
+        ));
+    }
     let session = Instant::now();
     let run_dir = config.run.dir.clone();
     let resume_dir = session_checkpoint(&run_dir, options.resume.as_ref())?;
-    let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
     let resume_state: Option<RlState> = match &resume_dir {
         Some(dir) => {
             let saved = RlConfig::load(&dir.join(CONFIG_FILE), &[])?;
@@ -1114,7 +1146,7 @@ pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> R
     } else {
         MetricsLog::create(&metrics_path)?
     };
-    let bar = progress_bar(config, total, step);
+    let bar = progress_bar(config, objective.name(), total, step);
     let meta = ModelMeta::new(TaskKind::Sft, &policy_model_config(config));
     let mut last_checkpoint = None;
     let mut last_checkpoint_step = resume_state.as_ref().map(|s| s.step);
@@ -1271,7 +1303,7 @@ pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> R
         None
     };
     Ok(RlSummary {
-        objective: config.objective.as_str().to_string(),
+        objective: objective.name().to_string(),
         run_dir,
         step,
         total_steps: total,

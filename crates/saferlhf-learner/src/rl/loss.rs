@@ -9,6 +9,7 @@ use crate::losses::masked_mean;
 ///
 /// `ρ = exp(log π_θ - log π_old)`,
 /// `L = -masked_mean(min(ρ·A, clip(ρ, 1 - ε, 1 + ε)·A))`, shape `[1]`.
+// ANCHOR: clipped_surrogate
 pub fn clipped_surrogate(
     logprobs: Tensor<2>,
     old_logprobs: Tensor<2>,
@@ -21,10 +22,12 @@ pub fn clipped_surrogate(
     let clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages;
     masked_mean(unclipped.min_pair(clipped), mask).neg()
 }
+// ANCHOR_END: clipped_surrogate
 
 /// The clipped value loss of a critic:
 ///
 /// `L = 0.5·masked_mean(max((V - Ret)², (clip(V, V_old - ε, V_old + ε) - Ret)²))`, shape `[1]`.
+// ANCHOR: clipped_value_loss
 pub fn clipped_value_loss(
     values: Tensor<2>,
     old_values: Tensor<2>,
@@ -39,6 +42,7 @@ pub fn clipped_value_loss(
     let b = (clipped - returns).powi_scalar(2);
     masked_mean(a.max_pair(b), mask).mul_scalar(0.5)
 }
+// ANCHOR_END: clipped_value_loss
 
 /// Diagnostics of a policy update, from the same tensors (no gradient):
 /// `(clip fraction, approx KL)`, where the clip fraction is the masked mean of

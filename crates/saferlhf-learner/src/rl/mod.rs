@@ -10,4 +10,4 @@ pub mod learner;
 pub mod loss;
 
 pub use config::{CriticMode, RlConfig};
-pub use learner::{RlSummary, train_rl};
+pub use learner::{RlSummary, train_rl, train_rl_with};
