@@ -128,12 +128,12 @@ impl BenchSettings {
     pub fn full(seeds: usize) -> Self {
         BenchSettings {
             seeds,
-            preset: "tiny".into(),
+            preset: "small".into(),
             template: "raw".into(),
             benign_topics: 8,
             risky_topics: 8,
             instances_per_topic: 6,
-            sft_steps: 300,
+            sft_steps: 600,
             sft_batch: 32,
             sft_lr: 3e-3,
             score_steps: 150,
@@ -165,6 +165,7 @@ impl BenchSettings {
     pub fn quick() -> Self {
         BenchSettings {
             seeds: 1,
+            preset: "tiny".into(),
             benign_topics: 2,
             risky_topics: 2,
             instances_per_topic: 3,

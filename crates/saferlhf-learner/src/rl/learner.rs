@@ -70,7 +70,7 @@ use crate::objectives::{OnlineObjective, build_online};
 use crate::params::{clip_global_norm, seeded_init, stable_ids};
 use crate::rng::{SplitMix64, epoch_permutation};
 use crate::schedule::LrSchedule;
-use crate::tiny::tiny_llama_config;
+use crate::tiny::{preset_config, tiny_llama_config};
 use crate::trainer::{Resume, TrainOptions, build_optimizer, write_final, write_text};
 
 /// Files of an RL checkpoint (besides `config.toml`).
@@ -161,8 +161,10 @@ pub fn load_initial_policy(
     config: &RlConfig,
     device: &Device,
 ) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-    if config.policy.preset.is_some() {
-        let c = tiny_llama_config();
+    if let Some(preset) = &config.policy.preset {
+        let c = preset_config(preset).ok_or_else(|| {
+            TrainError::config("policy.preset", format!("unknown preset `{preset}`"))
+        })?;
         let model = LlamaForCausalLM::new(&c, device);
         return Ok((c, seeded_init(model, config.run.seed, &[])));
     }
