@@ -91,14 +91,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (Some(r), Some(c), None) => Scorer::models(r, c, &device)?,
         (None, None, Some(o)) => {
             if !o.is_file() {
-                bail!("--oracle: {} is not a file (a synthetic task.json)", o.display());
+                bail!(
+                    "--oracle: {} is not a file (a synthetic task.json)",
+                    o.display()
+                );
             }
             Scorer::oracle(o)?
         }
         (Some(_), None, None) => bail!("--reward-model needs --cost-model as well"),
         (None, Some(_), None) => bail!("--cost-model needs --reward-model as well"),
         (None, None, None) => {
-            bail!("give an evaluation scorer: --reward-model DIR --cost-model DIR, or --oracle task.json")
+            bail!(
+                "give an evaluation scorer: --reward-model DIR --cost-model DIR, or --oracle task.json"
+            )
         }
         _ => bail!("--oracle cannot be combined with --reward-model / --cost-model"),
     };
@@ -167,20 +172,37 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .iter()
         .map(|m| summarize(m, args.threshold))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut report = Report::new(format!("Evaluation of {}", args.policy.display()), summaries);
+    let mut report = Report::new(
+        format!("Evaluation of {}", args.policy.display()),
+        summaries,
+    );
     let set = |r: &mut Report, k: &str, v: String| {
         r.settings.insert(k.to_string(), v);
     };
     set(&mut report, "policy", args.policy.display().to_string());
-    set(&mut report, "prompts", format!("{} ({} prompts)", args.prompts.display(), prompts.len()));
+    set(
+        &mut report,
+        "prompts",
+        format!("{} ({} prompts)", args.prompts.display(), prompts.len()),
+    );
     set(&mut report, "evaluation scorer", scorer.describe());
-    set(&mut report, "decoding", format!("{}; greedy; max_new_tokens {}", config.sampled_label(), config.max_new_tokens));
+    set(
+        &mut report,
+        "decoding",
+        format!(
+            "{}; greedy; max_new_tokens {}",
+            config.sampled_label(),
+            config.max_new_tokens
+        ),
+    );
     set(&mut report, "seed", args.seed.to_string());
     set(&mut report, "cost threshold", args.threshold.to_string());
     set(
         &mut report,
         "reference (KL)",
-        args.reference.as_ref().map_or("none".into(), |p| p.display().to_string()),
+        args.reference
+            .as_ref()
+            .map_or("none".into(), |p| p.display().to_string()),
     );
     if let Some(c) = &args.compare {
         set(&mut report, "compare", c.display().to_string());
@@ -188,11 +210,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(cev) = &compare_eval {
         report.arena = Some(arena(&ev.sampled, &cev.sampled, args.threshold)?);
     }
-    let sampled: Vec<&saferlhf::eval::MethodSamples> = methods
-        .iter()
-        .filter(|m| m.decoding != "greedy")
-        .collect();
-    plot_cost_histogram(&sampled, args.threshold, args.out.join("cost_histogram.svg"))?;
+    let sampled: Vec<&saferlhf::eval::MethodSamples> =
+        methods.iter().filter(|m| m.decoding != "greedy").collect();
+    plot_cost_histogram(
+        &sampled,
+        args.threshold,
+        args.out.join("cost_histogram.svg"),
+    )?;
     plot_reward_cost(&sampled, args.threshold, args.out.join("reward_cost.svg"))?;
     report.plots.push(PlotRef {
         title: "Per-prompt mean cost".into(),
@@ -206,7 +230,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let runs: Vec<(String, PathBuf)> = args
             .metrics
             .iter()
-            .map(|p| (name(&p.parent().map(PathBuf::from).unwrap_or_default()), p.clone()))
+            .map(|p| {
+                (
+                    name(&p.parent().map(PathBuf::from).unwrap_or_default()),
+                    p.clone(),
+                )
+            })
             .collect();
         plot_training_curves(
             &runs,

@@ -49,8 +49,7 @@ impl Drop for TempDir {
 }
 
 fn assert_svg(path: &Path) {
-    let s = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let doc = roxmltree::Document::parse(&s)
         .unwrap_or_else(|e| panic!("{} is not valid XML: {e}", path.display()));
     assert_eq!(doc.root_element().tag_name().name(), "svg");
@@ -68,7 +67,10 @@ fn quick_benchmark_then_eval_write_complete_reports() {
     ok(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
     for m in METHODS {
-        assert!(stdout.contains(&format!("| {m} |")), "{m} missing: {stdout}");
+        assert!(
+            stdout.contains(&format!("| {m} |")),
+            "{m} missing: {stdout}"
+        );
     }
     assert!(stdout.contains("Analytic optima"), "{stdout}");
 
@@ -82,14 +84,27 @@ fn quick_benchmark_then_eval_write_complete_reports() {
         assert!(md.contains(&format!("{h}\n")), "section {h:?} missing");
     }
     for h in MARKDOWN_SECTIONS {
-        assert!(md.contains(&format!("#{h}\n")), "pooled section {h:?} missing");
+        assert!(
+            md.contains(&format!("#{h}\n")),
+            "pooled section {h:?} missing"
+        );
     }
-    for svg in ["cost_histogram.svg", "reward_cost.svg", "training_curves.svg"] {
+    for svg in [
+        "cost_histogram.svg",
+        "reward_cost.svg",
+        "training_curves.svg",
+    ] {
         assert!(md.contains(svg), "{svg} not linked");
         assert_svg(&out.join(svg));
     }
     // A second run into the same directory refuses to mix results.
-    let err = failed(&saferlhf(&["bench", "compensation", "--quick", "--out", &p(&out)]));
+    let err = failed(&saferlhf(&[
+        "bench",
+        "compensation",
+        "--quick",
+        "--out",
+        &p(&out),
+    ]));
     assert!(err.contains("--out"), "{err}");
 
     // `saferlhf eval` on the benchmark's policies with the oracle, a reference, a comparison
@@ -125,13 +140,20 @@ fn quick_benchmark_then_eval_write_complete_reports() {
     let methods = report["methods"].as_array().unwrap();
     assert_eq!(methods.len(), 4, "sampled and greedy of both policies");
     assert!(methods[0]["kl"].is_object(), "KL against the reference");
-    assert!(methods[0]["over_restriction"].is_object(), "oracle refusal flags");
+    assert!(
+        methods[0]["over_restriction"].is_object(),
+        "oracle refusal flags"
+    );
     assert!(report["arena"].is_object());
     let md = std::fs::read_to_string(eval_out.join("report.md")).unwrap();
     for h in MARKDOWN_SECTIONS {
         assert!(md.contains(h), "{h} missing");
     }
-    for svg in ["cost_histogram.svg", "reward_cost.svg", "training_curves.svg"] {
+    for svg in [
+        "cost_histogram.svg",
+        "reward_cost.svg",
+        "training_curves.svg",
+    ] {
         assert_svg(&eval_out.join(svg));
     }
     let samples = std::fs::read_to_string(eval_out.join("samples.jsonl")).unwrap();
@@ -151,7 +173,10 @@ fn quick_benchmark_then_eval_write_complete_reports() {
         "--out",
         &p(&tmp.0.join("eval2")),
     ]));
-    assert!(err.contains("--prompts") && err.contains("not a prompt"), "{err}");
+    assert!(
+        err.contains("--prompts") && err.contains("not a prompt"),
+        "{err}"
+    );
     // A policy directory that is not one.
     let err = failed(&saferlhf(&[
         "eval",
@@ -187,10 +212,20 @@ fn bad_arguments_name_the_argument() {
         failed(&saferlhf(&args))
     };
     let err = base(&[]);
-    assert!(err.contains("--reward-model") && err.contains("--oracle"), "{err}");
+    assert!(
+        err.contains("--reward-model") && err.contains("--oracle"),
+        "{err}"
+    );
     let err = base(&["--reward-model", "x"]);
     assert!(err.contains("--cost-model"), "{err}");
-    let err = base(&["--oracle", "a.json", "--reward-model", "x", "--cost-model", "y"]);
+    let err = base(&[
+        "--oracle",
+        "a.json",
+        "--reward-model",
+        "x",
+        "--cost-model",
+        "y",
+    ]);
     assert!(err.contains("--oracle cannot be combined"), "{err}");
     let err = base(&["--oracle", &p(&tmp.0.join("nope.json"))]);
     assert!(err.contains("--oracle"), "{err}");
@@ -199,7 +234,10 @@ fn bad_arguments_name_the_argument() {
     let err = base(&["--oracle", "x", "--temperature", "0"]);
     assert!(err.contains("--temperature"), "{err}");
     let err = base(&["--reward-model", &p(&missing), "--cost-model", &p(&missing)]);
-    assert!(err.contains("--reward-model") && err.contains("not a directory"), "{err}");
+    assert!(
+        err.contains("--reward-model") && err.contains("not a directory"),
+        "{err}"
+    );
 
     let err = failed(&saferlhf(&[
         "bench",

@@ -26,9 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use saferlhf_data::synthetic::{
-    PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask,
-};
+use saferlhf_data::synthetic::{PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
 use saferlhf_learner::config::TaskKind;
 use saferlhf_learner::rl::{RlConfig, train_rl};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
@@ -342,11 +340,21 @@ fn toml_path(p: &Path) -> String {
     // TOML basic string: escape backslashes and quotes.
     format!(
         "\"{}\"",
-        p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
     )
 }
 
-fn score_config(s: &BenchSettings, task: TaskKind, dir: &Path, init: &Path, pairs: &Path, seed: u64) -> String {
+fn score_config(
+    s: &BenchSettings,
+    task: TaskKind,
+    dir: &Path,
+    init: &Path,
+    pairs: &Path,
+    seed: u64,
+) -> String {
     format!(
         r#"task = "{task}"
 [run]
@@ -593,9 +601,14 @@ fn run_seed(
     // 2. SFT.
     log(&format!("seed {seed}: SFT"));
     let t = Instant::now();
-    let cfg = train_config(&sft_config(s, &dir.join("sft"), &sft_data, run_seed), &dir.join("sft.toml"))?;
+    let cfg = train_config(
+        &sft_config(s, &dir.join("sft"), &sft_data, run_seed),
+        &dir.join("sft.toml"),
+    )?;
     let sft = final_model(
-        train(&cfg, device, &options).map_err(model_err("SFT".into()))?.final_model,
+        train(&cfg, device, &options)
+            .map_err(model_err("SFT".into()))?
+            .final_model,
         "SFT",
     )?;
     seconds.insert("sft", t.elapsed().as_secs_f64());
@@ -799,7 +812,10 @@ fn pool(name: &str, parts: &[&MethodSamples]) -> MethodSamples {
         name: name.to_string(),
         prompts: Vec::new(),
         samples: Vec::new(),
-        decoding: parts.first().map(|p| p.decoding.clone()).unwrap_or_default(),
+        decoding: parts
+            .first()
+            .map(|p| p.decoding.clone())
+            .unwrap_or_default(),
     };
     for (seed, part) in parts.iter().enumerate() {
         let offset = seed * 100_000;
@@ -838,7 +854,12 @@ pub fn run_compensation(
             detail: "must be >= 1, got 0".into(),
         });
     }
-    if out.exists() && std::fs::read_dir(out).map_err(io_err(out))?.next().is_some() {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(io_err(out))?
+            .next()
+            .is_some()
+    {
         return Err(EvalError::InvalidArgument {
             arg: "--out".into(),
             detail: format!(
@@ -939,9 +960,7 @@ pub fn run_compensation(
 
     let result = CompensationReport {
         settings: settings.clone(),
-        task_seeds: (0..settings.seeds)
-            .map(|s| settings.spec(s).seed)
-            .collect(),
+        task_seeds: (0..settings.seeds).map(|s| settings.spec(s).seed).collect(),
         methods: rows,
         optima,
         pooled: report,

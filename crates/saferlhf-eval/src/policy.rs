@@ -154,10 +154,12 @@ impl Scorer {
     ) -> Result<Vec<(f64, f64, Option<bool>)>> {
         match self {
             Scorer::Models { reward, cost, .. } => {
-                let r = score_texts(&reward.0, &reward.1, items, batch_size, device)
-                    .map_err(|e| EvalError::Model {
-                        context: "scoring with the reward model".into(),
-                        detail: e.to_string(),
+                let r =
+                    score_texts(&reward.0, &reward.1, items, batch_size, device).map_err(|e| {
+                        EvalError::Model {
+                            context: "scoring with the reward model".into(),
+                            detail: e.to_string(),
+                        }
                     })?;
                 let c = score_texts(&cost.0, &cost.1, items, batch_size, device).map_err(|e| {
                     EvalError::Model {
@@ -272,7 +274,10 @@ pub struct LoadedPolicy {
 /// in errors.
 pub fn load_policy(dir: &Path, arg: &str, device: &Device) -> Result<LoadedPolicy> {
     if !dir.is_dir() {
-        return Err(bad_arg(arg, format!("{} is not a directory", dir.display())));
+        return Err(bad_arg(
+            arg,
+            format!("{} is not a directory", dir.display()),
+        ));
     }
     let meta = read_meta(dir).map_err(|e| {
         bad_arg(
@@ -282,7 +287,9 @@ pub fn load_policy(dir: &Path, arg: &str, device: &Device) -> Result<LoadedPolic
     })?;
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
         .map_err(|e| bad_arg(arg, e.to_string()))?;
-    let template = meta.chat_template().map_err(|e| bad_arg(arg, e.to_string()))?;
+    let template = meta
+        .chat_template()
+        .map_err(|e| bad_arg(arg, e.to_string()))?;
     let encoder = Encoder::new(tokenizer, template, meta.max_length)
         .map_err(|e| bad_arg(arg, e.to_string()))?;
     let (config, model) = load_hf_dir(dir, device).map_err(|e| bad_arg(arg, e.to_string()))?;
@@ -392,7 +399,12 @@ fn sequence_kl(
         .map(|r| prompt_ids[r.prompt].len())
         .max()
         .unwrap_or(1);
-    let resp_len = rows.iter().map(|r| r.response.len()).max().unwrap_or(1).max(1);
+    let resp_len = rows
+        .iter()
+        .map(|r| r.response.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let seq = prompt_len + resp_len;
     let width = seq - 1;
     let mut tokens = vec![pad as i64; batch * seq];
@@ -411,10 +423,8 @@ fn sequence_kl(
             mask[b * width + prompt_len + i - 1] = true;
         }
     }
-    let tok: Tensor<2, Int> =
-        Tensor::from_data(TensorData::new(tokens, [batch, seq]), device);
-    let att: Tensor<2, Bool> =
-        Tensor::from_data(TensorData::new(attention, [batch, seq]), device);
+    let tok: Tensor<2, Int> = Tensor::from_data(TensorData::new(tokens, [batch, seq]), device);
+    let att: Tensor<2, Bool> = Tensor::from_data(TensorData::new(attention, [batch, seq]), device);
     let host = |t: Tensor<2>| -> Vec<f32> {
         t.into_data()
             .convert::<f32>()
@@ -515,14 +525,17 @@ pub fn evaluate_policy(
                 stop_ids: stop_ids.clone(),
                 pad_id: pad,
                 sampler,
-                seed: config.seed.wrapping_mul(1_000_003).wrapping_add(chunk_index),
+                seed: config
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(chunk_index),
                 use_cache: true,
             };
             chunk_index += 1;
-            let rollout = generate(&policy.model, &batch_prompts, &gen_config, device)
-                .map_err(|e| model_err(format!("generating with {}", policy.dir.display()))(
-                    e.to_string(),
-                ))?;
+            let rollout =
+                generate(&policy.model, &batch_prompts, &gen_config, device).map_err(|e| {
+                    model_err(format!("generating with {}", policy.dir.display()))(e.to_string())
+                })?;
             let rows: Vec<Row> = chunk
                 .iter()
                 .zip(rollout.responses)

@@ -91,8 +91,9 @@ pub trait Task {
 /// Loads the policy a run starts from: the tiny preset (seeded) or a GGUF / HF directory.
 fn init_policy(config: &TrainConfig, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
     if let Some(preset) = &config.model.preset {
-        let c = preset_config(preset)
-            .ok_or_else(|| TrainError::config("model.preset", format!("unknown preset `{preset}`")))?;
+        let c = preset_config(preset).ok_or_else(|| {
+            TrainError::config("model.preset", format!("unknown preset `{preset}`"))
+        })?;
         let model = LlamaForCausalLM::new(&c, device);
         return Ok((c, seeded_init(model, config.run.seed, &[])));
     }
