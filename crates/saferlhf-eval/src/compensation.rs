@@ -993,7 +993,7 @@ impl CompensationReport {
             let m = &r.mean;
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
                 r.method,
                 pm(m.safety_rate, s(|x| x.safety_rate), true),
                 pm(m.any_violation_frac, s(|x| x.any_violation_frac), true),
@@ -1004,7 +1004,7 @@ impl CompensationReport {
                 pm(m.cost, s(|x| x.cost), false),
                 pm(m.kl, s(|x| x.kl), false),
                 pm(m.greedy_safety_rate, s(|x| x.greedy_safety_rate), true),
-                format!("{:.0}", m.train_seconds),
+                m.train_seconds,
             );
         }
         o

@@ -46,6 +46,8 @@ fn bad_arg(arg: &str, detail: impl Into<String>) -> EvalError {
 }
 
 /// Where evaluation rewards and costs come from.
+// A scorer is built once per evaluation: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Scorer {
     /// Trained evaluation models (directories written by `saferlhf train-reward` and
     /// `train-cost`). C > 0 is unsafe.

@@ -13,6 +13,9 @@ use saferlhf_model::{CriticModel, ScoreModel, ScoreType};
 use crate::error::{Result, TrainError};
 
 /// One critic: a full score model, or a linear head on a frozen score model's hidden states.
+// burn's Module derive does not see through `Box`, and a critic is built once per run: the size
+// difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum CriticNet {
     /// A full decoder + head, initialised from a reward or cost model (safe-rlhf).

@@ -342,7 +342,6 @@ pub fn load_prompt_ids(
         };
         let opts = LoadOptions {
             skip_invalid: source.skip_invalid,
-            ..LoadOptions::default()
         };
         let (mut prompts, report) =
             read_prompts(&source.path, &format, &opts)?.collect_with_report()?;

@@ -76,7 +76,7 @@ mod tests {
     }
 
     fn scalar(x: Tensor<1>) -> f32 {
-        x.into_data().to_vec::<f32>().unwrap()[0]
+        x.into_data().try_to_vec::<f32>().unwrap()[0]
     }
 
     #[test]
