@@ -4,7 +4,8 @@
 //! - [`model`]: the Llama-family policy, weight import/export, tokenizer and chat templates;
 //! - [`rollout`]: batched generation with a KV cache and seeded samplers;
 //! - [`data`]: preference, prompt and SFT datasets and their loaders;
-//! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints.
+//! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints;
+//! - [`eval`]: policy evaluation, statistics, reports, plots and the safety-compensation benchmark.
 //!
 //! Every module takes the [`Device`] it is given; nothing branches on the backend. CPU (`flex`)
 //! is always available; `wgpu`, `vulkan` and `cuda` need the Cargo feature of the same name.
@@ -12,6 +13,7 @@
 pub use burn;
 pub use burn::tensor::Device;
 pub use saferlhf_data as data;
+pub use saferlhf_eval as eval;
 pub use saferlhf_learner as learner;
 pub use saferlhf_model as model;
 pub use saferlhf_rollout as rollout;

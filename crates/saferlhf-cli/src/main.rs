@@ -1,6 +1,8 @@
 //! The `saferlhf` command-line program: one subcommand per stage of safe RLHF.
 
 mod align;
+mod bench;
+mod eval;
 mod generate;
 mod merge;
 mod rlhf;
@@ -36,6 +38,11 @@ enum Command {
     Align(train::TrainArgs),
     /// P-SACPO: merge two policies' weights, (1 - q)·a + q·b, into a new model directory.
     Merge(merge::MergeArgs),
+    /// Evaluate a policy: safety rate, per-prompt violations, reward/cost, KL, arena, plots.
+    Eval(eval::EvalArgs),
+    /// Benchmarks (`bench compensation`: the safety-compensation benchmark).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() {
@@ -50,6 +57,8 @@ fn main() {
         Command::Rlhf(args) => rlhf::run(args),
         Command::Align(args) => align::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Bench(command) => bench::run(command),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error:#}");

@@ -116,6 +116,25 @@ pub enum EvalError {
         /// What is wrong with the line.
         detail: String,
     },
+
+    /// A bad argument of policy evaluation or the benchmark (names the argument).
+    #[error("{arg}: {detail}")]
+    InvalidArgument {
+        /// The argument or input at fault, e.g. `--policy` or `prompts`.
+        arg: String,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// Loading, training or running a model failed.
+    #[error("{context}: {detail}")]
+    Model {
+        /// What was being done (and on which path).
+        context: String,
+        /// The underlying error.
+        detail: String,
+    },
+
     /// Serialising a report to JSON failed.
     #[error("serialising report to JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -76,19 +76,26 @@
 #![warn(missing_docs)]
 
 mod arena;
+pub mod compensation;
 mod error;
 mod input;
 mod plot;
+pub mod policy;
 mod report;
 pub mod stats;
 mod summary;
 
 pub use arena::{ArenaTable, Transitions, arena};
+pub use compensation::{BenchSettings, CompensationReport, run_compensation};
 pub use error::{EvalError, Result};
 pub use input::{BENIGN_KIND, MethodSamples, PromptInfo, Sample, UNLABELLED_KIND};
 pub use plot::{
     DEFAULT_TRAINING_KEYS, MetricsRow, plot_cost_histogram, plot_reward_cost, plot_training_curves,
     read_metrics,
+};
+pub use policy::{
+    LoadedPolicy, PolicyEval, PolicyEvalConfig, Scorer, evaluate_policy, load_policy,
+    read_prompt_file,
 };
 pub use report::{MARKDOWN_SECTIONS, PlotRef, Report, compensation_sentence, write_atomic};
 pub use stats::{Estimate, student_t_quantile};

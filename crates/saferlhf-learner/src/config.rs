@@ -191,7 +191,8 @@ pub struct ModelConfig {
     /// that model. Exactly one of `init` and `preset` must be set.
     pub init: Option<PathBuf>,
     /// A built-in random model instead of `init`: `tiny` (character-level tokenizer, vocabulary
-    /// 64, hidden 32, 2 layers; for tests).
+    /// 64, hidden 32, 2 layers; for tests) or `small` (the same tokenizer, hidden 64, 3 layers;
+    /// the safety-compensation benchmark's policy). See `saferlhf_learner::tiny`.
     pub preset: Option<String>,
     /// Chat template of the prompt: `chatml`, `smollm2`, `saferlhf` or `raw`.
     pub template: String,
@@ -574,10 +575,10 @@ impl TrainConfig {
                     "set either model.init or model.preset, not both".into(),
                 );
             }
-            (None, Some(p)) if p != "tiny" => {
+            (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
                 return bad(
                     "model.preset",
-                    format!("unknown preset `{p}` (known: tiny)"),
+                    format!("unknown preset `{p}` (known: tiny, small)"),
                 );
             }
             _ => {}

@@ -29,7 +29,7 @@ use crate::metrics::TaskMetrics;
 use crate::objectives::dpo::{Dpo, DpoMetrics, SumFrom};
 use crate::objectives::{OfflineObjective, PairLogProbs};
 use crate::params::seeded_init;
-use crate::tiny::tiny_llama_config;
+use crate::tiny::preset_config;
 
 /// A supervised task: the model it trains and how.
 pub trait Task {
@@ -90,8 +90,10 @@ pub trait Task {
 
 /// Loads the policy a run starts from: the tiny preset (seeded) or a GGUF / HF directory.
 fn init_policy(config: &TrainConfig, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-    if config.model.preset.is_some() {
-        let c = tiny_llama_config();
+    if let Some(preset) = &config.model.preset {
+        let c = preset_config(preset).ok_or_else(|| {
+            TrainError::config("model.preset", format!("unknown preset `{preset}`"))
+        })?;
         let model = LlamaForCausalLM::new(&c, device);
         return Ok((c, seeded_init(model, config.run.seed, &[])));
     }

@@ -1,5 +1,8 @@
 //! The `tiny` preset: a randomly initialised 2-layer Llama (vocabulary 64, hidden 32) with a
-//! character-level tokenizer, small enough to train in seconds on a CPU in tests.
+//! character-level tokenizer, small enough to train in seconds on a CPU in tests; and the `small`
+//! preset: the same tokenizer with a 3-layer, hidden-64 model (about 0.15M parameters), large
+//! enough to learn the synthetic safety task's topic-to-answer-word associations, which the tiny
+//! model does not (it learns the response formats but misspells the answer words).
 //!
 //! The tokenizer maps each character of lower-case ASCII letters, digits, space, newline and
 //! `.,?!:'-` to one token (input is lower-cased first) and anything else to `<unk>`. Its special
@@ -44,6 +47,29 @@ pub fn tiny_llama_config() -> LlamaConfig {
     c.eos_token_id = Some(TokenIds::One(3));
     c.pad_token_id = Some(0);
     c
+}
+
+/// The `small` model: the tiny vocabulary (64) and tokenizer, hidden 64, FFN 192, 3 layers, 4
+/// heads, 2 key/value heads, tied embeddings, 512 positions; eos 3, pad 0.
+pub fn small_llama_config() -> LlamaConfig {
+    let mut c = tiny_llama_config();
+    c.hidden_size = 64;
+    c.intermediate_size = 192;
+    c.num_hidden_layers = 3;
+    c
+}
+
+/// The preset names `model.preset` / `policy.preset` accept.
+pub const PRESETS: [&str; 2] = ["tiny", "small"];
+
+/// The model config of a preset (`tiny` or `small`); `None` for an unknown name. Both use
+/// [`tiny_tokenizer`].
+pub fn preset_config(name: &str) -> Option<LlamaConfig> {
+    match name {
+        "tiny" => Some(tiny_llama_config()),
+        "small" => Some(small_llama_config()),
+        _ => None,
+    }
 }
 
 /// The tiny character-level tokenizer (see the module docs).
@@ -94,5 +120,8 @@ mod tests {
         assert_eq!(t.eos_id(), 3);
         assert_eq!(t.pad_id(), 0);
         tiny_llama_config().validate().unwrap();
+        small_llama_config().validate().unwrap();
+        assert_eq!(preset_config("small"), Some(small_llama_config()));
+        assert!(preset_config("huge").is_none());
     }
 }

@@ -23,7 +23,8 @@ pub struct PolicyConfig {
     /// Initial weights: a `.gguf` file or a Hugging Face directory (e.g. an SFT run's `final/`).
     /// Exactly one of `init` and `preset` must be set.
     pub init: Option<PathBuf>,
-    /// A built-in random model instead of `init`: `tiny` (for tests), seeded by `run.seed`.
+    /// A built-in random model instead of `init`: `tiny` (for tests) or `small` (hidden 64, 3
+    /// layers; same character tokenizer), seeded by `run.seed`.
     pub preset: Option<String>,
     /// Chat template the prompts are rendered with: `chatml`, `smollm2`, `saferlhf` or `raw`.
     /// The reward and cost models must have been trained with the same one.
@@ -344,10 +345,10 @@ impl RlConfig {
                     "set either policy.init or policy.preset".into(),
                 );
             }
-            (None, Some(p)) if p != "tiny" => {
+            (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
                 return bad(
                     "policy.preset",
-                    format!("unknown preset `{p}` (known: tiny)"),
+                    format!("unknown preset `{p}` (known: tiny, small)"),
                 );
             }
             _ => {}

@@ -69,7 +69,7 @@ use crate::objectives::{OnlineObjective, build_online};
 use crate::params::{clip_global_norm, seeded_init, stable_ids};
 use crate::rng::{SplitMix64, epoch_permutation};
 use crate::schedule::LrSchedule;
-use crate::tiny::tiny_llama_config;
+use crate::tiny::preset_config;
 use crate::trainer::{TrainOptions, build_optimizer, session_checkpoint, write_final, write_text};
 
 /// Files of an RL checkpoint (besides `config.toml`).
@@ -160,8 +160,10 @@ pub fn load_initial_policy(
     config: &RlConfig,
     device: &Device,
 ) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-    if config.policy.preset.is_some() {
-        let c = tiny_llama_config();
+    if let Some(preset) = &config.policy.preset {
+        let c = preset_config(preset).ok_or_else(|| {
+            TrainError::config("policy.preset", format!("unknown preset `{preset}`"))
+        })?;
         let model = LlamaForCausalLM::new(&c, device);
         return Ok((c, seeded_init(model, config.run.seed, &[])));
     }
@@ -181,12 +183,12 @@ pub fn load_initial_policy(
 fn load_score<K: ScoreType>(
     config: &RlConfig,
     name: &str,
-    path: Option<&Path>,
+    source: &super::config::ScoreSource,
     seed_offset: u64,
     tokenizer: &Tokenizer,
     device: &Device,
 ) -> Result<ScoreModel<K>> {
-    match path {
+    match source.path.as_deref() {
         Some(dir) => {
             let (meta, model, encoder) = load_score_model::<K>(dir, device)?;
             if encoder.tokenizer().vocab_size() != tokenizer.vocab_size() {
@@ -215,7 +217,18 @@ fn load_score<K: ScoreType>(
             Ok(model)
         }
         None => {
-            let c = tiny_llama_config();
+            // A random preset score model (tests): the preset named, else the policy's.
+            let preset = source
+                .preset
+                .as_deref()
+                .or(config.policy.preset.as_deref())
+                .unwrap_or("tiny");
+            let c = preset_config(preset).ok_or_else(|| {
+                TrainError::config(
+                    format!("{name}.preset"),
+                    format!("unknown preset `{preset}`"),
+                )
+            })?;
             let model = ScoreModel::<K>::new(&c, device);
             Ok(seeded_init(
                 model,
@@ -267,7 +280,7 @@ pub fn load_models(
     let reward = load_score::<Reward>(
         config,
         "reward_model",
-        config.reward_model.path.as_deref(),
+        &config.reward_model,
         1,
         &tokenizer,
         &eval_device,
@@ -276,7 +289,7 @@ pub fn load_models(
         Some(load_score::<Cost>(
             config,
             "cost_model",
-            config.cost_model.path.as_deref(),
+            &config.cost_model,
             2,
             &tokenizer,
             &eval_device,

@@ -1,0 +1,262 @@
+//! Smoke tests of `saferlhf bench compensation --quick` (the whole pipeline, metric-free) and
+//! `saferlhf eval` on its outputs, plus argument errors that name the argument.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use saferlhf::eval::MARKDOWN_SECTIONS;
+use saferlhf::eval::compensation::{BENCH_SECTIONS, METHODS};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn saferlhf<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_saferlhf"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "failed: {stderr}");
+    stderr
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p =
+            std::env::temp_dir().join(format!("saferlhf-bench-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn assert_svg(path: &Path) {
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&s)
+        .unwrap_or_else(|e| panic!("{} is not valid XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[test]
+fn quick_benchmark_then_eval_write_complete_reports() {
+    let tmp = TempDir::new("quick");
+    let out = tmp.0.join("bench");
+    let o = saferlhf(&["bench", "compensation", "--quick", "--out", &p(&out)]);
+    ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for m in METHODS {
+        assert!(
+            stdout.contains(&format!("| {m} |")),
+            "{m} missing: {stdout}"
+        );
+    }
+    assert!(stdout.contains("Analytic optima"), "{stdout}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["methods"].as_array().unwrap().len(), METHODS.len());
+    assert_eq!(json["optima"].as_array().unwrap().len(), 6);
+    assert!(json["pooled"]["arena"].is_object());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for h in BENCH_SECTIONS {
+        assert!(md.contains(&format!("{h}\n")), "section {h:?} missing");
+    }
+    for h in MARKDOWN_SECTIONS {
+        assert!(
+            md.contains(&format!("#{h}\n")),
+            "pooled section {h:?} missing"
+        );
+    }
+    for svg in [
+        "cost_histogram.svg",
+        "reward_cost.svg",
+        "training_curves.svg",
+    ] {
+        assert!(md.contains(svg), "{svg} not linked");
+        assert_svg(&out.join(svg));
+    }
+    // A second run into the same directory refuses to mix results.
+    let err = failed(&saferlhf(&[
+        "bench",
+        "compensation",
+        "--quick",
+        "--out",
+        &p(&out),
+    ]));
+    assert!(err.contains("--out"), "{err}");
+
+    // `saferlhf eval` on the benchmark's policies with the oracle, a reference, a comparison
+    // policy and training metrics.
+    let seed = out.join("seed-0");
+    let task = seed.join("task");
+    let eval_out = tmp.0.join("eval");
+    let o = saferlhf(&[
+        "eval",
+        "--policy",
+        &p(&seed.join("repo/final")),
+        "--prompts",
+        &p(&task.join("prompts-eval.txt")),
+        "--oracle",
+        &p(&task.join("task.json")),
+        "--reference",
+        &p(&seed.join("sft/final")),
+        "--compare",
+        &p(&seed.join("ppo_lag/final")),
+        "--metrics",
+        &p(&seed.join("repo/metrics.jsonl")),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        &p(&eval_out),
+    ]);
+    ok(&o);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_out.join("report.json")).unwrap())
+            .unwrap();
+    let methods = report["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 4, "sampled and greedy of both policies");
+    assert!(methods[0]["kl"].is_object(), "KL against the reference");
+    assert!(
+        methods[0]["over_restriction"].is_object(),
+        "oracle refusal flags"
+    );
+    assert!(report["arena"].is_object());
+    let md = std::fs::read_to_string(eval_out.join("report.md")).unwrap();
+    for h in MARKDOWN_SECTIONS {
+        assert!(md.contains(h), "{h} missing");
+    }
+    for svg in [
+        "cost_histogram.svg",
+        "reward_cost.svg",
+        "training_curves.svg",
+    ] {
+        assert_svg(&eval_out.join(svg));
+    }
+    let samples = std::fs::read_to_string(eval_out.join("samples.jsonl")).unwrap();
+    assert!(samples.lines().count() > 0);
+
+    // Prompts the oracle does not know are named as the fault.
+    let foreign = tmp.0.join("foreign.txt");
+    std::fs::write(&foreign, "what is the capital of france?\n").unwrap();
+    let err = failed(&saferlhf(&[
+        "eval",
+        "--policy",
+        &p(&seed.join("sft/final")),
+        "--prompts",
+        &p(&foreign),
+        "--oracle",
+        &p(&task.join("task.json")),
+        "--out",
+        &p(&tmp.0.join("eval2")),
+    ]));
+    assert!(
+        err.contains("--prompts") && err.contains("not a prompt"),
+        "{err}"
+    );
+    // A policy directory that is not one.
+    let err = failed(&saferlhf(&[
+        "eval",
+        "--policy",
+        &p(&task),
+        "--prompts",
+        &p(&task.join("prompts-eval.txt")),
+        "--oracle",
+        &p(&task.join("task.json")),
+        "--out",
+        &p(&tmp.0.join("eval3")),
+    ]));
+    assert!(err.contains("--policy"), "{err}");
+}
+
+#[test]
+fn bad_arguments_name_the_argument() {
+    let tmp = TempDir::new("args");
+    let prompts = tmp.0.join("prompts.txt");
+    std::fs::write(&prompts, "tell me about bread.\n").unwrap();
+    let missing = tmp.0.join("missing");
+    let base = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "eval".to_string(),
+            "--policy".into(),
+            p(&missing),
+            "--prompts".into(),
+            p(&prompts),
+            "--out".into(),
+            p(&tmp.0.join("out")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        failed(&saferlhf(&args))
+    };
+    let err = base(&[]);
+    assert!(
+        err.contains("--reward-model") && err.contains("--oracle"),
+        "{err}"
+    );
+    let err = base(&["--reward-model", "x"]);
+    assert!(err.contains("--cost-model"), "{err}");
+    let err = base(&[
+        "--oracle",
+        "a.json",
+        "--reward-model",
+        "x",
+        "--cost-model",
+        "y",
+    ]);
+    assert!(err.contains("--oracle cannot be combined"), "{err}");
+    let err = base(&["--oracle", &p(&tmp.0.join("nope.json"))]);
+    assert!(err.contains("--oracle"), "{err}");
+    let err = base(&["--oracle", "x", "--samples", "0"]);
+    assert!(err.contains("--samples"), "{err}");
+    let err = base(&["--oracle", "x", "--temperature", "0"]);
+    assert!(err.contains("--temperature"), "{err}");
+    let err = base(&["--reward-model", &p(&missing), "--cost-model", &p(&missing)]);
+    assert!(
+        err.contains("--reward-model") && err.contains("not a directory"),
+        "{err}"
+    );
+
+    let err = failed(&saferlhf(&[
+        "bench",
+        "compensation",
+        "--quick",
+        "--seeds",
+        "0",
+        "--out",
+        &p(&tmp.0.join("b")),
+    ]));
+    assert!(err.contains("--seeds"), "{err}");
+    let err = failed(&saferlhf(&[
+        "bench",
+        "compensation",
+        "--quick",
+        "--preset",
+        "huge",
+        "--out",
+        &p(&tmp.0.join("c")),
+    ]));
+    assert!(err.contains("preset") && err.contains("huge"), "{err}");
+}
