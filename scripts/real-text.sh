@@ -12,9 +12,10 @@
 # Env (step counts and sizes; defaults are what book/src/real-text.md reports):
 #   RM_STEPS=16 CM_STEPS=30   optimizer steps of the reward model and of each cost model
 #                             (8 pairs per step)
-#   RL_STEPS=12               RL steps of PPO-Lag and of RePO (8 prompts per step; same for both)
-#   RL_TIME_LIMIT=            optional --time-limit in minutes for each RL run (it then pauses
-#                             with a checkpoint; rerun to continue)
+#   RL_STEPS=60               RL steps of PPO-Lag and of RePO (8 prompts per step; same for both)
+#   RL_TIME_LIMIT=            optional --time-limit in minutes for each RL run: it then pauses
+#                             with a checkpoint, the run that is behind is continued to the same
+#                             step, and the checkpoints' policies are evaluated
 #   EVAL_K=2 EVAL_TOKENS=64   sampled answers per held-out prompt (T = 1) and their length; a
 #                             greedy answer per prompt is always evaluated as well
 #   PARALLEL=1                train the three score models at the same time (3 processes)
@@ -25,7 +26,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 RM_STEPS="${RM_STEPS:-16}"
 CM_STEPS="${CM_STEPS:-30}"
-RL_STEPS="${RL_STEPS:-12}"
+RL_STEPS="${RL_STEPS:-60}"
 RL_TIME_LIMIT="${RL_TIME_LIMIT:-}"
 EVAL_K="${EVAL_K:-2}"
 EVAL_TOKENS="${EVAL_TOKENS:-64}"
@@ -87,20 +88,44 @@ want cost-train && run_score cost-train train-cost configs/real-cost-train.toml 
 want cost-eval && run_score cost-eval train-cost configs/real-cost-eval.toml "$CM_STEPS"
 for p in "${pids[@]}"; do wait "$p" || die "a score-model stage failed"; done
 
+# Newest checkpoint step of a run (0 when none).
+last_step() {
+    local d
+    d=$(ls -d "$OUT/$1"/checkpoints/step-* 2>/dev/null | sort | tail -n 1)
+    [[ -n "$d" ]] && echo $((10#${d##*step-})) || echo 0
+}
 rl() {
-    local name="$1" config="$2" dir="$OUT/$1"
+    local name="$1" config="$2" stop="${3:-}" dir="$OUT/$1"
     if [[ -d "$dir/final" ]]; then log "$name: $dir/final exists, skipped"; return 0; fi
     local extra=()
     [[ -d "$dir/checkpoints" ]] && extra+=(--resume)
     [[ -n "$RL_TIME_LIMIT" ]] && extra+=(--time-limit "$RL_TIME_LIMIT")
+    [[ -n "$stop" ]] && extra+=(--stop-at-step "$stop")
     timed "$name" "$SAFERLHF" rlhf --config "$config" --set "train.steps=$RL_STEPS" "${extra[@]}"
-    if [[ -d "$dir/final" ]]; then rm -rf "$dir/checkpoints"; fi
 }
-# The two RL runs are independent: run them side by side (2 processes).
-pids=()
-if want ppo-lag; then rl ppo-lag configs/real-ppo-lag.toml & pids+=($!); fi
-if want repo; then rl repo configs/real-repo.toml & pids+=($!); fi
-for p in "${pids[@]}"; do wait "$p" || die "an RL stage failed"; done
+# The two RL runs are independent: run them side by side (2 processes). With RL_TIME_LIMIT they
+# pause with a checkpoint; the one that is behind is then continued to the other's step, so the
+# two policies compared have taken the same number of steps (the learning rates are constant,
+# so a paused run is the same as a shorter one).
+if want ppo-lag || want repo; then
+    pids=()
+    if want ppo-lag; then rl ppo-lag configs/real-ppo-lag.toml & pids+=($!); fi
+    if want repo; then rl repo configs/real-repo.toml & pids+=($!); fi
+    for p in "${pids[@]}"; do wait "$p" || die "an RL stage failed"; done
+    if [[ ! -d "$OUT/ppo-lag/final" || ! -d "$OUT/repo/final" ]]; then
+        a=$(last_step ppo-lag); b=$(last_step repo)
+        if (( a < b )); then RL_TIME_LIMIT='' rl ppo-lag configs/real-ppo-lag.toml "$b"; fi
+        if (( b < a )); then RL_TIME_LIMIT='' rl repo configs/real-repo.toml "$a"; fi
+    fi
+fi
+
+# The policy an RL run ended with: final/, or the newest checkpoint's policy/ when it paused.
+policy_of() {
+    if [[ -d "$OUT/$1/final" ]]; then echo "$OUT/$1/final"; return; fi
+    local d
+    d=$(ls -d "$OUT/$1"/checkpoints/step-* 2>/dev/null | sort | tail -n 1)
+    [[ -n "$d" ]] && echo "$d/policy" || echo "$OUT/$1/final"
+}
 
 if want eval; then
     cargo build --release --example real_text_eval
@@ -108,8 +133,8 @@ if want eval; then
     mkdir -p "$E"
     declare -A POLICY=(
         [sft]=assets/SmolLM2-135M-Instruct.Q4_1.gguf
-        [ppo-lag]=$OUT/ppo-lag/final
-        [repo]=$OUT/repo/final
+        [ppo-lag]=$(policy_of ppo-lag)
+        [repo]=$(policy_of repo)
     )
     declare -A NAME=([sft]=SFT [ppo-lag]=PPO-Lag [repo]=RePO)
     for m in sft ppo-lag repo; do
@@ -131,7 +156,7 @@ if want eval; then
         --setting-reward-model "runs/real-text/reward/final (configs/real-reward.toml)"
         --setting-cost-model "evaluation CM runs/real-text/cost-eval/final (configs/real-cost-eval.toml; disjoint HH and PyRIT data from the training CM)"
         --setting-refusal "keyword heuristic (examples/real_text_eval.rs REFUSAL_MARKERS)"
-        --setting-rl-steps "$RL_STEPS per method, 8 prompts per step"
+        --setting-rl-steps "PPO-Lag $(last_step ppo-lag), RePO $(last_step repo) steps (8 prompts each)"
     )
     for dec in greedy sample; do
         files=()
