@@ -4,8 +4,8 @@
 # PPO-Lagrangian and RePO from the same start, and an evaluation of SFT, PPO-Lag and RePO on
 # held-out benign and harmful prompts. CPU-sized (2 cores); every stage writes under
 # runs/real-text/ (git-ignored) and is skipped when its output is already there, so an
-# interrupted run continues where it stopped (a training stage that was cut off resumes from
-# its last checkpoint with --resume).
+# interrupted run continues where it stopped (an RL run that was cut off resumes from its last
+# checkpoint with --resume; the score-model runs checkpoint only at the end).
 #
 # Usage: bash scripts/real-text.sh [STAGE...]
 #   stages: data reward cost-train cost-eval ppo-lag repo eval   (default: all, in this order)
