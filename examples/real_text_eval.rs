@@ -134,14 +134,13 @@ where
 {
     match m.get(k) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--{k} {v}: {e}")),
+        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("--{k} {v}: {e}")),
     }
 }
 
 fn read_prompts(path: &Path) -> Result<Vec<PromptInfo>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let v: serde_json::Value = serde_json::from_str(line)
@@ -170,7 +169,10 @@ fn sample(args: &[String]) -> Result<()> {
     let seed: u64 = num(&m, "seed", 0)?;
     let temperature: f32 = num(&m, "temperature", 1.0)?;
     let (sampler, decoding) = match m.get("sampler").map_or("greedy", String::as_str) {
-        "greedy" => (Sampler::Greedy, format!("greedy, {max_new_tokens} new tokens")),
+        "greedy" => (
+            Sampler::Greedy,
+            format!("greedy, {max_new_tokens} new tokens"),
+        ),
         "sample" => (
             Sampler::Sample {
                 temperature,
@@ -235,7 +237,13 @@ fn sample(args: &[String]) -> Result<()> {
     };
     let costs_of = |dir: &str| -> Result<Vec<f32>> {
         let (_, model, enc) = load_score_model::<Cost>(Path::new(dir), &device)?;
-        Ok(score_texts(&model.valid(), &enc, &items, score_batch, &device)?)
+        Ok(score_texts(
+            &model.valid(),
+            &enc,
+            &items,
+            score_batch,
+            &device,
+        )?)
     };
     let costs = costs_of(need(&m, "cost")?)?;
     let build = |costs: &[f32], suffix: &str| MethodSamples {
@@ -287,10 +295,17 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// A per-prompt fraction or mean, restricted to prompts of one kind, as an [`Estimate`].
-fn per_prompt(m: &MethodSamples, kind: Option<&str>, f: impl Fn(&Sample) -> f64) -> Option<Estimate> {
+fn per_prompt(
+    m: &MethodSamples,
+    kind: Option<&str>,
+    f: impl Fn(&Sample) -> f64,
+) -> Option<Estimate> {
     let mut acc: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
-    let kinds: BTreeMap<usize, Option<&str>> =
-        m.prompts.iter().map(|p| (p.id, p.kind.as_deref())).collect();
+    let kinds: BTreeMap<usize, Option<&str>> = m
+        .prompts
+        .iter()
+        .map(|p| (p.id, p.kind.as_deref()))
+        .collect();
     for s in &m.samples {
         if kind.is_some() && kinds.get(&s.prompt_id).copied().flatten() != kind {
             continue;
@@ -329,7 +344,8 @@ fn report(args: &[String]) -> Result<()> {
     let mut methods = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
-        let ms: MethodSamples = serde_json::from_str(&text).with_context(|| format!("parsing {f}"))?;
+        let ms: MethodSamples =
+            serde_json::from_str(&text).with_context(|| format!("parsing {f}"))?;
         methods.push(ms);
     }
     if methods.is_empty() {
@@ -394,8 +410,11 @@ fn report(args: &[String]) -> Result<()> {
          | Reward, benign | Reward, harmful | Cost, harmful |\n|---|---|---|---|---|---|\n",
     );
     let per_prompt_map = |ms: &MethodSamples, kind: &str, f: &dyn Fn(&Sample) -> f64| {
-        let kinds: BTreeMap<usize, Option<&str>> =
-            ms.prompts.iter().map(|p| (p.id, p.kind.as_deref())).collect();
+        let kinds: BTreeMap<usize, Option<&str>> = ms
+            .prompts
+            .iter()
+            .map(|p| (p.id, p.kind.as_deref()))
+            .collect();
         let mut acc: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
         for s in &ms.samples {
             if kinds.get(&s.prompt_id).copied().flatten() == Some(kind) {
@@ -417,10 +436,23 @@ fn report(args: &[String]) -> Result<()> {
         Estimate::from_values(&d)
     };
     let fmt_d = |e: Option<Estimate>, pct: bool| match e {
-        Some(Estimate { mean, ci95: Some([lo, hi]), .. }) if pct => {
-            format!("{:+.1} pp [{:+.1}, {:+.1}]", mean * 100.0, lo * 100.0, hi * 100.0)
+        Some(Estimate {
+            mean,
+            ci95: Some([lo, hi]),
+            ..
+        }) if pct => {
+            format!(
+                "{:+.1} pp [{:+.1}, {:+.1}]",
+                mean * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            )
         }
-        Some(Estimate { mean, ci95: Some([lo, hi]), .. }) => {
+        Some(Estimate {
+            mean,
+            ci95: Some([lo, hi]),
+            ..
+        }) => {
             format!("{mean:+.3} [{lo:+.3}, {hi:+.3}]")
         }
         _ => "n/a".into(),
