@@ -227,7 +227,13 @@ pub struct DataSource {
     /// Skip malformed rows (counted and reported) instead of failing on the first one.
     #[serde(default = "default_skip_invalid")]
     pub skip_invalid: bool,
-    /// Use at most this many examples (pairs) of this source, the first ones in file order.
+    /// Skip this many examples (pairs) of this source, the first ones in file order, before
+    /// `limit` applies: `offset` and `limit` cut a file into disjoint parts (e.g. two score
+    /// models trained on different halves of one data set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    /// Use at most this many examples (pairs) of this source, the first ones in file order
+    /// (after `offset`).
     #[serde(default)]
     pub limit: Option<usize>,
     /// `pyrit` only: a response is labelled safe iff its harm < this (default 0.5).

@@ -132,6 +132,9 @@ fn source_pairs(
         }
         SourceFormat::Sft => unreachable_format(s)?,
     };
+    if let Some(offset) = s.offset {
+        pairs.drain(..offset.min(pairs.len()));
+    }
     if let Some(limit) = s.limit {
         pairs.truncate(limit);
     }
@@ -246,6 +249,9 @@ pub fn load_sft_examples(config: &TrainConfig, encoder: &Encoder) -> Result<Data
             }
             _ => unreachable_format(s)?,
         };
+        if let Some(offset) = s.offset {
+            examples.drain(..offset.min(examples.len()));
+        }
         if let Some(limit) = s.limit {
             examples.truncate(limit);
         }

@@ -427,6 +427,33 @@ fn config_errors_name_the_key() {
 }
 
 #[test]
+fn offset_and_limit_cut_a_source_into_disjoint_parts() {
+    let tmp = TempDir::new("offset");
+    let data = tmp.0.join("pairs.jsonl");
+    write_rule_pairs(&data, 50, 5);
+    // The same file twice: pairs 0..20, then pairs 20..50 (offset past the end would give 0).
+    let extra = format!(
+        r#"
+        [[data.sources]]
+        format = "pku"
+        path = "{data}"
+        offset = 20
+        [train]
+        max_steps = 1
+        batch_size = 4
+        "#,
+        data = data.display()
+    );
+    let mut c = config(TaskKind::Reward, &data, &tmp.0.join("run"), &extra);
+    c.data.sources[0].limit = Some(20);
+    let summary = train(&c, &device(), &TrainOptions::default()).unwrap();
+    assert_eq!(summary.data.per_source, vec![20, 30]);
+    // No prompt of the first part is in the second: every example is counted once.
+    assert_eq!(summary.data.train + summary.data.eval_total, 50);
+    assert_eq!(summary.data.dropped_identical, 0);
+}
+
+#[test]
 fn shipped_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for (file, task) in [
@@ -436,6 +463,9 @@ fn shipped_configs_parse() {
         ("configs/tiny-sft.toml", TaskKind::Sft),
         ("configs/tiny-reward.toml", TaskKind::Reward),
         ("configs/tiny-cost.toml", TaskKind::Cost),
+        ("configs/real-reward.toml", TaskKind::Reward),
+        ("configs/real-cost-train.toml", TaskKind::Cost),
+        ("configs/real-cost-eval.toml", TaskKind::Cost),
     ] {
         let c = TrainConfig::load(&root.join(file), &[], Some(task))
             .unwrap_or_else(|e| panic!("{file}: {e}"));
