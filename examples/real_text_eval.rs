@@ -196,7 +196,7 @@ fn sample(args: &[String]) -> Result<()> {
             let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
             let config = GenerateConfig {
                 max_new_tokens,
-                sampler: sampler.clone(),
+                sampler,
                 seed: seed
                     .wrapping_add(round as u64 * 1_000_003)
                     .wrapping_add(b as u64 * 7919),
