@@ -32,26 +32,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     );
     let summary = train_rl(&config, &device, &options)?;
-    eprintln!(
-        "  step {}/{} in {:.1} s{}",
-        summary.step,
-        summary.total_steps,
+    crate::train::print_run_end(
+        (summary.step, summary.total_steps, summary.finished),
         summary.seconds,
-        if summary.finished {
-            String::new()
-        } else {
-            " (stopped early: continue with --resume)".to_string()
-        }
+        summary.last_metrics.as_ref().map(|m| ("last step", m)),
+        summary.last_checkpoint.as_deref(),
+        summary.final_model.as_deref().map(|f| ("final policy", f)),
     );
-    if let Some(m) = &summary.last_metrics {
-        eprintln!("  last step: {}", serde_json::Value::Object(m.clone()));
-    }
-    if let Some(c) = &summary.last_checkpoint {
-        eprintln!("  checkpoint: {}", c.display());
-    }
-    if let Some(f) = &summary.final_model {
-        eprintln!("  final policy: {}", f.display());
-    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     }

@@ -136,24 +136,36 @@ pub fn print_summary(summary: &TrainSummary) {
         summary.data.truncated,
         summary.data.dropped_identical
     );
-    eprintln!(
-        "  step {}/{} in {:.1} s{}",
-        summary.step,
-        summary.total_steps,
+    print_run_end(
+        (summary.step, summary.total_steps, summary.finished),
         summary.seconds,
-        if summary.finished {
-            String::new()
-        } else {
-            " (stopped early: continue with --resume)".to_string()
-        }
+        summary.eval.as_ref().map(|e| ("held-out", e)),
+        summary.last_checkpoint.as_deref(),
+        summary.final_model.as_deref().map(|f| ("final model", f)),
     );
-    if let Some(eval) = &summary.eval {
-        eprintln!("  held-out: {}", serde_json::Value::Object(eval.clone()));
+}
+
+/// Prints where a run ended: steps, time, its last figures, checkpoint and final model.
+pub fn print_run_end(
+    (step, total, finished): (u64, u64, bool),
+    seconds: f64,
+    figures: Option<(&str, &serde_json::Map<String, serde_json::Value>)>,
+    checkpoint: Option<&Path>,
+    final_model: Option<(&str, &Path)>,
+) {
+    let note = if finished {
+        ""
+    } else {
+        " (stopped early: continue with --resume)"
+    };
+    eprintln!("  step {step}/{total} in {seconds:.1} s{note}");
+    if let Some((label, m)) = figures {
+        eprintln!("  {label}: {}", serde_json::Value::Object(m.clone()));
     }
-    if let Some(c) = &summary.last_checkpoint {
+    if let Some(c) = checkpoint {
         eprintln!("  checkpoint: {}", c.display());
     }
-    if let Some(f) = &summary.final_model {
-        eprintln!("  final model: {}", f.display());
+    if let Some((label, f)) = final_model {
+        eprintln!("  {label}: {}", f.display());
     }
 }

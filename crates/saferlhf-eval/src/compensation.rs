@@ -347,12 +347,17 @@ fn toml_path(p: &Path) -> String {
     )
 }
 
-fn score_config(
+/// The TOML of one supervised stage of the benchmark (SFT, reward or cost model): `model` is the
+/// `[model]` line naming the initial weights, `source` the data file in `format`.
+#[allow(clippy::too_many_arguments)]
+fn supervised_config(
     s: &BenchSettings,
     task: TaskKind,
     dir: &Path,
-    init: &Path,
-    pairs: &Path,
+    model: &str,
+    format: &str,
+    source: &Path,
+    (lr, steps, batch): (f64, u64, usize),
     seed: u64,
 ) -> String {
     format!(
@@ -362,14 +367,14 @@ dir = {dir}
 seed = {seed}
 progress = {progress}
 [model]
-init = {init}
+{model}
 template = "{template}"
 max_length = 64
 [data]
 eval_fraction = 0.1
 [[data.sources]]
-format = "pku"
-path = {pairs}
+format = "{format}"
+path = {source}
 [optim]
 lr = {lr}
 weight_decay = 0.0
@@ -382,52 +387,29 @@ checkpoint_every = 0
 keep_last = 1
 "#,
         dir = toml_path(dir),
-        init = toml_path(init),
-        pairs = toml_path(pairs),
+        source = toml_path(source),
         template = s.template,
         progress = s.progress,
-        lr = s.score_lr,
-        steps = s.score_steps,
-        batch = s.score_batch,
     )
 }
 
+fn score_config(
+    s: &BenchSettings,
+    task: TaskKind,
+    dir: &Path,
+    init: &Path,
+    pairs: &Path,
+    seed: u64,
+) -> String {
+    let model = format!("init = {}", toml_path(init));
+    let optim = (s.score_lr, s.score_steps, s.score_batch);
+    supervised_config(s, task, dir, &model, "pku", pairs, optim, seed)
+}
+
 fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> String {
-    format!(
-        r#"task = "sft"
-[run]
-dir = {dir}
-seed = {seed}
-progress = {progress}
-[model]
-preset = "{preset}"
-template = "{template}"
-max_length = 64
-[data]
-eval_fraction = 0.1
-[[data.sources]]
-format = "sft"
-path = {data}
-[optim]
-lr = {lr}
-weight_decay = 0.0
-warmup_ratio = 0.05
-[train]
-max_steps = {steps}
-batch_size = {batch}
-eval_every = 0
-checkpoint_every = 0
-keep_last = 1
-"#,
-        dir = toml_path(dir),
-        data = toml_path(data),
-        preset = s.preset,
-        template = s.template,
-        progress = s.progress,
-        lr = s.sft_lr,
-        steps = s.sft_steps,
-        batch = s.sft_batch,
-    )
+    let model = format!("preset = \"{}\"", s.preset);
+    let optim = (s.sft_lr, s.sft_steps, s.sft_batch);
+    supervised_config(s, TaskKind::Sft, dir, &model, "sft", data, optim, seed)
 }
 
 #[allow(clippy::too_many_arguments)]
