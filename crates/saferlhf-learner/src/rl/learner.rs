@@ -647,7 +647,8 @@ pub fn collect_experience(
         &weights.reward,
         &weights.cost,
     );
-    let heads = !critics.reward.is_head();
+    // Value-head critics read the score models' hidden states during the update: keep them.
+    let heads = critics.reward.is_head();
     let keep = |h: Tensor<3>| -> Vec<f32> {
         h.into_data()
             .convert::<f32>()
@@ -655,8 +656,8 @@ pub fn collect_experience(
             .unwrap_or_default()
     };
     Ok(Experience {
-        reward_hidden: (!heads).then(|| keep(reward_hidden)),
-        cost_hidden: if heads { None } else { cost_hidden.map(keep) },
+        reward_hidden: heads.then(|| keep(reward_hidden)),
+        cost_hidden: if heads { cost_hidden.map(keep) } else { None },
         hidden,
         tokens,
         attention,
