@@ -347,8 +347,17 @@ fn toml_path(p: &Path) -> String {
     )
 }
 
+/// The `[optim]` and `[train]` tables every offline stage of the benchmark shares.
+fn optim_and_train(lr: f64, steps: u64, batch: usize) -> String {
+    format!(
+        "[optim]\nlr = {lr}\nweight_decay = 0.0\nwarmup_ratio = 0.05\n[train]\nmax_steps = \
+         {steps}\nbatch_size = {batch}\neval_every = 0\ncheckpoint_every = 0\nkeep_last = 1\n"
+    )
+}
+
 /// The TOML of one supervised stage of the benchmark (SFT, reward or cost model): `model` is the
-/// `[model]` line naming the initial weights, `source` the data file in `format`.
+/// `[model]` line naming the initial weights, `source` the data file in `format`, `tail` the
+/// stage's [`optim_and_train`] tables.
 #[allow(clippy::too_many_arguments)]
 fn supervised_config(
     s: &BenchSettings,
@@ -357,7 +366,7 @@ fn supervised_config(
     model: &str,
     format: &str,
     source: &Path,
-    (lr, steps, batch): (f64, u64, usize),
+    tail: &str,
     seed: u64,
 ) -> String {
     format!(
@@ -375,17 +384,7 @@ eval_fraction = 0.1
 [[data.sources]]
 format = "{format}"
 path = {source}
-[optim]
-lr = {lr}
-weight_decay = 0.0
-warmup_ratio = 0.05
-[train]
-max_steps = {steps}
-batch_size = {batch}
-eval_every = 0
-checkpoint_every = 0
-keep_last = 1
-"#,
+{tail}"#,
         dir = toml_path(dir),
         source = toml_path(source),
         template = s.template,
@@ -402,14 +401,14 @@ fn score_config(
     seed: u64,
 ) -> String {
     let model = format!("init = {}", toml_path(init));
-    let optim = (s.score_lr, s.score_steps, s.score_batch);
-    supervised_config(s, task, dir, &model, "pku", pairs, optim, seed)
+    let tail = optim_and_train(s.score_lr, s.score_steps, s.score_batch);
+    supervised_config(s, task, dir, &model, "pku", pairs, &tail, seed)
 }
 
 fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> String {
     let model = format!("preset = \"{}\"", s.preset);
-    let optim = (s.sft_lr, s.sft_steps, s.sft_batch);
-    supervised_config(s, TaskKind::Sft, dir, &model, "sft", data, optim, seed)
+    let tail = optim_and_train(s.sft_lr, s.sft_steps, s.sft_batch);
+    supervised_config(s, TaskKind::Sft, dir, &model, "sft", data, &tail, seed)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -509,17 +508,7 @@ path = {pairs}
 [[sacpo.safety_sources]]
 format = "pku"
 path = {pairs}
-[optim]
-lr = {lr}
-weight_decay = 0.0
-warmup_ratio = 0.05
-[train]
-max_steps = {steps}
-batch_size = {batch}
-eval_every = 0
-checkpoint_every = 0
-keep_last = 1
-"#,
+{tail}"#,
         dir = toml_path(dir),
         init = toml_path(init),
         pairs = toml_path(pairs),
@@ -527,9 +516,7 @@ keep_last = 1
         progress = s.progress,
         beta = s.sacpo_beta,
         lambda = s.sacpo_lambda,
-        lr = s.policy_lr,
-        steps = s.sacpo_steps,
-        batch = s.sacpo_batch,
+        tail = optim_and_train(s.policy_lr, s.sacpo_steps, s.sacpo_batch),
     )
 }
 

@@ -89,7 +89,7 @@ fn source_pairs(
     s: &DataSource,
     reports: &mut Vec<String>,
 ) -> Result<Vec<PreferencePair>> {
-    let mut pairs = match s.format {
+    let pairs = match s.format {
         SourceFormat::Pku => {
             let (rows, report) = load_pku(&s.path, &options(s))?;
             note(reports, &report);
@@ -132,13 +132,18 @@ fn source_pairs(
         }
         SourceFormat::Sft => unreachable_format(s)?,
     };
+    Ok(source_window(s, pairs))
+}
+
+/// The examples of a source that the config keeps: `offset` skipped, then at most `limit`.
+fn source_window<T>(s: &DataSource, mut items: Vec<T>) -> Vec<T> {
     if let Some(offset) = s.offset {
-        pairs.drain(..offset.min(pairs.len()));
+        items.drain(..offset.min(items.len()));
     }
     if let Some(limit) = s.limit {
-        pairs.truncate(limit);
+        items.truncate(limit);
     }
-    Ok(pairs)
+    items
 }
 
 fn unreachable_format<T>(s: &DataSource) -> Result<T> {
@@ -230,7 +235,7 @@ pub fn load_sft_examples(config: &TrainConfig, encoder: &Encoder) -> Result<Data
     let mut summary = DataSummary::default();
     let mut all: Vec<SftExample> = Vec::new();
     for s in &config.data.sources {
-        let mut examples = match s.format {
+        let examples = match s.format {
             SourceFormat::Sft => {
                 let (rows, report) = load_sft(&s.path, &options(s))?;
                 note(&mut summary.reports, &report);
@@ -249,12 +254,7 @@ pub fn load_sft_examples(config: &TrainConfig, encoder: &Encoder) -> Result<Data
             }
             _ => unreachable_format(s)?,
         };
-        if let Some(offset) = s.offset {
-            examples.drain(..offset.min(examples.len()));
-        }
-        if let Some(limit) = s.limit {
-            examples.truncate(limit);
-        }
+        let examples = source_window(s, examples);
         summary.per_source.push(examples.len());
         all.extend(examples);
     }
