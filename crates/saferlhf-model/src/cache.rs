@@ -46,8 +46,11 @@ impl KvCache {
     }
 
     /// Writes this step's keys and values [batch, kv_heads, new, head_dim] of `layer` after the
-    /// cached ones and returns all keys and values so far. The length advances once per forward
-    /// (see [`KvCache::advance`]), after every layer has appended.
+    /// cached ones and returns the layer's whole buffers, [batch, kv_heads, capacity, head_dim]:
+    /// positions past the filled ones hold zeros, and the caller masks them (a contiguous buffer
+    /// reaches attention without a copy, where a slice of the filled part would be copied in
+    /// every layer at every step). The length advances once per forward (see
+    /// [`KvCache::advance`]), after every layer has appended.
     pub(crate) fn append(
         &mut self,
         layer: usize,
@@ -69,8 +72,7 @@ impl KvCache {
             .expect("KV cache layer buffers are present between appends");
         let ck = ck.slice_assign(range.clone(), k);
         let cv = cv.slice_assign(range, v);
-        let filled = [0..b, 0..h, 0..end, 0..d];
-        let out = (ck.clone().slice(filled.clone()), cv.clone().slice(filled));
+        let out = (ck.clone(), cv.clone());
         self.layers[layer] = Some((ck, cv));
         out
     }

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod gguf;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod weights;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
+pub use decode::DecodeWeights;
 pub use error::{ModelError, Result};
 pub use model::LlamaForCausalLM;
 pub use pretrained::{Pretrained, load_pretrained};

@@ -14,6 +14,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
+use crate::decode::{self, DecodeWeights, LayerPack};
 
 /// One attention block's projections (names as in Hugging Face).
 #[derive(Module, Debug)]
@@ -140,50 +141,89 @@ impl SelfAttention {
         }
     }
 
-    /// x: [batch, seq, hidden]; mask: [batch, 1, seq, keys] (true = may not attend);
-    /// returns [batch, seq, hidden]. With a cache, keys are the cached ones plus this call's.
+    /// x: [batch, seq, hidden]; mask: [batch, kv_heads, rep * seq, keys] from
+    /// [`gqa_mask`] (true = may not attend); returns [batch, seq, hidden]. With a cache, keys
+    /// are the cache's whole buffer (unfilled positions masked). With `pack`, decode-sized
+    /// inputs take the packed projections.
     fn forward(
         &self,
         x: Tensor<3>,
         rope: &RopeTables,
         mask: Tensor<4, Bool>,
         cache: Option<(&mut KvCache, usize)>,
+        pack: Option<&LayerPack>,
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let split = |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, d]).swap_dims(1, 2);
-        let q = rope.apply(split(self.q_proj.forward(x.clone()), h));
-        let k = rope.apply(split(self.k_proj.forward(x.clone()), kv));
-        let v = split(self.v_proj.forward(x), kv);
+        let pack = pack.filter(|_| b * s <= decode::MAX_ROWS);
+        let (q, k, v) = match pack {
+            Some(pack) => {
+                let qkv = pack.qkv.matmul(x);
+                let part = |from: usize, to: usize| qkv.clone().slice([0..b, 0..s, from..to]);
+                (
+                    part(0, h * d),
+                    part(h * d, (h + kv) * d),
+                    part((h + kv) * d, (h + 2 * kv) * d),
+                )
+            }
+            None => (
+                self.q_proj.forward(x.clone()),
+                self.k_proj.forward(x.clone()),
+                self.v_proj.forward(x),
+            ),
+        };
+        let q = rope.apply(split(q, h));
+        let k = rope.apply(split(k, kv));
+        let v = split(v, kv);
         // k, v: [batch, kv_heads, keys, head_dim]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),
         };
-        let keys = k.dims()[2];
         // Grouped-query attention without copying K/V: the `rep` query heads that share a KV head
         // are contiguous (head = group * rep + r), so fold them into the query-length axis.
-        let rep = h / kv;
-        let q = q.reshape([b, kv, rep * s, d]);
-        let mask = if rep > 1 {
-            mask.repeat_dim(2, rep)
-        } else {
-            mask
-        }
-        .expand([b, kv, rep * s, keys]);
+        let q = q.reshape([b, kv, (h / kv) * s, d]);
         let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
         let out = out
             .reshape([b, h, s, d])
             .swap_dims(1, 2)
             .reshape([b, s, h * d]);
-        self.o_proj.forward(out)
+        match pack {
+            Some(pack) => pack.o.matmul(out),
+            None => self.o_proj.forward(out),
+        }
     }
 }
 
+/// Expands a [batch, 1, seq, keys] mask to the folded grouped-query layout [batch, kv_heads,
+/// rep * seq, keys] of [`SelfAttention::forward`]; built once per forward, shared by all layers.
+fn gqa_mask(mask: Tensor<4, Bool>, kv_heads: usize, rep: usize) -> Tensor<4, Bool> {
+    let [b, _, s, keys] = mask.dims();
+    let mask = if rep > 1 {
+        mask.repeat_dim(2, rep)
+    } else {
+        mask
+    };
+    mask.expand([b, kv_heads, rep * s, keys])
+}
+
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    fn forward(&self, x: Tensor<3>, pack: Option<&LayerPack>) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        match pack.filter(|_| b * s <= decode::MAX_ROWS) {
+            Some(pack) => {
+                let both = pack.gate_up.matmul(x);
+                let inner = pack.down.d_in();
+                let gate = silu(both.clone().slice([0..b, 0..s, 0..inner]));
+                pack.down
+                    .matmul(gate * both.slice([0..b, 0..s, inner..2 * inner]))
+            }
+            None => {
+                let gate = silu(self.gate_proj.forward(x.clone()));
+                self.down_proj.forward(gate * self.up_proj.forward(x))
+            }
+        }
     }
 }
 
@@ -256,13 +296,67 @@ impl LlamaForCausalLM {
         tokens: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         key_mask: Tensor<2, Bool>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        self.forward_hidden_with(tokens, positions, key_mask, cache, None)
+    }
+
+    /// [`forward_hidden`](Self::forward_hidden) with the projections of decode-sized calls (at
+    /// most [`decode::MAX_ROWS`] tokens in all) taken from `packed`, the CPU fast path of
+    /// [`DecodeWeights`]. Larger calls ignore it. `packed` must come from this model's current
+    /// weights ([`LlamaForCausalLM::pack_for_decode`]).
+    pub fn forward_hidden_packed(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        key_mask: Tensor<2, Bool>,
+        cache: Option<&mut KvCache>,
+        packed: &DecodeWeights,
+    ) -> Tensor<3> {
+        self.forward_hidden_with(tokens, positions, key_mask, cache, Some(packed))
+    }
+
+    /// Packs the projection weights for few-row products on the CPU ([`DecodeWeights`]):
+    /// `Some` when the weights are f32 on `flex` without autodiff (a `valid()` copy), `None` on
+    /// any other device, where the ordinary path is already the right one.
+    pub fn pack_for_decode(&self) -> Option<DecodeWeights> {
+        DecodeWeights::pack(self)
+    }
+
+    fn forward_hidden_with(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        key_mask: Tensor<2, Bool>,
         mut cache: Option<&mut KvCache>,
+        packed: Option<&DecodeWeights>,
     ) -> Tensor<3> {
         let [b, s] = tokens.dims();
         let device = tokens.device();
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        let keys = offset + s;
-        let head_dim = self.kv_shape().1;
+        // With a cache, attention reads the cache's whole buffer (a contiguous tensor, so no
+        // per-layer copy of the filled part); the positions not yet written are masked below,
+        // being both unreal and after every query.
+        let keys = match cache.as_ref() {
+            Some(cache) => cache.capacity(),
+            None => s,
+        };
+        let key_mask = if keys > offset + s {
+            let width = keys - offset - s;
+            let unfilled = Tensor::<2, Bool>::from_data(
+                TensorData::new(vec![false; b * width], [b, width]),
+                &device,
+            );
+            Tensor::cat(vec![key_mask, unfilled], 1)
+        } else {
+            key_mask
+        };
+        let (kv_heads, head_dim) = self.kv_shape();
+        let rep = self
+            .model
+            .layers
+            .first()
+            .map_or(1, |l| l.self_attn.n_heads / l.self_attn.n_kv_heads.max(1));
         let rope = RopeTables::new(positions, head_dim, self.rope_theta);
         // Causal part: query i (absolute index offset + i) sees keys j <= offset + i.
         let causal: Vec<bool> = (0..s)
@@ -281,24 +375,40 @@ impl LlamaForCausalLM {
             .reshape([1, 1, s, keys])
             .expand([b, 1, s, keys]);
         let real = key_mask.reshape([b, 1, 1, keys]).expand([b, 1, s, keys]);
-        let blocked = causal.bool_and(real.bool_or(own)).bool_not();
+        let blocked = gqa_mask(causal.bool_and(real.bool_or(own)).bool_not(), kv_heads, rep);
 
         let mut x = self.model.embed_tokens.forward(tokens);
         for (index, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, index));
+            let pack = packed.map(|p| &p.layers[index]);
             let attn = layer.self_attn.forward(
                 layer.input_layernorm.forward(x.clone()),
                 &rope,
                 blocked.clone(),
                 layer_cache,
+                pack,
             );
             x = x + attn;
-            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+            x = x.clone()
+                + layer
+                    .mlp
+                    .forward(layer.post_attention_layernorm.forward(x), pack);
         }
         if let Some(cache) = cache {
             cache.advance(s);
         }
         self.model.norm.forward(x)
+    }
+
+    /// [`logits`](Self::logits) through the packed output projection when `hidden` holds at
+    /// most [`decode::MAX_ROWS`] positions.
+    pub fn logits_packed(&self, hidden: Tensor<3>, packed: &DecodeWeights) -> Tensor<3> {
+        let [b, s, _] = hidden.dims();
+        if b * s <= decode::MAX_ROWS {
+            packed.head.matmul(hidden)
+        } else {
+            self.logits(hidden)
+        }
     }
 
     /// Projects hidden states [batch, seq, hidden] to logits [batch, seq, vocab].
@@ -419,6 +529,52 @@ mod tests {
             assert_eq!(got.dims(), [b, s - 1]);
             got.into_data()
                 .assert_approx_eq::<f32>(&expected.clone().into_data(), Default::default());
+        }
+    }
+
+    #[test]
+    fn packed_decode_steps_match_the_ordinary_path() {
+        let device = Device::flex();
+        for config in [LlamaConfig::tiny(), {
+            // Untied head, GQA (2 query heads per KV head).
+            let mut c = LlamaConfig::tiny();
+            c.tie_word_embeddings = false;
+            c.num_key_value_heads = Some(c.num_attention_heads / 2);
+            c
+        }] {
+            let model = LlamaForCausalLM::new(&config, &device);
+            let packed = model.pack_for_decode().expect("flex weights pack");
+            let (tokens, mask) = batch(&device);
+            let (kv, d) = model.kv_shape();
+            let mut caches = [0, 1].map(|_| KvCache::new(model.num_layers(), 2, kv, d, 8, &device));
+            let positions = positions_from_mask(mask.clone());
+            for cache in caches.iter_mut() {
+                model.forward_hidden(tokens.clone(), positions.clone(), mask.clone(), Some(cache));
+            }
+            // One decode step (2 rows: the packed path) from the same cache, both ways.
+            let next =
+                Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 10], [2, 1]), &device);
+            let pos = Tensor::<2, Int>::from_data(TensorData::new(vec![4i64, 6], [2, 1]), &device);
+            let keys = Tensor::cat(
+                vec![
+                    mask.clone(),
+                    Tensor::<2, Bool>::from_data(TensorData::new(vec![true; 2], [2, 1]), &device),
+                ],
+                1,
+            );
+            let [plain, fast] = &mut caches;
+            let expected = model.logits(model.forward_hidden(
+                next.clone(),
+                pos.clone(),
+                keys.clone(),
+                Some(plain),
+            ));
+            let got = model.logits_packed(
+                model.forward_hidden_packed(next, pos, keys, Some(fast), &packed),
+                &packed,
+            );
+            got.into_data()
+                .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
         }
     }
 

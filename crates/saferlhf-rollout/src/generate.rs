@@ -175,6 +175,19 @@ pub fn generate(
     config: &GenerateConfig,
     device: &Device,
 ) -> Result<Rollout, RolloutError> {
+    // Run the loop on a thread of rayon's pool, the pool the CPU backend and the packed decode
+    // products split their work over: a product started there is shared with the pool's other
+    // threads directly, where from an outside thread every one of the hundreds of products per
+    // step would be handed over and waited for, costing two thread switches each.
+    rayon::scope(|_| generate_on_pool(model, prompts, config, device))
+}
+
+fn generate_on_pool(
+    model: &LlamaForCausalLM,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    device: &Device,
+) -> Result<Rollout, RolloutError> {
     let start = Instant::now();
     config
         .sampler
@@ -238,14 +251,25 @@ pub fn generate(
         .use_cache
         .then(|| KvCache::new(model.num_layers(), batch, kv_heads, head_dim, total, device));
 
+    // On the CPU backend, decode steps multiply a few rows by every weight: repack the weights
+    // once so each step streams them at memory speed (`None` on other devices).
+    let packed = if config.use_cache {
+        model.pack_for_decode()
+    } else {
+        None
+    };
+    let logits_of = |hidden: Tensor<3>| match &packed {
+        Some(packed) => model.logits_packed(hidden, packed),
+        None => model.logits(hidden),
+    };
+
     // Prefill: the whole prompt block at once; keep only the last position's logits.
     let prompt_tokens = int_tensor(&padded.tokens, [batch, width], device);
     let prompt_mask = bool_tensor(&padded.mask, [batch, width], device);
     let positions = positions_from_mask(prompt_mask.clone());
     let hidden = model.forward_hidden(prompt_tokens, positions, prompt_mask, cache.as_mut());
     let hidden_dim = hidden.dims()[2];
-    let mut logits = model
-        .logits(hidden.slice([0..batch, width - 1..width, 0..hidden_dim]))
+    let mut logits = logits_of(hidden.slice([0..batch, width - 1..width, 0..hidden_dim]))
         .reshape([batch, vocab]);
 
     let mut finished = vec![false; batch];
@@ -293,12 +317,13 @@ pub fn generate(
                 let pos: Vec<i64> = next_pos.clone();
                 let positions =
                     Tensor::<2, Int>::from_data(TensorData::new(pos, [batch, 1]), device);
-                model.forward_hidden(
-                    int_tensor(&new, [batch, 1], device),
-                    positions,
-                    key_mask,
-                    Some(cache),
-                )
+                let new = int_tensor(&new, [batch, 1], device);
+                match &packed {
+                    Some(packed) => {
+                        model.forward_hidden_packed(new, positions, key_mask, Some(cache), packed)
+                    }
+                    None => model.forward_hidden(new, positions, key_mask, Some(cache)),
+                }
             }
             None => {
                 let seq: Vec<u32> = (0..batch)
@@ -319,7 +344,7 @@ pub fn generate(
                 *pos += 1;
             }
         }
-        logits = model.logits(hidden).reshape([batch, vocab]);
+        logits = logits_of(hidden).reshape([batch, vocab]);
     }
 
     let used = width + steps;
