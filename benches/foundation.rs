@@ -5,13 +5,21 @@
 //! stdout. Options (command line, or the environment variable in brackets):
 //! - `--shape tiny|smollm2-135m|all` (`SAFERLHF_BENCH_SHAPE`, default `all`);
 //! - `--runs N` (`SAFERLHF_BENCH_RUNS`, default 5): timed runs after one warm-up run;
-//! - `--only generate|train` (`SAFERLHF_BENCH_ONLY`, default both).
+//! - `--only generate|train` (`SAFERLHF_BENCH_ONLY`, default both);
+//! - `--malloc retain|default` (`SAFERLHF_BENCH_MALLOC`, default `retain`): `retain` applies
+//!   [`saferlhf::retain_freed_memory`] first, as the `saferlhf` binary does; `default` leaves
+//!   glibc's allocator as it is, to measure what that setting is worth.
 //!
 //! Without the `--bench` flag that `cargo bench` passes (under `cargo test --benches`, or when the
 //! binary is run by hand) it is a smoke test: defaults become `--shape tiny --runs 1`.
 //!
-//! Weights are randomly initialised: the speed of these dense computations does not depend on
-//! the values, and greedy decoding without stop ids always produces exactly `new` tokens per row.
+//! Weights are random, drawn as the learner initialises a model trained from scratch
+//! (`learner::params::seeded_init`: N(0, 0.02), Hugging Face's Llama initialisation, which the
+//! PyTorch reference figures of issue 2 also used). The dense products do not care about the
+//! values, but `exp` does: burn's default initialisation (unit-variance embeddings) spreads the
+//! logits over hundreds of nats, and the exponentials of the log-softmax then mostly underflow,
+//! which glibc's `expf` handles on a slow path that no trained model would hit. Greedy decoding
+//! without stop ids always produces exactly `new` tokens per row.
 //!
 //! - `generate`: batch 8, 32-token random prompts, 64 new tokens, greedy, KV cache; `tokens_per_s`
 //!   is new tokens (8 x 64) over the median wall time of a whole `generate` call (prefill
@@ -29,6 +37,7 @@ use std::time::Instant;
 use saferlhf::Device;
 use saferlhf::burn::optim::{AdamWConfig, GradientsParams};
 use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
+use saferlhf::learner::params::seeded_init;
 use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
 use saferlhf::rollout::{GenerateConfig, Sampler, generate};
 use serde_json::Value;
@@ -43,6 +52,7 @@ const LEARNING_RATE: f64 = 1e-5;
 struct Options {
     shapes: Vec<&'static str>,
     runs: usize,
+    retain: bool,
     generate: bool,
     train: bool,
 }
@@ -50,7 +60,8 @@ struct Options {
 fn usage(problem: &str) -> ! {
     eprintln!(
         "foundation bench: {problem}\n\
-         usage: foundation [--shape tiny|smollm2-135m|all] [--runs N] [--only generate|train]"
+         usage: foundation [--shape tiny|smollm2-135m|all] [--runs N] [--only generate|train] \
+         [--malloc retain|default]"
     );
     std::process::exit(2)
 }
@@ -63,6 +74,7 @@ fn parse_options() -> Options {
     let mut shape = std::env::var("SAFERLHF_BENCH_SHAPE").unwrap_or_else(|_| default_shape.into());
     let mut runs = std::env::var("SAFERLHF_BENCH_RUNS").unwrap_or_else(|_| default_runs.into());
     let mut only = std::env::var("SAFERLHF_BENCH_ONLY").unwrap_or_default();
+    let mut malloc = std::env::var("SAFERLHF_BENCH_MALLOC").unwrap_or_else(|_| "retain".into());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (key, inline) = match arg.split_once('=') {
@@ -79,6 +91,7 @@ fn parse_options() -> Options {
             "--shape" => shape = value(),
             "--runs" => runs = value(),
             "--only" => only = value(),
+            "--malloc" => malloc = value(),
             // `cargo bench` passes `--bench`; a filter or libtest flag may follow: ignore them.
             _ => {}
         }
@@ -99,9 +112,15 @@ fn parse_options() -> Options {
         "train" => (false, true),
         other => usage(&format!("unknown --only `{other}`")),
     };
+    let retain = match malloc.as_str() {
+        "retain" => true,
+        "default" => false,
+        other => usage(&format!("unknown --malloc `{other}`")),
+    };
     Options {
         shapes,
         runs,
+        retain,
         generate,
         train,
     }
@@ -112,6 +131,11 @@ fn config(shape: &str) -> LlamaConfig {
         "tiny" => LlamaConfig::tiny(),
         _ => LlamaConfig::smollm2_135m(),
     }
+}
+
+/// The learner's initialisation of a model trained from scratch (seed 0).
+fn init(model: LlamaForCausalLM) -> LlamaForCausalLM {
+    seeded_init(model, 0, &[])
 }
 
 /// Deterministic pseudo-random token ids (xorshift64*), so every run sees the same prompts.
@@ -184,10 +208,10 @@ fn seconds(values: &[f64]) -> Value {
     values.iter().map(|&t| round(t, 4)).collect()
 }
 
-fn bench_generate(shape: &str, runs: usize) {
+fn bench_generate(shape: &str, runs: usize, malloc: &str) {
     let config = config(shape);
     let device = Device::flex();
-    let model = LlamaForCausalLM::new(&config, &device);
+    let model = init(LlamaForCausalLM::new(&config, &device));
     let prompts: Vec<Vec<u32>> = (0..GEN_BATCH)
         .map(|row| random_ids(GEN_PROMPT, config.vocab_size, 1 + row as u64))
         .collect();
@@ -208,6 +232,7 @@ fn bench_generate(shape: &str, runs: usize) {
         ("bench", "generate".into()),
         ("shape", shape.into()),
         ("device", "flex".into()),
+        ("malloc", malloc.into()),
         ("batch", GEN_BATCH.into()),
         ("prompt", GEN_PROMPT.into()),
         ("new", GEN_NEW.into()),
@@ -222,10 +247,10 @@ fn bench_generate(shape: &str, runs: usize) {
     ]);
 }
 
-fn bench_train(shape: &str, runs: usize) {
+fn bench_train(shape: &str, runs: usize, malloc: &str) {
     let config = config(shape);
     let device = Device::flex().autodiff();
-    let mut model = Some(LlamaForCausalLM::new(&config, &device));
+    let mut model = Some(init(LlamaForCausalLM::new(&config, &device)));
     let mut optim = AdamWConfig::new().init();
     let ids: Vec<i64> = random_ids(TRAIN_BATCH * TRAIN_SEQ, config.vocab_size, 7)
         .into_iter()
@@ -270,6 +295,7 @@ fn bench_train(shape: &str, runs: usize) {
         ("bench", "train_step".into()),
         ("shape", shape.into()),
         ("device", "flex+autodiff".into()),
+        ("malloc", malloc.into()),
         ("batch", TRAIN_BATCH.into()),
         ("seq", TRAIN_SEQ.into()),
         ("optimizer", "adamw".into()),
@@ -290,12 +316,17 @@ fn bench_train(shape: &str, runs: usize) {
 
 fn main() {
     let options = parse_options();
+    let malloc = if options.retain && saferlhf::retain_freed_memory() {
+        "retain"
+    } else {
+        "default"
+    };
     for shape in &options.shapes {
         if options.generate {
-            bench_generate(shape, options.runs);
+            bench_generate(shape, options.runs, malloc);
         }
         if options.train {
-            bench_train(shape, options.runs);
+            bench_train(shape, options.runs, malloc);
         }
     }
 }

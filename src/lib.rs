@@ -18,6 +18,33 @@ pub use saferlhf_learner as learner;
 pub use saferlhf_model as model;
 pub use saferlhf_rollout as rollout;
 
+/// Tells the C allocator to keep freed memory for reuse instead of handing it back to the
+/// operating system: returns whether the setting took (glibc on Linux; elsewhere it does nothing
+/// and returns false). Call it once, first thing in `main`.
+///
+/// On the CPU backend a training step allocates and frees tensors of tens to hundreds of MB
+/// (activations, logits over the vocabulary, gradients). By default glibc serves each of these
+/// with a fresh `mmap` and unmaps it when freed, so every step pays a page fault for every 4 KiB
+/// page it touches again; on the 2-core benchmark machine that was a sixth of a SmolLM2-135M
+/// training step (`benches/foundation.rs`). With this setting the process keeps its peak
+/// footprint until it exits, which is what a training or generation run does anyway. The
+/// `saferlhf` binary and the benchmarks call it; a library user chooses.
+pub fn retain_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes glibc's allocation thresholds; it is called with valid
+        // parameter numbers and takes effect for later allocations.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Parses a device name: `flex` (CPU, the default), `wgpu`, `vulkan`, `cuda` or `cuda:N`.
 ///
 /// A GPU name whose backend was not compiled in is an error that says which Cargo feature

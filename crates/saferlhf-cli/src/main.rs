@@ -48,6 +48,9 @@ enum Command {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // Keep freed tensor memory for reuse: CPU training steps free and re-allocate the same large
+    // buffers every step (see `retain_freed_memory`).
+    saferlhf::retain_freed_memory();
     let outcome = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Sft(args) => train::run(saferlhf::learner::TaskKind::Sft, args),

@@ -119,6 +119,17 @@ impl RopeTables {
 /// `embedding @ hidden^T` (see [`LlamaForCausalLM::logits`]).
 const FEW_ROWS: usize = 64;
 
+/// `linear` applied to [batch, seq, d_in] as one [batch * seq, d_in] product. burn keeps a
+/// 3-D input as a batched product with the weight broadcast when seq is a multiple of 32 (a
+/// training batch of 128 tokens), which repacks the weight once per row of the batch, forward
+/// and backward; flattening first makes every projection one plain matrix product.
+fn project(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, s, d] = x.dims();
+    let out = linear.forward(x.reshape([b * s, d]));
+    let n = out.dims()[1];
+    out.reshape([b, s, n])
+}
+
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out).with_bias(false).init(device)
 }
@@ -168,9 +179,9 @@ impl SelfAttention {
                 )
             }
             None => (
-                self.q_proj.forward(x.clone()),
-                self.k_proj.forward(x.clone()),
-                self.v_proj.forward(x),
+                project(&self.q_proj, x.clone()),
+                project(&self.k_proj, x.clone()),
+                project(&self.v_proj, x),
             ),
         };
         let q = rope.apply(split(q, h));
@@ -191,7 +202,7 @@ impl SelfAttention {
             .reshape([b, s, h * d]);
         match pack {
             Some(pack) => pack.o.matmul(out),
-            None => self.o_proj.forward(out),
+            None => project(&self.o_proj, out),
         }
     }
 }
@@ -220,8 +231,8 @@ impl Mlp {
                     .matmul(gate * both.slice([0..b, 0..s, inner..2 * inner]))
             }
             None => {
-                let gate = silu(self.gate_proj.forward(x.clone()));
-                self.down_proj.forward(gate * self.up_proj.forward(x))
+                let gate = silu(project(&self.gate_proj, x.clone()));
+                project(&self.down_proj, gate * project(&self.up_proj, x))
             }
         }
     }
@@ -414,7 +425,7 @@ impl LlamaForCausalLM {
     /// Projects hidden states [batch, seq, hidden] to logits [batch, seq, vocab].
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => project(head, hidden),
             None => {
                 let weight = self.model.embed_tokens.weight.val(); // [vocab, hidden]
                 let [b, s, h] = hidden.dims();
@@ -427,7 +438,13 @@ impl LlamaForCausalLM {
                         .transpose()
                         .reshape([b, s, vocab])
                 } else {
-                    burn::tensor::module::linear(hidden, weight.transpose(), None)
+                    let vocab = weight.dims()[0];
+                    burn::tensor::module::linear(
+                        hidden.reshape([b * s, h]),
+                        weight.transpose(),
+                        None,
+                    )
+                    .reshape([b, s, vocab])
                 }
             }
         }
