@@ -78,40 +78,52 @@ pub struct LlamaForCausalLM {
     max_positions: usize,
 }
 
-/// Cosine and sine tables for one forward, each [batch, 1, seq, head_dim / 2].
+/// Cosine and sine tables for one forward, each [batch, seq, 1, head_dim] (the half-width
+/// angles repeated, as Hugging Face's rotate-half layout pairs component i with i + d / 2), and
+/// the [head_dim, head_dim] signed permutation `rotate` with `x @ rotate = rotate_half(x) =
+/// [-x2, x1]`.
 pub(crate) struct RopeTables {
     cos: Tensor<4>,
     sin: Tensor<4>,
+    rotate: Tensor<2>,
 }
 
 impl RopeTables {
     /// Angles position * θ^(-2i/d) for each (row, position), computed on the device.
     fn new(positions: Tensor<2, Int>, head_dim: usize, theta: f64) -> Self {
         let device = positions.device();
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
+        let (d, half) = (head_dim, head_dim / 2);
+        let inv_freq: Vec<f32> = (0..d)
+            .map(|i| (1.0 / theta.powf((2 * (i % half)) as f64 / d as f64)) as f32)
             .collect();
-        let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [half]), &device);
+        let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [d]), &device);
         let [batch, seq] = positions.dims();
-        let angles = positions.float().reshape([batch, seq, 1]) * inv_freq.reshape([1, 1, half]);
-        let angles = angles.reshape([batch, 1, seq, half]);
+        let angles = positions.float().reshape([batch, seq, 1]) * inv_freq.reshape([1, 1, d]);
+        let angles = angles.reshape([batch, seq, 1, d]);
+        let mut rotate = vec![0f32; d * d];
+        for j in 0..half {
+            rotate[(j + half) * d + j] = -1.0; // out[j] = -x[j + half]
+            rotate[j * d + j + half] = 1.0; // out[j + half] = x[j]
+        }
         RopeTables {
             cos: angles.clone().cos(),
             sin: angles.sin(),
+            rotate: Tensor::from_data(TensorData::new(rotate, [d, d]), &device),
         }
     }
 
-    /// Rotates [batch, heads, seq, head_dim] in Hugging Face's rotate-half layout: the pair for
-    /// component i is (i, i + head_dim / 2).
+    /// Rotates [batch, seq, heads, head_dim] in Hugging Face's rotate-half layout:
+    /// x * cos + rotate_half(x) * sin. The half swap is one product with a ±1 permutation, exact
+    /// in floating point, in place of two slices and a concatenation (three tensors, and three
+    /// more gradients, per call).
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, s, d] = x.dims();
-        let half = d / 2;
-        let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
-        let x2 = x.slice([0..b, 0..h, 0..s, half..d]);
-        let out1 = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
-        let out2 = x2 * self.cos.clone() + x1 * self.sin.clone();
-        Tensor::cat(vec![out1, out2], 3)
+        let [b, s, h, d] = x.dims();
+        let rotated = x
+            .clone()
+            .reshape([b * s * h, d])
+            .matmul(self.rotate.clone())
+            .reshape([b, s, h, d]);
+        x * self.cos.clone() + rotated * self.sin.clone()
     }
 }
 
@@ -166,7 +178,7 @@ impl SelfAttention {
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let split = |t: Tensor<3>, heads: usize| t.reshape([b, s, heads, d]).swap_dims(1, 2);
+        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, d]);
         let pack = pack.filter(|_| b * s <= decode::MAX_ROWS);
         let (q, k, v) = match pack {
             Some(pack) => {
@@ -184,9 +196,10 @@ impl SelfAttention {
                 project(&self.v_proj, x),
             ),
         };
-        let q = rope.apply(split(q, h));
-        let k = rope.apply(split(k, kv));
-        let v = split(v, kv);
+        // [batch, heads, seq, head_dim], rotated before the heads move in front of the positions.
+        let q = rope.apply(heads(q, h)).swap_dims(1, 2);
+        let k = rope.apply(heads(k, kv)).swap_dims(1, 2);
+        let v = heads(v, kv).swap_dims(1, 2);
         // k, v: [batch, kv_heads, keys, head_dim]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
