@@ -27,7 +27,7 @@ use saferlhf_learner::scoring::score_texts;
 use saferlhf_model::tokenizer::Tokenizer;
 use saferlhf_model::weights::load_hf_dir;
 use saferlhf_model::{Cost, CostModel, LlamaForCausalLM, Reward, RewardModel};
-use saferlhf_rollout::{GenerateConfig, Sampler, generate};
+use saferlhf_rollout::{GenerateConfig, Sampler, generate_with};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
@@ -514,6 +514,8 @@ pub fn evaluate_policy(
     let bar = progress_bar(total as u64, name, config.progress);
     let mut results = Vec::new();
     let mut chunk_index = 0u64;
+    // Every batch decodes with the same weights: pack them for the CPU once (None on a GPU).
+    let packed = policy.model.pack_for_decode();
     for (sampler, k, label) in decodings {
         let keys: Vec<(usize, usize)> = (0..prompts.len())
             .flat_map(|p| (0..k).map(move |s| (p, s)))
@@ -534,10 +536,16 @@ pub fn evaluate_policy(
                 use_cache: true,
             };
             chunk_index += 1;
-            let rollout =
-                generate(&policy.model, &batch_prompts, &gen_config, device).map_err(|e| {
-                    model_err(format!("generating with {}", policy.dir.display()))(e.to_string())
-                })?;
+            let rollout = generate_with(
+                &policy.model,
+                packed.as_ref(),
+                &batch_prompts,
+                &gen_config,
+                device,
+            )
+            .map_err(|e| {
+                model_err(format!("generating with {}", policy.dir.display()))(e.to_string())
+            })?;
             let rows: Vec<Row> = chunk
                 .iter()
                 .zip(rollout.responses)

@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saferlhf_model::model::positions_from_mask;
-use saferlhf_model::{KvCache, LlamaForCausalLM, ModelError};
+use saferlhf_model::{DecodeWeights, KvCache, LlamaForCausalLM, ModelError};
 use serde::{Deserialize, Serialize};
 
 use crate::sampler::{Sampler, sample_next};
@@ -169,8 +169,30 @@ fn bool_tensor(values: &[bool], shape: [usize; 2], device: &Device) -> Tensor<2,
 }
 
 /// Generates a response for every prompt (token ids, already templated) in one batch.
+///
+/// On the CPU backend the model's weights are first repacked for decode-sized products
+/// ([`DecodeWeights`]); a caller that generates several batches with the same weights can pack
+/// once and call [`generate_with`].
 pub fn generate(
     model: &LlamaForCausalLM,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    device: &Device,
+) -> Result<Rollout, RolloutError> {
+    let packed = if config.use_cache {
+        model.pack_for_decode()
+    } else {
+        None
+    };
+    generate_with(model, packed.as_ref(), prompts, config, device)
+}
+
+/// [`generate`] with the decode weights given: `packed` must come from `model`'s current weights
+/// ([`LlamaForCausalLM::pack_for_decode`]), or be `None` for the ordinary path. It is used only
+/// with the KV cache.
+pub fn generate_with(
+    model: &LlamaForCausalLM,
+    packed: Option<&DecodeWeights>,
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
     device: &Device,
@@ -179,11 +201,12 @@ pub fn generate(
     // products split their work over: a product started there is shared with the pool's other
     // threads directly, where from an outside thread every one of the hundreds of products per
     // step would be handed over and waited for, costing two thread switches each.
-    rayon::scope(|_| generate_on_pool(model, prompts, config, device))
+    rayon::scope(|_| generate_on_pool(model, packed, prompts, config, device))
 }
 
 fn generate_on_pool(
     model: &LlamaForCausalLM,
+    packed: Option<&DecodeWeights>,
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
     device: &Device,
@@ -251,14 +274,10 @@ fn generate_on_pool(
         .use_cache
         .then(|| KvCache::new(model.num_layers(), batch, kv_heads, head_dim, total, device));
 
-    // On the CPU backend, decode steps multiply a few rows by every weight: repack the weights
-    // once so each step streams them at memory speed (`None` on other devices).
-    let packed = if config.use_cache {
-        model.pack_for_decode()
-    } else {
-        None
-    };
-    let logits_of = |hidden: Tensor<3>| match &packed {
+    // On the CPU backend, decode steps multiply a few rows by every weight: with the weights
+    // packed, each step streams them at memory speed.
+    let packed = packed.filter(|_| config.use_cache);
+    let logits_of = |hidden: Tensor<3>| match packed {
         Some(packed) => model.logits_packed(hidden, packed),
         None => model.logits(hidden),
     };
@@ -318,7 +337,7 @@ fn generate_on_pool(
                 let positions =
                     Tensor::<2, Int>::from_data(TensorData::new(pos, [batch, 1]), device);
                 let new = int_tensor(&new, [batch, 1], device);
-                match &packed {
+                match packed {
                     Some(packed) => {
                         model.forward_hidden_packed(new, positions, key_mask, Some(cache), packed)
                     }

@@ -7,6 +7,8 @@ mod generate;
 mod sampler;
 mod text;
 
-pub use generate::{GenerateConfig, PaddedPrompts, Rollout, RolloutError, generate, left_pad};
+pub use generate::{
+    GenerateConfig, PaddedPrompts, Rollout, RolloutError, generate, generate_with, left_pad,
+};
 pub use sampler::{Sampler, sample_next};
 pub use text::{TextRollout, generate_text};

@@ -8,7 +8,9 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use saferlhf_model::{LlamaConfig, LlamaForCausalLM};
-use saferlhf_rollout::{GenerateConfig, Rollout, RolloutError, Sampler, generate, left_pad};
+use saferlhf_rollout::{
+    GenerateConfig, Rollout, RolloutError, Sampler, generate, generate_with, left_pad,
+};
 
 fn device() -> Device {
     Device::flex()
@@ -388,6 +390,34 @@ fn cached_sampling_equals_recomputation() {
             1e-4,
             &format!("{sampler:?}, cache vs recomputation"),
         );
+    }
+}
+
+#[test]
+fn packed_decoding_equals_the_ordinary_path_and_one_packing_serves_many_calls() {
+    // `generate` packs the weights on flex; `generate_with(.., None, ..)` decodes through burn's
+    // own products; `generate_with(.., Some(&packed), ..)` reuses one packing for two batches.
+    let model = gqa_model();
+    let packed = model.pack_for_decode().expect("flex weights pack");
+    let batches = [prompts_1_5_9(), vec![prompt(4, 8), prompt(2, 9)]];
+    for config in [greedy(20, true), sampling(1.0, 20, 5)] {
+        for prompts in &batches {
+            let what = format!("{:?}, {} prompts", config.sampler, prompts.len());
+            let default = run(&model, prompts, &config);
+            let host = |packed| {
+                Host::new(
+                    &generate_with(&model, packed, prompts, &config, &device())
+                        .expect("generation succeeds"),
+                )
+            };
+            assert_same_rollout(&default, &host(None), 1e-4, &format!("{what}: unpacked"));
+            assert_same_rollout(
+                &default,
+                &host(Some(&packed)),
+                0.0,
+                &format!("{what}: reused"),
+            );
+        }
     }
 }
 

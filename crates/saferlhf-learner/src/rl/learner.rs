@@ -48,7 +48,7 @@ use saferlhf_model::{Cost, Reward, load_pretrained};
 use saferlhf_model::{
     CostModel, LlamaConfig, LlamaForCausalLM, RewardModel, ScoreModel, ScoreType,
 };
-use saferlhf_rollout::{GenerateConfig, Sampler, generate};
+use saferlhf_rollout::{GenerateConfig, Sampler, generate_with};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -489,6 +489,8 @@ pub fn collect_experience(
     // 1. Generate, chunk by chunk; collect prompt and response ids per row.
     let started = Instant::now();
     let mut rows: Vec<(Vec<u32>, Vec<u32>)> = Vec::with_capacity(prompts.len());
+    // Every chunk decodes with the same weights: pack them for the CPU once (None on a GPU).
+    let packed = policy.pack_for_decode();
     for (c, part) in prompts.chunks(chunk.max(1)).enumerate() {
         let gen_config = GenerateConfig {
             max_new_tokens: r.max_new_tokens,
@@ -502,7 +504,7 @@ pub fn collect_experience(
             seed: step_seed(config.run.seed, step).wrapping_add(c as u64),
             use_cache: true,
         };
-        let rollout = generate(&policy, part, &gen_config, &eval_device)
+        let rollout = generate_with(&policy, packed.as_ref(), part, &gen_config, &eval_device)
             .map_err(|e| TrainError::config("rollout", format!("generation failed: {e}")))?;
         for (p, resp) in part.iter().zip(rollout.responses) {
             rows.push((p.clone(), resp));
