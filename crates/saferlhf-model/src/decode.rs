@@ -187,17 +187,10 @@ impl PackedMatrix {
         let mut dims = x.dims();
         let device = x.device();
         let rows = dims[..D - 1].iter().product();
-        let data = x.into_data();
-        let y = match data.as_slice::<f32>() {
-            Ok(values) => self.matmul_host(values, rows),
-            Err(_) => {
-                let values = data
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .unwrap_or_default();
-                self.matmul_host(&values, rows)
-            }
-        };
+        // A no-op for the f32 activations of a packed (f32) model.
+        let data = x.into_data().convert::<f32>();
+        let values = data.as_slice::<f32>().expect("data converted to f32");
+        let y = self.matmul_host(values, rows);
         dims[D - 1] = self.n;
         Tensor::from_data(TensorData::new(y, dims), &device)
     }
@@ -262,7 +255,7 @@ impl Kernel {
 #[inline(always)]
 fn panel_rows<const M: usize>(x: &[f32], k: usize, panel: &[f32], out: &mut [f32]) {
     let mut acc = [[0f32; PANEL]; M];
-    for (kk, w) in panel.chunks_exact(PANEL).enumerate().take(k) {
+    for (kk, w) in panel.chunks_exact(PANEL).enumerate() {
         let w: &[f32; PANEL] = w.try_into().expect("panel rows are PANEL wide");
         for (r, acc) in acc.iter_mut().enumerate() {
             let xv = x[r * k + kk];

@@ -136,10 +136,19 @@ const FEW_ROWS: usize = 64;
 /// training batch of 128 tokens), which repacks the weight once per row of the batch, forward
 /// and backward; flattening first makes every projection one plain matrix product.
 fn project(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    flat_linear(
+        x,
+        linear.weight.val(),
+        linear.bias.as_ref().map(|bias| bias.val()),
+    )
+}
+
+/// `burn::tensor::module::linear` on [batch, seq, d_in] flattened to [batch * seq, d_in]; see
+/// [`project`].
+fn flat_linear(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
     let [b, s, d] = x.dims();
-    let out = linear.forward(x.reshape([b * s, d]));
-    let n = out.dims()[1];
-    out.reshape([b, s, n])
+    let n = weight.dims()[1];
+    burn::tensor::module::linear(x.reshape([b * s, d]), weight, bias).reshape([b, s, n])
 }
 
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
@@ -166,8 +175,8 @@ impl SelfAttention {
 
     /// x: [batch, seq, hidden]; mask: [batch, kv_heads, rep * seq, keys] from
     /// [`gqa_mask`] (true = may not attend); returns [batch, seq, hidden]. With a cache, keys
-    /// are the cache's whole buffer (unfilled positions masked). With `pack`, decode-sized
-    /// inputs take the packed projections.
+    /// are the cache's whole buffer (unfilled positions masked). With `pack` (given only for
+    /// decode-sized inputs), the projections are the packed ones.
     fn forward(
         &self,
         x: Tensor<3>,
@@ -179,7 +188,6 @@ impl SelfAttention {
         let [b, s, _] = x.dims();
         let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, d]);
-        let pack = pack.filter(|_| b * s <= decode::MAX_ROWS);
         let (q, k, v) = match pack {
             Some(pack) => {
                 let qkv = pack.qkv.matmul(x);
@@ -234,9 +242,9 @@ fn gqa_mask(mask: Tensor<4, Bool>, kv_heads: usize, rep: usize) -> Tensor<4, Boo
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>, pack: Option<&LayerPack>) -> Tensor<3> {
-        let [b, s, _] = x.dims();
-        match pack.filter(|_| b * s <= decode::MAX_ROWS) {
+        match pack {
             Some(pack) => {
+                let [b, s, _] = x.dims();
                 let both = pack.gate_up.matmul(x);
                 let inner = pack.down.d_in();
                 let gate = silu(both.clone().slice([0..b, 0..s, 0..inner]));
@@ -401,6 +409,8 @@ impl LlamaForCausalLM {
         let real = key_mask.reshape([b, 1, 1, keys]).expand([b, 1, s, keys]);
         let blocked = gqa_mask(causal.bool_and(real.bool_or(own)).bool_not(), kv_heads, rep);
 
+        // The packed projections serve decode-sized calls only; larger ones use burn's product.
+        let packed = packed.filter(|_| b * s <= decode::MAX_ROWS);
         let mut x = self.model.embed_tokens.forward(tokens);
         for (index, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, index));
@@ -451,13 +461,7 @@ impl LlamaForCausalLM {
                         .transpose()
                         .reshape([b, s, vocab])
                 } else {
-                    let vocab = weight.dims()[0];
-                    burn::tensor::module::linear(
-                        hidden.reshape([b * s, h]),
-                        weight.transpose(),
-                        None,
-                    )
-                    .reshape([b, s, vocab])
+                    flat_linear(hidden, weight.transpose(), None)
                 }
             }
         }
