@@ -9,20 +9,7 @@ use std::collections::HashMap;
 
 use crate::error::DataError;
 
-/// SplitMix64's finaliser: a fast, well-mixed bijection on u64.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a (64-bit) of a string's bytes.
-pub fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+pub use saferlhf_core::rng::{fnv1a64, splitmix64};
 
 fn check_fraction(fraction: f64) -> Result<(), DataError> {
     if (0.0..=1.0).contains(&fraction) {

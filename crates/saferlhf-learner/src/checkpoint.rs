@@ -1,28 +1,39 @@
-//! Run directories and checkpoints.
+//! Run directories and checkpoints: the one layout of every training run (supervised stages,
+//! DPO and SACPO stages, online RL).
 //!
 //! ```text
 //! <run.dir>/
+//!   .lock                    the process running it (see saferlhf_core::lock)
 //!   config.toml              the resolved config of the run
-//!   metrics.jsonl            one JSON line per optimizer step
+//!   metrics.jsonl            one JSON line per step
 //!   checkpoints/
 //!     step-00000100/         one directory per checkpoint, complete or absent
-//!       model/               config.json + model.safetensors (Hugging Face names),
-//!                            tokenizer.json, tokenizer_config.json, saferlhf.json
-//!       optimizer.bpk        AdamW state (burn-optim OptimizerRecord, burnpack)
-//!       state.json           step, data cursor, scheduler, RNG, data fingerprint
+//!       model/               the trained model: config.json + model.safetensors (Hugging Face
+//!                            names), tokenizer.json, tokenizer_config.json, saferlhf.json
+//!       optimizer.bpk        its AdamW state (burn-optim OptimizerRecord, burnpack)
+//!       critics.safetensors  RL only: the critics (full models or value heads)
+//!       critic-optimizer.bpk RL only: their AdamW state
 //!       config.toml          the resolved config
+//!       state.json           where the run stands (written last; its presence marks a
+//!                            complete checkpoint); `format` is the layout's version
 //!     .tmp-step-00000200-<pid>/   a checkpoint being written (ignored, removed on the next write)
 //!   final/                   the trained model after the last step (same layout as model/)
 //! ```
 //!
+//! `state.json` holds, for a supervised or DPO run, a [`TrainState`] (step, data cursor,
+//! scheduler, RNG, data fingerprint) and, for an RL run, an `RlState` (step, optimizer steps,
+//! prompt cursor, the objective's multiplier state); both carry `format` =
+//! [`STATE_FORMAT`], and a checkpoint of another format is refused with an error naming it.
+//!
 //! A checkpoint is written into a temporary directory whose name starts with `.tmp-` and is
-//! renamed to `step-N` only once every file is complete (`state.json` last), so a crash
-//! mid-write leaves the previous checkpoints intact and at worst a `.tmp-*` directory, which
-//! [`list_checkpoints`] ignores. A `step-N` directory without `state.json` (not produced by
-//! this code) is skipped with a warning.
+//! renamed to `step-N` only once every file is complete (`state.json` last), so a crash or a
+//! failed write mid-checkpoint leaves the previous checkpoints intact and at worst a `.tmp-*`
+//! directory, which [`list_checkpoints`] ignores. A `step-N` directory without `state.json`
+//! (not produced by this code) is skipped with a warning.
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Schedule, TaskKind};
@@ -36,6 +47,10 @@ pub const FINAL_DIR: &str = "final";
 pub const MODEL_DIR: &str = "model";
 /// The optimizer state inside a checkpoint.
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// RL only: the critics' weights inside a checkpoint.
+pub const CRITICS_FILE: &str = "critics.safetensors";
+/// RL only: the critics' optimizer state inside a checkpoint.
+pub const CRITIC_OPTIMIZER_FILE: &str = "critic-optimizer.bpk";
 /// The training state inside a checkpoint (written last: its presence marks completeness).
 pub const STATE_FILE: &str = "state.json";
 /// The resolved config, in the run directory and in each checkpoint.
@@ -72,7 +87,7 @@ pub struct SchedulerState {
 }
 
 /// The random-number state. Training draws randomness only from SplitMix64 streams keyed by
-/// the seed (see [`crate::rng`]): the init streams are used before step 0 and the shuffle
+/// the seed (see [`saferlhf_core::rng`]): the init streams are used before step 0 and the shuffle
 /// stream of an epoch is a function of `(seed, epoch)`, so this plus the data cursor is the
 /// whole RNG state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,8 +185,9 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
 }
 
 /// Writes a checkpoint of `step`: `fill` writes the files into a temporary directory, which is
-/// then renamed to `checkpoints/step-N` (replacing an older checkpoint of the same step).
-/// Leftover temporary directories of earlier crashes are removed first.
+/// then renamed to `checkpoints/step-N` (replacing an older checkpoint of the same step) by
+/// [`saferlhf_core::write_dir_atomic`]. Leftover temporary directories of earlier crashes are
+/// removed first.
 pub fn write_checkpoint(
     run_dir: &Path,
     step: u64,
@@ -179,46 +195,10 @@ pub fn write_checkpoint(
 ) -> Result<PathBuf> {
     let dir = run_dir.join(CHECKPOINTS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-    remove_leftovers(&dir);
-    let name = checkpoint_name(step);
-    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    sync_dir(&tmp);
-    let target = dir.join(&name);
-    if target.exists() {
-        let old = dir.join(format!(".old-{name}-{}", std::process::id()));
-        std::fs::rename(&target, &old).map_err(|e| TrainError::io(&target, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| TrainError::io(&target, e))?;
-    sync_dir(&dir);
+    saferlhf_core::fs::remove_leftovers(&dir);
+    let target = dir.join(checkpoint_name(step));
+    saferlhf_core::write_dir_atomic(&target, fill)?;
     Ok(target)
-}
-
-/// Removes `.tmp-*` / `.old-*` directories left by an interrupted checkpoint write.
-fn remove_leftovers(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") || name.starts_with(".old-") {
-            log::info!("removing leftover {}", entry.path().display());
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Flushes a directory's entries to disk (best effort; a no-op where unsupported).
-fn sync_dir(dir: &Path) {
-    if let Ok(f) = std::fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
 }
 
 /// Deletes all but the newest `keep_last` complete checkpoints.
@@ -231,29 +211,48 @@ pub fn prune_checkpoints(run_dir: &Path, keep_last: usize) -> Result<()> {
     Ok(())
 }
 
-/// Writes `state.json` (inside a checkpoint being written).
-pub fn write_state(dir: &Path, state: &TrainState) -> Result<()> {
+/// Writes `state.json` (inside a checkpoint being written) with the layout's version in its
+/// `format` field, whatever the state's type.
+pub fn write_state<S: Serialize>(dir: &Path, state: &S) -> Result<()> {
     let path = dir.join(STATE_FILE);
-    let text = serde_json::to_string_pretty(state).unwrap_or_default();
-    std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))
+    let mut value = serde_json::to_value(state)
+        .map_err(|e| TrainError::checkpoint(&path, format!("cannot encode the state: {e}")))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("format".into(), STATE_FORMAT.into());
+    }
+    let text = serde_json::to_string_pretty(&value)
+        .map_err(|e| TrainError::checkpoint(&path, format!("cannot encode the state: {e}")))?;
+    saferlhf_core::write_atomic(&path, text)?;
+    Ok(())
 }
 
-/// Reads a checkpoint's `state.json`.
-pub fn read_state(checkpoint: &Path) -> Result<TrainState> {
+/// Reads a checkpoint's `state.json`, refusing a file without a format version or of a version
+/// this code does not read.
+pub fn read_state<S: DeserializeOwned>(checkpoint: &Path) -> Result<S> {
     let path = checkpoint.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    let state: TrainState = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| TrainError::checkpoint(&path, format!("invalid {STATE_FILE}: {e}")))?;
-    if state.format != STATE_FORMAT {
-        return Err(TrainError::checkpoint(
-            &path,
-            format!(
-                "state format {} is not supported (expected {STATE_FORMAT})",
-                state.format
-            ),
-        ));
+    match value.get("format").and_then(serde_json::Value::as_u64) {
+        Some(f) if f == u64::from(STATE_FORMAT) => {}
+        Some(f) => {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!("state format {f} is not supported (expected {STATE_FORMAT})"),
+            ));
+        }
+        None => {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!(
+                    "no state format version (expected {STATE_FORMAT}): written by an older \
+                     saferlhf whose checkpoint layout this version does not read"
+                ),
+            ));
+        }
     }
-    Ok(state)
+    serde_json::from_value(value)
+        .map_err(|e| TrainError::checkpoint(&path, format!("invalid {STATE_FILE}: {e}")))
 }
 
 #[cfg(test)]
@@ -318,7 +317,7 @@ mod tests {
             .collect();
         assert_eq!(steps, vec![1, 2, 3]);
         let latest = latest_checkpoint(&run).unwrap().unwrap();
-        assert_eq!(read_state(&latest).unwrap(), state(3));
+        assert_eq!(read_state::<TrainState>(&latest).unwrap(), state(3));
         assert_eq!(resolve_resume(&run).unwrap(), latest);
         assert_eq!(resolve_resume(&latest).unwrap(), latest);
         prune_checkpoints(&run, 2).unwrap();

@@ -116,6 +116,17 @@ impl Encoder {
         self.end_id
     }
 
+    /// Ids that end a generated response: the template's end token, then eos if it differs
+    /// (the stop ids of RL rollouts and of policy evaluation).
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let eos = self.tokenizer.eos_id();
+        if self.end_id == eos {
+            vec![eos]
+        } else {
+            vec![self.end_id, eos]
+        }
+    }
+
     /// The padding id.
     pub fn pad_id(&self) -> u32 {
         self.tokenizer.pad_id()

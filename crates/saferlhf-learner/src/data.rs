@@ -345,7 +345,7 @@ impl Fingerprint {
     }
 
     fn value(&mut self, v: u64) {
-        self.0 = saferlhf_data::split::splitmix64(self.0 ^ v);
+        self.0 = saferlhf_core::rng::splitmix64(self.0 ^ v);
     }
 
     fn tokens(&mut self, ids: &[u32]) {

@@ -43,6 +43,9 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the run directory's lock (the message names it).
+    #[error("{0}")]
+    Locked(String),
     /// A dataset could not be loaded (the message names file and line).
     #[error(transparent)]
     Data(#[from] DataError),
@@ -77,6 +80,15 @@ pub enum TrainError {
         /// The value.
         value: f64,
     },
+}
+
+impl From<saferlhf_core::FsError> for TrainError {
+    fn from(e: saferlhf_core::FsError) -> Self {
+        TrainError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl TrainError {

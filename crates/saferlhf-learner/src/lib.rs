@@ -37,9 +37,11 @@ pub mod models;
 pub mod objectives;
 pub mod params;
 pub mod rl;
-pub mod rng;
+/// Seeded random streams and shuffles (one home: [`saferlhf_core::rng`]).
+pub use saferlhf_core::rng;
 pub mod schedule;
 pub mod scoring;
+pub mod session;
 pub mod task;
 pub mod tiny;
 pub mod trainer;

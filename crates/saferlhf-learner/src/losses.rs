@@ -6,7 +6,7 @@
 //! real token of each response. The cost sign convention (C > 0 unsafe) is taken from
 //! [`saferlhf_model::Cost`], never restated here.
 
-use burn::tensor::activation::relu;
+use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use saferlhf_model::Cost;
 use saferlhf_model::model::gather_logprobs;
@@ -14,11 +14,14 @@ use saferlhf_model::model::gather_logprobs;
 /// Default coefficient η of the L2 term on scores (safe-rlhf's `--regularization`, §3.3).
 pub const DEFAULT_REGULARIZATION: f64 = 0.001;
 
-/// Numerically stable `-log σ(x)` = softplus(-x) = `max(-x, 0) + log1p(exp(-|x|))`, element-wise.
-/// Exact for any finite `x`: no `exp` of a positive number is taken.
+/// Numerically stable `-log σ(x)` = softplus(-x), element-wise: burn's `log_sigmoid` (the
+/// log-sum-exp form, no `exp` of a positive number) with its analytic gradient `-σ(-x)`.
+///
+/// Not `max(-x, 0) + log1p(exp(-|x|))` composed of `relu` and `abs`: at `x = 0` both have a zero
+/// subgradient, so that form's gradient is 0 instead of -1/2, and a DPO run, whose policy starts
+/// equal to its reference (every margin exactly 0), would never move.
 pub fn neg_log_sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let tail = x.clone().abs().neg().exp().log1p();
-    relu(x.neg()) + tail
+    log_sigmoid(x).neg()
 }
 
 /// The L2 term on a pair of score vectors, as safe-rlhf writes it:
@@ -430,6 +433,31 @@ mod tests {
 
     fn t1(v: &[f32], device: &Device) -> Tensor<1> {
         Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), device)
+    }
+
+    #[test]
+    fn neg_log_sigmoid_gradient_is_minus_sigma_of_minus_x_even_at_zero() {
+        let device = Device::flex().autodiff();
+        let xs = [0.0f32, 0.0, -3.0, 2.5, 40.0, -40.0];
+        let x = t1(&xs, &device).require_grad();
+        let y = neg_log_sigmoid(x.clone());
+        let values = to_host(&y);
+        let grads = y.sum().backward();
+        let g = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        for (i, &v) in xs.iter().enumerate() {
+            let sigma_neg = 1.0 / (1.0 + (v as f64).exp());
+            let want = -sigma_neg;
+            assert!(
+                (g[i] as f64 - want).abs() < 1e-6,
+                "x {v}: grad {} want {want}",
+                g[i]
+            );
+            let loss = (1.0 + (-(v as f64)).exp()).ln();
+            assert!(
+                ((values[i] as f64) - loss).abs() < 1e-5 * loss.max(1.0),
+                "x {v}"
+            );
+        }
     }
 
     fn scalar(t: Tensor<1>) -> f32 {

@@ -167,9 +167,7 @@ impl MetricsLog {
                 }
             }
         }
-        let tmp = path.with_extension("jsonl.tmp");
-        std::fs::write(&tmp, kept).map_err(|e| TrainError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
+        saferlhf_core::write_atomic(path, kept)?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)

@@ -15,9 +15,9 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
-use saferlhf_data::split::{fnv1a64, splitmix64};
+use saferlhf_core::rng::{fnv1a64, splitmix64};
 
-use crate::rng::SplitMix64;
+use saferlhf_core::rng::SplitMix64;
 
 /// Standard deviation of freshly initialised matrices (Hugging Face's `initializer_range`).
 pub const INIT_STD: f64 = 0.02;

@@ -27,52 +27,29 @@
 //! in the epoch the run stands; the learning rate is a pure function of the step. Nothing else
 //! is random.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use saferlhf_core::rng::epoch_permutation;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::checkpoint::{
-    CHECKPOINTS_DIR, CONFIG_FILE, DataCursor, FINAL_DIR, METRICS_FILE, MODEL_DIR, OPTIMIZER_FILE,
-    RngState, STATE_FORMAT, SchedulerState, TrainState, latest_checkpoint, list_checkpoints,
-    prune_checkpoints, read_state, resolve_resume, write_checkpoint, write_state,
+    DataCursor, MODEL_DIR, OPTIMIZER_FILE, RngState, STATE_FORMAT, SchedulerState, TrainState,
 };
 use crate::config::{OptimConfig, TaskKind, TrainConfig};
 use crate::data::DataSummary;
 use crate::error::{Result, TrainError};
-use crate::metrics::{MetricsLog, TaskMetrics};
+use crate::metrics::TaskMetrics;
 use crate::models::{ModelMeta, encoder_for, load_tokenizer, save_text_side};
 use crate::params::{clip_global_norm, no_decay_ids, stable_ids};
-use crate::rng::epoch_permutation;
 use crate::schedule::LrSchedule;
+pub use crate::session::{Resume, TrainOptions};
+use crate::session::{Session, SessionConfig};
 use crate::task::{CostTask, DpoTask, RewardTask, SftTask, Task};
-
-/// Which checkpoint a run continues from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// The newest complete checkpoint of the config's run directory.
-    Latest,
-    /// A checkpoint directory, or a run directory (its newest checkpoint).
-    From(PathBuf),
-}
-
-/// Run-time options that do not change what is computed (so they are not config keys).
-#[derive(Debug, Clone, Default)]
-pub struct TrainOptions {
-    /// Continue from a checkpoint instead of starting fresh.
-    pub resume: Option<Resume>,
-    /// Stop (with a checkpoint) once this many optimizer steps are done; the schedule still
-    /// spans the whole run, so a later `--resume` continues exactly.
-    pub stop_at_step: Option<u64>,
-    /// Stop (with a checkpoint) after the first step that ends past this much wall time.
-    pub time_limit: Option<Duration>,
-}
 
 /// What a call to [`train`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -174,25 +151,39 @@ pub(crate) fn build_optimizer<M: Module>(config: &OptimConfig, model: &M) -> Mod
     optim
 }
 
-pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
-}
-
-fn progress_bar(config: &TrainConfig, total: u64, step: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    if !config.run.progress || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
+impl SessionConfig for TrainConfig {
+    fn run_dir(&self) -> &std::path::Path {
+        &self.run.dir
     }
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
-    ) {
-        bar.set_style(style);
+    fn progress(&self) -> bool {
+        self.run.progress
     }
-    bar.set_prefix(config.task().to_string());
-    bar.set_position(step);
-    bar
+    fn checkpoint_every(&self) -> u64 {
+        self.train.checkpoint_every
+    }
+    fn keep_last(&self) -> usize {
+        self.train.keep_last
+    }
+    fn to_toml(&self) -> String {
+        TrainConfig::to_toml(self)
+    }
+    fn load_saved(&self, path: &std::path::Path) -> Result<Self> {
+        let saved = TrainConfig::load(path, &[], None)?;
+        if saved.task() != self.task() {
+            let dir = path.parent().unwrap_or(path);
+            return Err(TrainError::checkpoint(
+                dir,
+                format!("holds a {} run, not {}", saved.task(), self.task()),
+            ));
+        }
+        Ok(saved)
+    }
+    fn resume_conflicts(&self, saved: &Self) -> Vec<String> {
+        TrainConfig::resume_conflicts(self, saved)
+    }
+    fn resumable_keys(&self) -> &'static [&'static str] {
+        &crate::config::RESUMABLE_KEYS
+    }
 }
 
 /// The generic loop.
@@ -202,41 +193,20 @@ fn run<T: Task>(
     device: &Device,
     options: &TrainOptions,
 ) -> Result<TrainSummary> {
-    let session = Instant::now();
     let train_device = device.clone().autodiff();
     let eval_device = device.clone().without_autodiff();
-    let run_dir = config.run.dir.clone();
 
-    // Which checkpoint, if any, this session continues.
-    let resume_dir = session_checkpoint(&run_dir, options.resume.as_ref())?;
-    let resume_state = match &resume_dir {
-        Some(dir) => {
-            let state = read_state(dir)?;
-            if state.task != task.kind() {
-                return Err(TrainError::checkpoint(
-                    dir,
-                    format!("holds a {} run, not {}", state.task, task.kind()),
-                ));
-            }
-            let saved = TrainConfig::load(&dir.join(CONFIG_FILE), &[], Some(state.task))?;
-            let conflicts = config.resume_conflicts(&saved);
-            if !conflicts.is_empty() {
-                return Err(TrainError::checkpoint(
-                    dir,
-                    format!(
-                        "the config differs from the checkpoint's in {}; an exact resume needs \
-                         the same values (only {} may change)",
-                        conflicts.join(", "),
-                        crate::config::RESUMABLE_KEYS.join(", ")
-                    ),
-                ));
-            }
-            log::info!("resuming from {} (step {})", dir.display(), state.step);
-            Some(state)
-        }
-        None => None,
-    };
-    write_text(&run_dir.join(CONFIG_FILE), &config.to_toml())?;
+    // Lock the run directory, decide resume, check and write the config.
+    let opened = Session::open(config, options)?;
+    let resume_state: Option<TrainState> = opened.read_state()?;
+    if let Some(state) = &resume_state
+        && state.task != task.kind()
+    {
+        return Err(TrainError::checkpoint(
+            opened.resume_dir().unwrap_or(&config.run.dir),
+            format!("holds a {} run, not {}", state.task, task.kind()),
+        ));
+    }
 
     // Tokenizer, data, model, optimizer.
     let tokenizer = load_tokenizer(&config.model)?;
@@ -253,7 +223,7 @@ fn run<T: Task>(
     );
     let n = data.train.len();
     let total = total_steps(config, n);
-    let (llama, model) = match &resume_dir {
+    let (llama, model) = match opened.resume_dir() {
         Some(dir) => task.load(&dir.join(MODEL_DIR), &train_device)?,
         None => task.init_model(config, &train_device)?,
     };
@@ -281,73 +251,51 @@ fn run<T: Task>(
     let schedule = LrSchedule::new(&config.optim, total);
 
     let seed = config.run.seed;
-    let (mut step, mut cursor, mut tokens_seen, elapsed_before) = match &resume_state {
-        Some(s) => {
-            let dir = resume_dir.as_deref().unwrap_or(Path::new("."));
-            if s.data_fingerprint != summary.fingerprint || s.train_examples != n {
-                return Err(TrainError::checkpoint(
-                    dir,
-                    format!(
-                        "the training data differ from the checkpoint's ({} examples now, {} \
+    let (mut step, mut cursor, mut tokens_seen, elapsed_before) =
+        match (&resume_state, opened.resume_dir()) {
+            (Some(s), Some(dir)) => {
+                if s.data_fingerprint != summary.fingerprint || s.train_examples != n {
+                    return Err(TrainError::checkpoint(
+                        dir,
+                        format!(
+                            "the training data differ from the checkpoint's ({} examples now, {} \
                          then; fingerprint {:016x} vs {:016x})",
-                        n, s.train_examples, summary.fingerprint, s.data_fingerprint
-                    ),
-                ));
+                            n, s.train_examples, summary.fingerprint, s.data_fingerprint
+                        ),
+                    ));
+                }
+                if s.total_steps != total {
+                    return Err(TrainError::checkpoint(
+                        dir,
+                        format!("the run has {total} steps now, {} then", s.total_steps),
+                    ));
+                }
+                optim = load_optimizer(optim, &dir.join(OPTIMIZER_FILE))?;
+                (s.step, s.cursor, s.tokens_seen, s.elapsed_seconds)
             }
-            if s.total_steps != total {
-                return Err(TrainError::checkpoint(
-                    dir,
-                    format!("the run has {total} steps now, {} then", s.total_steps),
-                ));
-            }
-            let path = dir.join(OPTIMIZER_FILE);
-            optim = optim.load(&path).map_err(|e| {
-                TrainError::checkpoint(&path, format!("cannot read the optimizer state: {e}"))
-            })?;
-            (s.step, s.cursor, s.tokens_seen, s.elapsed_seconds)
-        }
-        None => (
-            0,
-            DataCursor {
-                epoch: 0,
-                position: 0,
-                shuffle_seed: seed,
-            },
-            0,
-            0.0,
-        ),
-    };
+            _ => (
+                0,
+                DataCursor {
+                    epoch: 0,
+                    position: 0,
+                    shuffle_seed: seed,
+                },
+                0,
+                0.0,
+            ),
+        };
     let mut order = epoch_permutation(n, cursor.shuffle_seed, cursor.epoch);
-    let metrics_path = run_dir.join(METRICS_FILE);
-    let mut log = if resume_state.is_some() {
-        MetricsLog::resume(&metrics_path, step)?
-    } else {
-        MetricsLog::create(&metrics_path)?
-    };
     let meta = ModelMeta::new(task.kind(), &config.model);
     let t = &config.train;
-    let bar = progress_bar(config, total, step);
-
-    let mut last_checkpoint: Option<PathBuf> = None;
-    let mut last_checkpoint_step: Option<u64> = resume_state.as_ref().map(|s| s.step);
+    let mut session = opened.start(task.kind().as_str(), total, step, elapsed_before)?;
     let mut last_eval: Option<Map<String, Value>> = None;
 
-    let save_checkpoint =
-        |model: &T::Model, optim: &ModuleOptimizer, state: &TrainState| -> Result<PathBuf> {
-            let path = write_checkpoint(&run_dir, state.step, |dir| {
-                let mdir = dir.join(MODEL_DIR);
-                task.save(model, &llama, &mdir)?;
-                save_text_side(&tokenizer, &meta, &mdir)?;
-                let opath = dir.join(OPTIMIZER_FILE);
-                optim.save(&opath).map_err(|e| {
-                    TrainError::checkpoint(&opath, format!("cannot write the optimizer state: {e}"))
-                })?;
-                write_text(&dir.join(CONFIG_FILE), &config.to_toml())?;
-                write_state(dir, state)
-            })?;
-            prune_checkpoints(&run_dir, t.keep_last)?;
-            Ok(path)
-        };
+    let fill = |model: &T::Model, optim: &ModuleOptimizer, dir: &std::path::Path| -> Result<()> {
+        let mdir = dir.join(MODEL_DIR);
+        task.save(model, &llama, &mdir)?;
+        save_text_side(&tokenizer, &meta, &mdir)?;
+        save_optimizer(optim, &dir.join(OPTIMIZER_FILE))
+    };
     let state_at = |step: u64, cursor: DataCursor, tokens_seen: u64, elapsed: f64| TrainState {
         format: STATE_FORMAT,
         task: task.kind(),
@@ -371,12 +319,7 @@ fn run<T: Task>(
         elapsed_seconds: elapsed,
     };
 
-    while step < total {
-        let stop_now = options.stop_at_step.is_some_and(|s| step >= s)
-            || options.time_limit.is_some_and(|l| session.elapsed() >= l);
-        if stop_now {
-            break;
-        }
+    while session.keep_going(step) {
         let started = Instant::now();
         let mut acc = GradientsAccumulator::<T::Model>::new();
         let mut step_metrics: Option<TaskMetrics> = None;
@@ -391,13 +334,7 @@ fn run<T: Task>(
                 config.loss.regularization,
                 &train_device,
             );
-            if !m.loss().is_finite() {
-                return Err(TrainError::NonFinite {
-                    step: step + 1,
-                    what: "loss",
-                    value: m.loss(),
-                });
-            }
+            check_finite(step + 1, "loss", m.loss())?;
             let loss = if t.grad_accum > 1 {
                 loss.div_scalar(t.grad_accum as f64)
             } else {
@@ -410,13 +347,7 @@ fn run<T: Task>(
         }
         let mut grads = acc.grads();
         let grad_norm = clip_global_norm(&model, &mut grads, config.optim.max_grad_norm);
-        if !grad_norm.is_finite() {
-            return Err(TrainError::NonFinite {
-                step: step + 1,
-                what: "gradient norm",
-                value: grad_norm,
-            });
-        }
+        check_finite(step + 1, "gradient norm", grad_norm)?;
         let lr = schedule.lr(step);
         model = optim.step(lr, model, grads);
         step += 1;
@@ -442,7 +373,7 @@ fn run<T: Task>(
             json!(step_tokens as f64 / seconds.max(1e-9)),
         );
         line.insert("seconds".into(), json!(seconds));
-        let elapsed = elapsed_before + session.elapsed().as_secs_f64();
+        let elapsed = session.elapsed();
         line.insert("elapsed".into(), json!(elapsed));
 
         let eval_now = step == total || (t.eval_every > 0 && step.is_multiple_of(t.eval_every));
@@ -457,107 +388,72 @@ fn run<T: Task>(
                 &eval_device,
             ) {
                 let json = m.to_json();
-                bar.println(format!("step {step}: eval {}", m.short()));
+                session
+                    .bar()
+                    .println(format!("step {step}: eval {}", m.short()));
                 log::info!("step {step}: eval {}", m.short());
                 line.insert("eval".into(), Value::Object(json.clone()));
                 last_eval = Some(json);
             }
         }
-        log.write(&line)?;
-        if let Some(m) = &step_metrics {
-            bar.set_message(m.short());
-        }
-        bar.set_position(step);
+        let message = step_metrics
+            .as_ref()
+            .map(TaskMetrics::short)
+            .unwrap_or_default();
+        session.log_step(step, &line, &message)?;
 
-        let checkpoint_now =
-            step == total || (t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every));
-        if checkpoint_now {
+        if session.checkpoint_due(step) {
             let state = state_at(step, cursor, tokens_seen, elapsed);
-            last_checkpoint = Some(save_checkpoint(&model, &optim, &state)?);
-            last_checkpoint_step = Some(step);
+            session.save_checkpoint(step, &state, |dir| fill(&model, &optim, dir))?;
         }
     }
-    bar.finish_and_clear();
-
-    let elapsed = elapsed_before + session.elapsed().as_secs_f64();
-    if step < total && last_checkpoint_step != Some(step) {
-        // Stopped early: leave a checkpoint to resume from.
-        let state = state_at(step, cursor, tokens_seen, elapsed);
-        last_checkpoint = Some(save_checkpoint(&model, &optim, &state)?);
-    }
-    let final_model = if step >= total {
-        let path = run_dir.join(FINAL_DIR);
-        write_final(&path, |dir| {
+    let end = session.finish(
+        step,
+        |elapsed| state_at(step, cursor, tokens_seen, elapsed),
+        |dir| fill(&model, &optim, dir),
+        |dir| {
             task.save(&model, &llama, dir)?;
             save_text_side(&tokenizer, &meta, dir)
-        })?;
-        Some(path)
-    } else {
-        None
-    };
+        },
+    )?;
     Ok(TrainSummary {
         task: task.kind(),
-        run_dir: run_dir.clone(),
+        run_dir: config.run.dir.clone(),
         step,
         total_steps: total,
-        finished: step >= total,
-        resumed_from: resume_dir,
-        last_checkpoint,
-        final_model,
+        finished: end.finished,
+        resumed_from: end.resumed_from,
+        last_checkpoint: end.last_checkpoint,
+        final_model: end.final_model,
         eval: last_eval,
         data: summary,
-        seconds: session.elapsed().as_secs_f64(),
+        seconds: end.seconds,
     })
 }
 
-/// Creates `run_dir` and returns the checkpoint a session continues: none for a fresh run (an
-/// error if the directory already holds checkpoints, so a run is never overwritten by mistake),
-/// the newest complete one for [`Resume::Latest`], or the given one.
-pub(crate) fn session_checkpoint(
-    run_dir: &Path,
-    resume: Option<&Resume>,
-) -> Result<Option<PathBuf>> {
-    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
-    Ok(match resume {
-        None => {
-            if let Some((step, _)) = list_checkpoints(run_dir)?.last() {
-                return Err(TrainError::config(
-                    "run.dir",
-                    format!(
-                        "{} already holds checkpoints (newest: step {step}); pass --resume to \
-                         continue that run or choose another run.dir",
-                        run_dir.display()
-                    ),
-                ));
-            }
-            None
-        }
-        Some(Resume::Latest) => Some(latest_checkpoint(run_dir)?.ok_or_else(|| {
-            TrainError::checkpoint(
-                run_dir.join(CHECKPOINTS_DIR),
-                "no complete checkpoint to resume from",
-            )
-        })?),
-        Some(Resume::From(path)) => Some(resolve_resume(path)?),
-    })
+/// An error naming the step and the quantity when `value` is not finite.
+pub(crate) fn check_finite(step: u64, what: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::NonFinite { step, what, value })
+    }
 }
 
-/// Writes a model directory under a temporary name and renames it over `path`.
-pub(crate) fn write_final(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| FINAL_DIR.to_string());
-    let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|e| TrainError::io(path, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+/// Saves an optimizer's state (burnpack) at `path`, atomically.
+pub(crate) fn save_optimizer(optim: &ModuleOptimizer, path: &std::path::Path) -> Result<()> {
+    saferlhf_core::fs::injected_failure(path)?;
+    optim
+        .save(path)
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot write the optimizer state: {e}")))
+}
+
+/// Loads an optimizer's state saved by [`save_optimizer`].
+pub(crate) fn load_optimizer(
+    optim: ModuleOptimizer,
+    path: &std::path::Path,
+) -> Result<ModuleOptimizer> {
+    optim
+        .load(path)
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot read the optimizer state: {e}")))
 }

@@ -10,11 +10,11 @@ use saferlhf_learner::objectives::{
     LagrangeConfig, OnlineKind, OnlineObjective, PpoLag, RePo, RePoConfig, build_online,
 };
 use saferlhf_learner::rl::RlConfig;
-use saferlhf_learner::rl::learner::{
+use saferlhf_learner::rl::loss::clipped_surrogate;
+use saferlhf_learner::rl::{
     Optimizers, RlModels, collect_experience, load_models, load_prompt_ids, micro_batch_losses,
     total_optimizer_steps, update,
 };
-use saferlhf_learner::rl::loss::clipped_surrogate;
 use saferlhf_learner::schedule::LrSchedule;
 
 fn root() -> PathBuf {
@@ -125,8 +125,8 @@ fn repo_cost_gradient_is_zero_when_all_safe_and_ppo_lags_when_all_unsafe() {
 fn optimizers(config: &RlConfig, models: &RlModels) -> Optimizers {
     let total = total_optimizer_steps(config);
     Optimizers {
-        actor: saferlhf_learner::rl::learner::optimizer(&config.actor, &models.policy),
-        critic: saferlhf_learner::rl::learner::optimizer(&config.critic, &models.critics),
+        actor: saferlhf_learner::rl::optimizer(&config.actor, &models.policy),
+        critic: saferlhf_learner::rl::optimizer(&config.critic, &models.critics),
         actor_schedule: LrSchedule::new(&config.actor, total),
         critic_schedule: LrSchedule::new(&config.critic, total),
     }
@@ -158,11 +158,20 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
         )
         .unwrap();
         let train = device.clone().autodiff();
-        let rows: Vec<usize> = (0..exp.batch).collect();
+        let rows: Vec<usize> = (0..exp.experience.batch).collect();
         let losses = |m: &RlModels| {
-            let (_, _, metrics) =
-                micro_batch_losses(&config, &m.policy, &m.critics, &exp, &rows, &train);
-            metrics
+            let (_, _, metrics) = micro_batch_losses(
+                &config,
+                &m.policy,
+                &m.critics,
+                &exp.experience,
+                &exp.advantages,
+                &rows,
+                &train,
+            )
+            .unwrap();
+            // [actor, reward value, cost value, ...]
+            [metrics.actor, metrics.reward_value, metrics.cost_value]
         };
         let before = losses(&models);
         let mut optim = optimizers(&config, &models);
@@ -173,7 +182,8 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
                 models.policy.clone(),
                 models.critics.clone(),
                 &mut optim,
-                &exp,
+                &exp.experience,
+                &exp.advantages,
                 i,
                 &mut steps,
                 &device,
@@ -196,7 +206,7 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
             before[1],
             after[1]
         );
-        if exp.cost_values.is_some() {
+        if exp.experience.cost_values.is_some() {
             assert!(
                 after[2] < before[2],
                 "{name}: cost value loss {} -> {}",
@@ -235,7 +245,8 @@ fn micro_batches_accumulate_to_the_full_batch_update() {
             models.policy.clone(),
             models.critics.clone(),
             &mut optim,
-            &exp,
+            &exp.experience,
+            &exp.advantages,
             0,
             &mut steps,
             &device,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod gguf;
+pub mod host;
 pub mod model;
 pub mod pretrained;
 pub mod score;

@@ -3,10 +3,12 @@
 //! on the device. The learner calls [`generate`] to collect experience; [`generate_text`] adds
 //! the chat template, tokenizer and decoding for the CLI and examples.
 
+mod batch;
 mod generate;
 mod sampler;
 mod text;
 
+pub use batch::PaddedBatch;
 pub use generate::{
     GenerateConfig, PaddedPrompts, Rollout, RolloutError, generate, generate_with, left_pad,
 };

@@ -1,0 +1,131 @@
+//! The metrics line of one RL step (one JSON object in `metrics.jsonl`): rollout scores
+//! (`reward_mean`, `cost_mean`, `safety_rate`, `rectified_violation_mean`), the multiplier,
+//! the KL to the reference, the update's losses and diagnostics (means over minibatches),
+//! explained variances, response lengths, throughput and the objective's own metrics.
+
+use saferlhf_model::Cost;
+use serde_json::{Map, Value, json};
+
+use super::advantages::Advantages;
+use super::experience::Experience;
+use super::gae::explained_variance;
+use super::update::UpdateStats;
+use crate::objectives::OnlineObjective;
+
+fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut n, mut s) = (0usize, 0f64);
+    for v in values {
+        n += 1;
+        s += v;
+    }
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
+/// The metrics line of one RL step.
+pub fn step_metrics(
+    objective: &dyn OnlineObjective,
+    exp: &Experience,
+    adv: &Advantages,
+    stats: &UpdateStats,
+    total_seconds: f64,
+) -> Map<String, Value> {
+    let mut line = Map::new();
+    let means = stats.means();
+    line.insert(
+        "reward_mean".into(),
+        json!(mean(exp.rewards.iter().map(|&r| r as f64))),
+    );
+    if !exp.costs.is_empty() {
+        line.insert(
+            "cost_mean".into(),
+            json!(mean(exp.costs.iter().map(|&c| c as f64))),
+        );
+        line.insert("safety_rate".into(), json!(Cost::safety_rate(&exp.costs)));
+        line.insert(
+            "rectified_violation_mean".into(),
+            json!(mean(exp.costs.iter().map(|&c| (c as f64).max(0.0)))),
+        );
+    }
+    if let Some(l) = objective.lambda() {
+        line.insert("lambda".into(), json!(l));
+    }
+    // KL to the reference: per sample, Σ_t (log π_old - log π_ref) over its response.
+    let width = exp.seq - 1;
+    let kl = mean((0..exp.batch).map(|b| {
+        (0..width)
+            .filter(|&t| exp.mask[b * width + t])
+            .map(|t| {
+                (exp.old_logprobs.values[b * width + t] - exp.ref_logprobs.values[b * width + t])
+                    as f64
+            })
+            .sum::<f64>()
+    }));
+    line.insert("kl".into(), json!(kl));
+    line.insert("entropy".into(), json!(means.entropy));
+    line.insert("clip_fraction".into(), json!(means.clip_fraction));
+    line.insert("approx_kl".into(), json!(means.approx_kl));
+    line.insert("actor_loss".into(), json!(means.actor));
+    line.insert("reward_value_loss".into(), json!(means.reward_value));
+    line.insert(
+        "explained_variance_reward".into(),
+        json!(explained_variance(
+            &exp.reward_values,
+            &adv.reward_returns,
+            &exp.mask
+        )),
+    );
+    if let (Some(v), Some(r)) = (&exp.cost_values, &adv.cost_returns) {
+        line.insert("cost_value_loss".into(), json!(means.cost_value));
+        line.insert(
+            "explained_variance_cost".into(),
+            json!(explained_variance(v, r, &exp.mask)),
+        );
+    }
+    let lengths: Vec<f64> = exp.lengths.iter().map(|&l| l as f64).collect();
+    line.insert(
+        "response_length".into(),
+        json!(mean(lengths.iter().copied())),
+    );
+    line.insert(
+        "response_length_max".into(),
+        json!(lengths.iter().copied().fold(0.0, f64::max)),
+    );
+    let generated: usize = exp.lengths.iter().sum();
+    line.insert(
+        "generation_tokens_per_s".into(),
+        json!(generated as f64 / exp.generation_seconds.max(1e-9)),
+    );
+    let train_seconds = (total_seconds - exp.generation_seconds).max(1e-9);
+    line.insert(
+        "training_tokens_per_s".into(),
+        json!(stats.tokens as f64 / train_seconds),
+    );
+    line.insert(
+        "generation_share".into(),
+        json!(exp.generation_seconds / total_seconds.max(1e-9)),
+    );
+    line.insert("actor_grad_norm".into(), json!(stats.actor_grad_norm));
+    line.insert("critic_grad_norm".into(), json!(stats.critic_grad_norm));
+    for (k, v) in objective.metrics(&exp.rewards, &exp.costs) {
+        line.insert(k, v);
+    }
+    line
+}
+
+/// The progress bar's summary of a metrics line.
+pub fn short(line: &Map<String, Value>) -> String {
+    let get = |k: &str| line.get(k).and_then(Value::as_f64);
+    let mut parts = Vec::new();
+    for (k, label) in [
+        ("reward_mean", "R"),
+        ("cost_mean", "C"),
+        ("safety_rate", "safe"),
+        ("lambda", "λ"),
+        ("kl", "KL"),
+    ] {
+        if let Some(v) = get(k) {
+            parts.push(format!("{label} {v:.3}"));
+        }
+    }
+    parts.join(" ")
+}

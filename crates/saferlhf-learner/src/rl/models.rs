@@ -1,0 +1,242 @@
+//! The models of an RL run: the trained policy, its frozen reference, the frozen reward and
+//! cost models, and the critics, loaded from the config (or from a checkpoint to resume).
+//!
+//! | objective | policy (trained) | reference | reward | cost | critics |
+//! |---|---|---|---|---|---|
+//! | `ppo` | 1 | 1 | 1 | – | 1 full (`separate`) or a head |
+//! | `ppo_lag`, `repo` | 1 | 1 | 1 | 1 | 2 full (`separate`) or 2 heads |
+//! | `reward_shaping` | 1 | 1 | 1 | 1 | 1 full or a head |
+//!
+//! `ppo.critics = "score_heads"` replaces each full critic by a linear value head on the frozen
+//! reward / cost model's hidden states, so PPO-Lag and RePO hold 4 full models instead of 6.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use saferlhf_model::tokenizer::Tokenizer;
+use saferlhf_model::weights::load_hf_dir;
+use saferlhf_model::{
+    Cost, CostModel, LlamaConfig, LlamaForCausalLM, Reward, RewardModel, ScoreModel, ScoreType,
+    load_pretrained,
+};
+
+use super::config::{CriticMode, RlConfig, ScoreSource};
+use super::critic::{CriticNet, Critics};
+use crate::checkpoint::{CRITICS_FILE, MODEL_DIR};
+use crate::collate::Encoder;
+use crate::config::ModelConfig;
+use crate::error::{Result, TrainError};
+use crate::models::{encoder_for, load_score_model, load_tokenizer};
+use crate::objectives::OnlineObjective;
+use crate::params::{seeded_init, stable_ids};
+use crate::tiny::preset_config;
+
+/// The models of a run.
+pub struct RlModels {
+    /// The policy (on the autodiff device).
+    pub policy: LlamaForCausalLM,
+    /// Its architecture.
+    pub policy_config: LlamaConfig,
+    /// The frozen initial policy.
+    pub reference: LlamaForCausalLM,
+    /// The frozen reward model.
+    pub reward: RewardModel,
+    /// The frozen cost model (methods that use costs).
+    pub cost: Option<CostModel>,
+    /// The critics (autodiff device).
+    pub critics: Critics,
+    /// The policy's tokenizer and template.
+    pub encoder: Encoder,
+}
+
+pub(crate) fn policy_model_config(config: &RlConfig) -> ModelConfig {
+    ModelConfig {
+        init: config.policy.init.clone(),
+        preset: config.policy.preset.clone(),
+        template: config.policy.template.clone(),
+        system: config.policy.system.clone(),
+        max_length: config.policy.max_prompt_length + config.rollout.max_new_tokens,
+    }
+}
+
+/// The initial policy (also the reference): `policy.init` or the seeded `tiny` preset.
+pub fn load_initial_policy(
+    config: &RlConfig,
+    device: &Device,
+) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+    if let Some(preset) = &config.policy.preset {
+        let c = preset_config(preset).ok_or_else(|| {
+            TrainError::config("policy.preset", format!("unknown preset `{preset}`"))
+        })?;
+        let model = LlamaForCausalLM::new(&c, device);
+        return Ok((c, seeded_init(model, config.run.seed, &[])));
+    }
+    let init = config
+        .policy
+        .init
+        .as_ref()
+        .ok_or_else(|| TrainError::config("policy.init", "missing"))?;
+    if init.is_dir() {
+        Ok(load_hf_dir(init, device)?)
+    } else {
+        let p = load_pretrained(init, device)?;
+        Ok((p.config, p.model))
+    }
+}
+
+fn load_score<K: ScoreType>(
+    config: &RlConfig,
+    name: &str,
+    source: &ScoreSource,
+    seed_offset: u64,
+    tokenizer: &Tokenizer,
+    device: &Device,
+) -> Result<ScoreModel<K>> {
+    match source.path.as_deref() {
+        Some(dir) => {
+            let (meta, model, encoder) = load_score_model::<K>(dir, device)?;
+            if encoder.tokenizer().vocab_size() != tokenizer.vocab_size() {
+                return Err(TrainError::config(
+                    format!("{name}.path"),
+                    format!(
+                        "{} has a tokenizer of {} ids, the policy one of {}: the {name} must read \
+                         the policy's tokens",
+                        dir.display(),
+                        encoder.tokenizer().vocab_size(),
+                        tokenizer.vocab_size()
+                    ),
+                ));
+            }
+            if meta.template != config.policy.template {
+                return Err(TrainError::config(
+                    format!("{name}.path"),
+                    format!(
+                        "{} was trained with template `{}`, the policy uses `{}`",
+                        dir.display(),
+                        meta.template,
+                        config.policy.template
+                    ),
+                ));
+            }
+            Ok(model)
+        }
+        None => {
+            // A random preset score model (tests): the preset named, else the policy's.
+            let preset = source
+                .preset
+                .as_deref()
+                .or(config.policy.preset.as_deref())
+                .unwrap_or("tiny");
+            let c = preset_config(preset).ok_or_else(|| {
+                TrainError::config(
+                    format!("{name}.preset"),
+                    format!("unknown preset `{preset}`"),
+                )
+            })?;
+            let model = ScoreModel::<K>::new(&c, device);
+            Ok(seeded_init(
+                model,
+                config.run.seed.wrapping_add(seed_offset),
+                &[],
+            ))
+        }
+    }
+}
+
+/// Loads (or builds) every model of a run; `resume` holds a checkpoint to continue.
+pub fn load_models(
+    config: &RlConfig,
+    objective: &dyn OnlineObjective,
+    device: &Device,
+    resume: Option<&Path>,
+) -> Result<RlModels> {
+    let train_device = device.clone().autodiff();
+    let eval_device = device.clone().without_autodiff();
+    let model_config = policy_model_config(config);
+    let tokenizer = load_tokenizer(&model_config)?;
+    let encoder = encoder_for(&model_config, tokenizer.clone())?;
+    let (policy_config, reference) = load_initial_policy(config, &eval_device)?;
+    let policy = match resume {
+        Some(dir) => load_hf_dir(dir.join(MODEL_DIR), &train_device)?.1,
+        None => load_initial_policy(config, &train_device)?.1,
+    };
+    if tokenizer.vocab_size() > policy_config.vocab_size {
+        return Err(TrainError::config(
+            "policy.init",
+            format!(
+                "the tokenizer has {} ids but the model only {} embeddings",
+                tokenizer.vocab_size(),
+                policy_config.vocab_size
+            ),
+        ));
+    }
+    let total = config.policy.max_prompt_length + config.rollout.max_new_tokens;
+    if total > policy_config.max_position_embeddings {
+        return Err(TrainError::config(
+            "rollout.max_new_tokens",
+            format!(
+                "policy.max_prompt_length + rollout.max_new_tokens = {total} exceeds the \
+                 model's {} positions",
+                policy_config.max_position_embeddings
+            ),
+        ));
+    }
+    let reward = load_score::<Reward>(
+        config,
+        "reward_model",
+        &config.reward_model,
+        1,
+        &tokenizer,
+        &eval_device,
+    )?;
+    let cost = if objective.uses_cost() {
+        Some(load_score::<Cost>(
+            config,
+            "cost_model",
+            &config.cost_model,
+            2,
+            &tokenizer,
+            &eval_device,
+        )?)
+    } else {
+        None
+    };
+    let make = |full: bool| -> Result<Critics> {
+        let reward_critic = if full {
+            CriticNet::full(&reward)
+        } else {
+            CriticNet::head(&reward)
+        };
+        let cost_critic = match (&cost, objective.cost_stream()) {
+            (Some(c), true) => Some(if full {
+                CriticNet::full(c)
+            } else {
+                CriticNet::head(c)
+            }),
+            _ => None,
+        };
+        // The critics start as copies of frozen (plain-device) score models: unfreeze them,
+        // move them to the autodiff device and switch training on.
+        Ok(Critics {
+            reward: reward_critic,
+            cost: cost_critic,
+        }
+        .unfreeze()
+        .fork(&train_device)
+        .train())
+    };
+    let mut critics = make(config.ppo.critics == CriticMode::Separate)?;
+    if let Some(dir) = resume {
+        critics = critics.load(&dir.join(CRITICS_FILE))?;
+    }
+    Ok(RlModels {
+        policy: stable_ids(policy),
+        policy_config,
+        reference,
+        reward,
+        cost,
+        critics: stable_ids(critics),
+        encoder,
+    })
+}
