@@ -103,11 +103,7 @@ pub fn write_atomic_with<E: From<FsError>>(
 ) -> Result<(), E> {
     injected_failure(path)?;
     let tmp = temp_sibling(path);
-    let outcome = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .at(path)
-            .map_err(E::from)
-    });
+    let outcome = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).at(path).map_err(E::from));
     if outcome.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -217,17 +213,24 @@ mod tests {
     fn failed_directory_write_keeps_the_old_directory() {
         let d = temp_dir("dir");
         let p = d.join("ckpt");
-        write_dir_atomic(&p, |tmp| std::fs::write(tmp.join("x"), "1").at(&tmp.join("x")))
-            .unwrap();
+        write_dir_atomic(&p, |tmp| {
+            std::fs::write(tmp.join("x"), "1").at(&tmp.join("x"))
+        })
+        .unwrap();
         let err = write_dir_atomic(&p, |tmp| {
             std::fs::write(tmp.join("x"), "2").at(&tmp.join("x"))?;
-            Err(FsError::new(tmp.join("y"), std::io::Error::other("no space")))
+            Err(FsError::new(
+                tmp.join("y"),
+                std::io::Error::other("no space"),
+            ))
         })
         .unwrap_err();
         assert!(err.to_string().contains("y: no space"), "{err}");
         assert_eq!(std::fs::read_to_string(p.join("x")).unwrap(), "1");
-        write_dir_atomic(&p, |tmp| std::fs::write(tmp.join("x"), "3").at(&tmp.join("x")))
-            .unwrap();
+        write_dir_atomic(&p, |tmp| {
+            std::fs::write(tmp.join("x"), "3").at(&tmp.join("x"))
+        })
+        .unwrap();
         assert_eq!(std::fs::read_to_string(p.join("x")).unwrap(), "3");
         let names: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "{names:?}");

@@ -131,7 +131,10 @@ mod tests {
         // The stream's n-th output is the finaliser of seed + (n - 1) golden-ratio increments.
         let mut rng = SplitMix64::new(42);
         assert_eq!(rng.next_u64(), splitmix64(42));
-        assert_eq!(rng.next_u64(), splitmix64(42u64.wrapping_add(0x9e37_79b9_7f4a_7c15)));
+        assert_eq!(
+            rng.next_u64(),
+            splitmix64(42u64.wrapping_add(0x9e37_79b9_7f4a_7c15))
+        );
         assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
     }
 }
