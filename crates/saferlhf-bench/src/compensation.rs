@@ -1,5 +1,5 @@
 //! The safety-compensation benchmark (`saferlhf bench compensation`): the whole pipeline on the
-//! synthetic task of `saferlhf_data::synthetic`, from one call.
+//! synthetic task of [`crate::synthetic`], from one call.
 //!
 //! Per seed s (the task itself is drawn with spec seed `SyntheticSpec::default().seed + s`, the
 //! training runs with run seed `s + 1`):
@@ -26,20 +26,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use saferlhf_data::synthetic::{PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
+use saferlhf_eval::stats::{mean, sample_std};
+use saferlhf_eval::{
+    EvalError, MethodSamples, PlotRef, Report, Result, Summary, arena, plot_cost_histogram,
+    plot_reward_cost, plot_training_curves, summarize, write_atomic,
+};
 use saferlhf_learner::config::TaskKind;
 use saferlhf_learner::rl::{RlConfig, train_rl};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
 use serde::{Deserialize, Serialize};
 
-use crate::arena::arena;
-use crate::error::{EvalError, Result};
-use crate::input::MethodSamples;
-use crate::plot::{plot_cost_histogram, plot_reward_cost, plot_training_curves};
 use crate::policy::{PolicyEvalConfig, Scorer, evaluate_policy, load_policy};
-use crate::report::{PlotRef, Report, write_atomic};
-use crate::stats::{mean, sample_std};
-use crate::summary::{Summary, summarize};
+use crate::synthetic::{PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
 
 /// The methods of the benchmark, in table order.
 pub const METHODS: [&str; 6] = ["sft", "ppo", "ppo_lag", "repo", "sacpo", "p_sacpo"];
