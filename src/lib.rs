@@ -5,13 +5,16 @@
 //! - [`rollout`]: batched generation with a KV cache and seeded samplers;
 //! - [`data`]: preference, prompt and SFT datasets and their loaders;
 //! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints;
-//! - [`eval`]: policy evaluation, statistics, reports, plots and the safety-compensation benchmark.
+//! - [`eval`]: evaluation statistics, the arena, reports and plots (host-side `f64` code);
+//! - [`bench`]: the synthetic safety-compensation task, policy evaluation (generate and score)
+//!   and the safety-compensation benchmark.
 //!
 //! Every module takes the [`Device`] it is given; nothing branches on the backend. CPU (`flex`)
 //! is always available; `wgpu`, `vulkan` and `cuda` need the Cargo feature of the same name.
 
 pub use burn;
 pub use burn::tensor::Device;
+pub use saferlhf_bench as bench;
 pub use saferlhf_data as data;
 pub use saferlhf_eval as eval;
 pub use saferlhf_learner as learner;

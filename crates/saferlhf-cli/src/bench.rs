@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use saferlhf::eval::{BenchSettings, run_compensation};
+use saferlhf::bench::{BenchSettings, run_compensation};
 
 /// `saferlhf bench` subcommands.
 #[derive(Subcommand, Debug)]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use saferlhf::bench::{PolicyEvalConfig, Scorer, evaluate_policy, load_policy, read_prompt_file};
 use saferlhf::eval::{
-    PlotRef, PolicyEvalConfig, Report, Scorer, arena, evaluate_policy, load_policy,
-    plot_cost_histogram, plot_reward_cost, plot_training_curves, read_prompt_file, summarize,
+    PlotRef, Report, arena, plot_cost_histogram, plot_reward_cost, plot_training_curves, summarize,
 };
 
 /// Arguments of `saferlhf eval`.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use saferlhf::bench::compensation::{BENCH_SECTIONS, METHODS};
 use saferlhf::eval::MARKDOWN_SECTIONS;
-use saferlhf::eval::compensation::{BENCH_SECTIONS, METHODS};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -17,6 +17,9 @@
 //! instead, so nothing is dropped silently. A file with no usable row (empty, or every row
 //! invalid) is always an error, [`DataError::NoUsableRows`]. [`split_holdout`] and
 //! [`split_holdout_grouped`] give deterministic, seeded train / held-out splits.
+//!
+//! The synthetic safety-compensation task that writes data in these formats lives in
+//! `saferlhf-bench` (`saferlhf_bench::synthetic`), next to the benchmark that uses it.
 
 #![warn(missing_docs)]
 
@@ -27,7 +30,6 @@ pub mod prompts;
 pub mod pyrit;
 pub mod rows;
 pub mod split;
-pub mod synthetic;
 pub mod types;
 
 pub use error::{DataError, RowError};
@@ -42,10 +44,6 @@ pub use pyrit::{
 };
 pub use rows::{LoadOptions, LoadReport, Rows, SkippedRow, open_maybe_gzip};
 pub use split::{split_holdout, split_holdout_grouped};
-pub use synthetic::{
-    Bandit, Optimum, Oracle, OracleScore, PolicyClass, PolicyMetrics, Problem, PromptKind,
-    ResponseKind, SyntheticSpec, SyntheticTask,
-};
 pub use types::{PreferencePair, ScoredResponse, SftExample, UnaryExample};
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Evaluation statistics, reports and plots for safe RLHF.
 //!
 //! Pure host-side `f64` code: no model, no tensor library. A caller (the `saferlhf eval`
-//! command) generates k responses per prompt, scores them with the **evaluation** reward and
-//! cost models, and hands them over as a [`MethodSamples`] per method; this crate computes the
-//! tables, writes the JSON/Markdown [`Report`] and draws SVG plots.
+//! command, through `saferlhf_bench::policy`) generates k responses per prompt, scores them with
+//! the **evaluation** reward and cost models, and hands them over as a [`MethodSamples`] per
+//! method; this crate computes the tables, writes the JSON/Markdown [`Report`] and draws SVG
+//! plots. Generation, scoring and the safety-compensation benchmark that trains every method
+//! live in `saferlhf-bench`.
 //!
 //! # Conventions
 //!
@@ -76,26 +78,19 @@
 #![warn(missing_docs)]
 
 mod arena;
-pub mod compensation;
 mod error;
 mod input;
 mod plot;
-pub mod policy;
 mod report;
 pub mod stats;
 mod summary;
 
 pub use arena::{ArenaTable, Transitions, arena};
-pub use compensation::{BenchSettings, CompensationReport, run_compensation};
 pub use error::{EvalError, Result};
 pub use input::{BENIGN_KIND, MethodSamples, PromptInfo, Sample, UNLABELLED_KIND};
 pub use plot::{
     DEFAULT_TRAINING_KEYS, MetricsRow, plot_cost_histogram, plot_reward_cost, plot_training_curves,
     read_metrics,
-};
-pub use policy::{
-    LoadedPolicy, PolicyEval, PolicyEvalConfig, Scorer, evaluate_policy, load_policy,
-    read_prompt_file,
 };
 pub use report::{MARKDOWN_SECTIONS, PlotRef, Report, compensation_sentence, write_atomic};
 pub use stats::{Estimate, student_t_quantile};

@@ -428,8 +428,9 @@ impl Default for LossConfig {
     }
 }
 
-/// A whole training config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A whole training config. `TrainConfig::default()` has every section at its defaults and no
+/// `task` (set one before [`TrainConfig::validate`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// `sft`, `reward` or `cost`; the subcommand fills it in when absent and refuses a

@@ -1,6 +1,6 @@
 //! Policy evaluation: generate with a policy, score with an evaluation reward and cost model (or
 //! the synthetic task's exact oracle), measure KL to a reference policy and build the
-//! [`MethodSamples`] the statistics of this crate summarise.
+//! [`MethodSamples`] the statistics of `saferlhf_eval` summarise.
 //!
 //! For a policy directory (a Hugging Face directory as `saferlhf sft`, `rlhf`, `align` or `merge`
 //! write it, with `tokenizer.json` and `saferlhf.json`) and a prompt set,
@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use saferlhf_data::synthetic::{Oracle, PromptKind, SyntheticTask};
 use saferlhf_learner::collate::Encoder;
 use saferlhf_learner::models::{load_score_model, read_meta};
 use saferlhf_learner::scoring::score_texts;
@@ -30,8 +29,9 @@ use saferlhf_model::{Cost, CostModel, LlamaForCausalLM, Reward, RewardModel};
 use saferlhf_rollout::{GenerateConfig, Sampler, generate_with};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EvalError, Result};
-use crate::input::{MethodSamples, PromptInfo, Sample};
+use saferlhf_eval::{EvalError, MethodSamples, PromptInfo, Result, Sample};
+
+use crate::synthetic::{Oracle, PromptKind, SyntheticTask};
 
 fn model_err(context: impl Into<String>) -> impl FnOnce(String) -> EvalError {
     let context = context.into();

@@ -48,15 +48,11 @@
 //! `prompts-train.txt`, `prompts-eval.txt` and `task.json` (the spec), each atomically.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use saferlhf_core::rng::SplitMix64;
+use saferlhf_data::{DataError, PkuRow, SftExample};
 use serde::{Deserialize, Serialize};
-
-use crate::error::DataError;
-use crate::pku::PkuRow;
-use crate::split::splitmix64;
-use crate::types::SftExample;
 
 /// The characters the tiny character-level model can emit; everything this module produces uses
 /// only these.
@@ -822,29 +818,24 @@ impl Bandit {
     }
 }
 
-/// A small deterministic generator (SplitMix64 stream).
-struct Rng(u64);
+/// The task's deterministic generator: SplitMix64 stream `stream` under the spec's seed
+/// ([`SplitMix64::numbered`]), with the draws this module needs.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn new(seed: u64, stream: u64) -> Self {
-        Rng(splitmix64(seed ^ splitmix64(stream)))
-    }
-    fn next_u64(&mut self) -> u64 {
-        let out = splitmix64(self.0);
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        out
+        Rng(SplitMix64::numbered(seed, stream))
     }
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
+    /// Uniform in `0..n` (`n > 0`).
     fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        self.0.below(n as u64) as usize
     }
     fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
+        self.0.shuffle(v);
     }
     fn pick_type(&mut self, kind: PromptKind, probs: &TypeProbs) -> ResponseKind {
         let types = ResponseKind::types_for(kind);
@@ -1322,22 +1313,9 @@ fn json_line<T: Serialize>(record: &T) -> String {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| DataError::Io {
-            path: p,
-            line: None,
-            source,
-        }
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    saferlhf_core::fs::write_atomic(path, bytes).map_err(|e| DataError::Io {
+        path: e.path,
+        line: None,
+        source: e.source,
+    })
 }

@@ -1,5 +1,5 @@
 //! The safety-compensation benchmark (`saferlhf bench compensation`): the whole pipeline on the
-//! synthetic task of `saferlhf_data::synthetic`, from one call.
+//! synthetic task of [`crate::synthetic`], from one call.
 //!
 //! Per seed s (the task itself is drawn with spec seed `SyntheticSpec::default().seed + s`, the
 //! training runs with run seed `s + 1`):
@@ -26,23 +26,32 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use saferlhf_data::synthetic::{PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
-use saferlhf_learner::config::TaskKind;
-use saferlhf_learner::rl::{RlConfig, train_rl};
+use saferlhf_eval::stats::{mean, sample_std};
+use saferlhf_eval::{
+    EvalError, MethodSamples, PlotRef, Report, Result, Summary, arena, plot_cost_histogram,
+    plot_reward_cost, plot_training_curves, summarize, write_atomic,
+};
+use saferlhf_learner::config::{
+    DataConfig, DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, TaskKind,
+    TrainLoopConfig, defaults,
+};
+use saferlhf_learner::objectives::{LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder};
+use saferlhf_learner::rl::config::{
+    PolicyConfig, PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings,
+    ScoreSource,
+};
+use saferlhf_learner::rl::{CriticMode, RlConfig, train_rl};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
 use serde::{Deserialize, Serialize};
 
-use crate::arena::arena;
-use crate::error::{EvalError, Result};
-use crate::input::MethodSamples;
-use crate::plot::{plot_cost_histogram, plot_reward_cost, plot_training_curves};
 use crate::policy::{PolicyEvalConfig, Scorer, evaluate_policy, load_policy};
-use crate::report::{PlotRef, Report, write_atomic};
-use crate::stats::{mean, sample_std};
-use crate::summary::{Summary, summarize};
+use crate::synthetic::{PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
 
 /// The methods of the benchmark, in table order.
 pub const METHODS: [&str; 6] = ["sft", "ppo", "ppo_lag", "repo", "sacpo", "p_sacpo"];
+
+/// The RL methods, trained with identical settings except the objective.
+const RL_METHODS: [OnlineKind; 3] = [OnlineKind::Ppo, OnlineKind::PpoLag, OnlineKind::Repo];
 
 /// Headings of the benchmark's own Markdown sections (the pooled evaluation report follows them).
 pub const BENCH_SECTIONS: [&str; 5] = [
@@ -336,62 +345,96 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
     }
 }
 
-fn toml_path(p: &Path) -> String {
-    // TOML basic string: escape backslashes and quotes.
-    format!(
-        "\"{}\"",
-        p.display()
-            .to_string()
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-    )
+/// A `[[data.sources]]` entry of `format` reading `path`, every optional key unset.
+fn source(format: SourceFormat, path: &Path) -> DataSource {
+    DataSource {
+        format,
+        path: path.to_path_buf(),
+        skip_invalid: defaults::SKIP_INVALID,
+        offset: None,
+        limit: None,
+        safe_threshold: None,
+        min_margin: None,
+        max_pairs_per_prompt: None,
+        hh_prompt: None,
+    }
 }
 
-/// The `[optim]` and `[train]` tables every offline stage of the benchmark shares.
-fn optim_and_train(lr: f64, steps: u64, batch: usize) -> String {
-    format!(
-        "[optim]\nlr = {lr}\nweight_decay = 0.0\nwarmup_ratio = 0.05\n[train]\nmax_steps = \
-         {steps}\nbatch_size = {batch}\neval_every = 0\ncheckpoint_every = 0\nkeep_last = 1\n"
-    )
+/// `[run]` of every stage: its directory, the run seed, progress bars as the settings say.
+fn run_config(s: &BenchSettings, dir: &Path, seed: u64) -> RunConfig {
+    RunConfig {
+        dir: dir.to_path_buf(),
+        seed,
+        progress: s.progress,
+        ..RunConfig::default()
+    }
 }
 
-/// The TOML of one supervised stage of the benchmark (SFT, reward or cost model): `model` is the
-/// `[model]` line naming the initial weights, `source` the data file in `format`, `tail` the
-/// stage's [`optim_and_train`] tables.
+/// The `[optim]` table every offline stage of the benchmark shares.
+fn optim(lr: f64) -> OptimConfig {
+    OptimConfig {
+        lr,
+        weight_decay: 0.0,
+        warmup_ratio: 0.05,
+        ..OptimConfig::default()
+    }
+}
+
+/// The `[train]` table every offline stage of the benchmark shares: `steps` optimizer steps of
+/// `batch`, no intermediate evaluation or checkpoint.
+fn train_loop(steps: u64, batch: usize) -> TrainLoopConfig {
+    TrainLoopConfig {
+        max_steps: Some(steps),
+        batch_size: batch,
+        eval_every: 0,
+        checkpoint_every: 0,
+        keep_last: 1,
+        ..TrainLoopConfig::default()
+    }
+}
+
+/// The `[model]` table of an offline stage: initial weights `init` or the settings' preset.
+fn model_config(s: &BenchSettings, init: Option<&Path>) -> ModelConfig {
+    ModelConfig {
+        init: init.map(Path::to_path_buf),
+        preset: init.is_none().then(|| s.preset.clone()),
+        template: s.template.clone(),
+        max_length: 64,
+        ..ModelConfig::default()
+    }
+}
+
+/// One supervised stage of the benchmark (SFT, reward or cost model): `init` the initial weights
+/// (the preset when `None`), `data` the training file (read as `format`), `lr` / `steps` /
+/// `batch` the optimisation.
 #[allow(clippy::too_many_arguments)]
 fn supervised_config(
     s: &BenchSettings,
     task: TaskKind,
     dir: &Path,
-    model: &str,
-    format: &str,
-    source: &Path,
-    tail: &str,
+    init: Option<&Path>,
+    format: SourceFormat,
+    data: &Path,
+    (lr, steps, batch): (f64, u64, usize),
     seed: u64,
-) -> String {
-    format!(
-        r#"task = "{task}"
-[run]
-dir = {dir}
-seed = {seed}
-progress = {progress}
-[model]
-{model}
-template = "{template}"
-max_length = 64
-[data]
-eval_fraction = 0.1
-[[data.sources]]
-format = "{format}"
-path = {source}
-{tail}"#,
-        dir = toml_path(dir),
-        source = toml_path(source),
-        template = s.template,
-        progress = s.progress,
-    )
+) -> TrainConfig {
+    TrainConfig {
+        task: Some(task),
+        run: run_config(s, dir, seed),
+        model: model_config(s, init),
+        data: DataConfig {
+            sources: vec![source(format, data)],
+            eval_fraction: 0.1,
+            ..DataConfig::default()
+        },
+        optim: optim(lr),
+        train: train_loop(steps, batch),
+        ..TrainConfig::default()
+    }
 }
 
+/// The reward (`TaskKind::Reward`) or cost (`TaskKind::Cost`) model's config: initialised from
+/// `init` (the SFT policy), trained on the oracle-labelled `pairs`.
 fn score_config(
     s: &BenchSettings,
     task: TaskKind,
@@ -399,130 +442,161 @@ fn score_config(
     init: &Path,
     pairs: &Path,
     seed: u64,
-) -> String {
-    let model = format!("init = {}", toml_path(init));
-    let tail = optim_and_train(s.score_lr, s.score_steps, s.score_batch);
-    supervised_config(s, task, dir, &model, "pku", pairs, &tail, seed)
+) -> TrainConfig {
+    let opt = (s.score_lr, s.score_steps, s.score_batch);
+    supervised_config(
+        s,
+        task,
+        dir,
+        Some(init),
+        SourceFormat::Pku,
+        pairs,
+        opt,
+        seed,
+    )
 }
 
-fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> String {
-    let model = format!("preset = \"{}\"", s.preset);
-    let tail = optim_and_train(s.sft_lr, s.sft_steps, s.sft_batch);
-    supervised_config(s, TaskKind::Sft, dir, &model, "sft", data, &tail, seed)
+/// The SFT config: the settings' preset, trained on `data` (`sft.jsonl`).
+fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> TrainConfig {
+    let opt = (s.sft_lr, s.sft_steps, s.sft_batch);
+    supervised_config(
+        s,
+        TaskKind::Sft,
+        dir,
+        None,
+        SourceFormat::Sft,
+        data,
+        opt,
+        seed,
+    )
 }
 
+/// The config of one RL method (`objective`: PPO, PPO-Lag or RePO; identical otherwise): the
+/// policy `policy`, the learned `reward` and `cost` models, the training `prompts`. Keys the
+/// benchmark does not set keep `RlConfig::default()`'s values (the RL defaults, not the
+/// supervised ones).
 #[allow(clippy::too_many_arguments)]
 fn rl_config(
     s: &BenchSettings,
-    objective: &str,
+    objective: OnlineKind,
     dir: &Path,
     policy: &Path,
     reward: &Path,
     cost: &Path,
     prompts: &Path,
     seed: u64,
-) -> String {
-    format!(
-        r#"objective = "{objective}"
-[run]
-dir = {dir}
-seed = {seed}
-progress = {progress}
-[policy]
-init = {policy}
-template = "{template}"
-max_prompt_length = 40
-[reward_model]
-path = {reward}
-[cost_model]
-path = {cost}
-[[data.sources]]
-path = {prompts}
-[rollout]
-prompts_per_step = {pps}
-max_new_tokens = {mnt}
-temperature = 1.0
-[ppo]
-update_epochs = {epochs}
-minibatch = {mb}
-micro_batch = {mb}
-kl_coeff = {kl}
-critics = "score_heads"
-[actor]
-lr = {alr}
-weight_decay = 0.0
-[critic]
-lr = {clr}
-[lagrange]
-init = {linit}
-lr = {llr}
-max = {lmax}
-threshold = 0.0
-window = {pps}
-[train]
-steps = {steps}
-checkpoint_every = 0
-keep_last = 1
-"#,
-        dir = toml_path(dir),
-        policy = toml_path(policy),
-        reward = toml_path(reward),
-        cost = toml_path(cost),
-        prompts = toml_path(prompts),
-        template = s.template,
-        progress = s.progress,
-        pps = s.prompts_per_step,
-        mnt = s.max_new_tokens,
-        epochs = s.update_epochs,
-        mb = s.minibatch,
-        kl = s.kl_coeff,
-        alr = s.policy_lr,
-        clr = s.critic_lr,
-        linit = s.lambda_init,
-        llr = s.lambda_lr,
-        lmax = s.lambda_max,
-        steps = s.rl_steps,
-    )
+) -> RlConfig {
+    let d = RlConfig::default();
+    RlConfig {
+        objective,
+        run: RunConfig {
+            dir: dir.to_path_buf(),
+            seed,
+            progress: s.progress,
+            ..d.run
+        },
+        policy: PolicyConfig {
+            init: Some(policy.to_path_buf()),
+            template: s.template.clone(),
+            max_prompt_length: 40,
+            ..d.policy
+        },
+        reward_model: ScoreSource {
+            path: Some(reward.to_path_buf()),
+            ..d.reward_model
+        },
+        cost_model: ScoreSource {
+            path: Some(cost.to_path_buf()),
+            ..d.cost_model
+        },
+        data: PromptData {
+            sources: vec![PromptSource {
+                path: prompts.to_path_buf(),
+                field: None,
+                limit: None,
+                skip_invalid: false,
+            }],
+        },
+        rollout: RolloutSettings {
+            prompts_per_step: s.prompts_per_step,
+            max_new_tokens: s.max_new_tokens,
+            temperature: 1.0,
+            ..d.rollout
+        },
+        ppo: PpoSettings {
+            update_epochs: s.update_epochs,
+            minibatch: s.minibatch,
+            micro_batch: s.minibatch,
+            kl_coeff: s.kl_coeff,
+            critics: CriticMode::ScoreHeads,
+            ..d.ppo
+        },
+        actor: OptimConfig {
+            lr: s.policy_lr,
+            weight_decay: 0.0,
+            ..d.actor
+        },
+        critic: OptimConfig {
+            lr: s.critic_lr,
+            ..d.critic
+        },
+        lagrange: LagrangeConfig {
+            init: s.lambda_init,
+            lr: s.lambda_lr,
+            max: Some(s.lambda_max),
+            threshold: 0.0,
+            window: s.prompts_per_step,
+            ..d.lagrange
+        },
+        train: RlTrainSettings {
+            steps: s.rl_steps,
+            checkpoint_every: 0,
+            keep_last: 1,
+        },
+        ..d
+    }
 }
 
-fn sacpo_config(s: &BenchSettings, dir: &Path, init: &Path, pairs: &Path, seed: u64) -> String {
-    format!(
-        r#"task = "sacpo"
-[run]
-dir = {dir}
-seed = {seed}
-progress = {progress}
-[model]
-init = {init}
-template = "{template}"
-max_length = 64
-[data]
-eval_fraction = 0.1
-[sacpo]
-order = "helpfulness_first"
-beta = {beta}
-lambda = {lambda}
-[[sacpo.helpfulness_sources]]
-format = "pku"
-path = {pairs}
-[[sacpo.safety_sources]]
-format = "pku"
-path = {pairs}
-{tail}"#,
-        dir = toml_path(dir),
-        init = toml_path(init),
-        pairs = toml_path(pairs),
-        template = s.template,
-        progress = s.progress,
-        beta = s.sacpo_beta,
-        lambda = s.sacpo_lambda,
-        tail = optim_and_train(s.policy_lr, s.sacpo_steps, s.sacpo_batch),
-    )
+/// The SACPO config: from `init` (the SFT policy), helpfulness stage then safety stage, both on
+/// `pairs`.
+fn sacpo_config(
+    s: &BenchSettings,
+    dir: &Path,
+    init: &Path,
+    pairs: &Path,
+    seed: u64,
+) -> TrainConfig {
+    TrainConfig {
+        task: Some(TaskKind::Sacpo),
+        run: run_config(s, dir, seed),
+        model: model_config(s, Some(init)),
+        data: DataConfig {
+            eval_fraction: 0.1,
+            ..DataConfig::default()
+        },
+        optim: optim(s.policy_lr),
+        train: train_loop(s.sacpo_steps, s.sacpo_batch),
+        sacpo: Some(SacpoConfig {
+            order: SacpoOrder::HelpfulnessFirst,
+            beta: s.sacpo_beta,
+            lambda: s.sacpo_lambda,
+            helpfulness_sources: vec![source(SourceFormat::Pku, pairs)],
+            safety_sources: vec![source(SourceFormat::Pku, pairs)],
+            ..SacpoConfig::default()
+        }),
+        ..TrainConfig::default()
+    }
 }
 
-fn train_config(text: &str, origin: &Path) -> Result<TrainConfig> {
-    TrainConfig::from_toml_str(text, origin, &[], None)
-        .map_err(model_err(format!("benchmark config {}", origin.display())))
+/// Validates a built config; an invalid one (e.g. an unknown `--preset`) is an error naming
+/// `origin`, the stage's config file name in the seed's directory.
+fn checked<C>(
+    config: C,
+    validate: impl FnOnce(&C) -> saferlhf_learner::Result<()>,
+    origin: &Path,
+) -> Result<C> {
+    validate(&config).map_err(model_err(format!("benchmark config {}", origin.display())))?;
+    Ok(config)
 }
 
 fn final_model(summary: Option<PathBuf>, what: &str) -> Result<PathBuf> {
@@ -570,8 +644,9 @@ fn run_seed(
     // 2. SFT.
     log(&format!("seed {seed}: SFT"));
     let t = Instant::now();
-    let cfg = train_config(
-        &sft_config(s, &dir.join("sft"), &sft_data, run_seed),
+    let cfg = checked(
+        sft_config(s, &dir.join("sft"), &sft_data, run_seed),
+        TrainConfig::validate,
         &dir.join("sft.toml"),
     )?;
     let sft = final_model(
@@ -586,8 +661,9 @@ fn run_seed(
     log(&format!("seed {seed}: reward and cost models"));
     let mut score_dirs = Vec::new();
     for (task_kind, name) in [(TaskKind::Reward, "reward"), (TaskKind::Cost, "cost")] {
-        let cfg = train_config(
-            &score_config(s, task_kind, &dir.join(name), &sft, &pairs, run_seed),
+        let cfg = checked(
+            score_config(s, task_kind, &dir.join(name), &sft, &pairs, run_seed),
+            TrainConfig::validate,
             &dir.join(format!("{name}.toml")),
         )?;
         let summary = train(&cfg, device, &options).map_err(model_err(format!("{name} model")))?;
@@ -598,23 +674,25 @@ fn run_seed(
     let mut finals: BTreeMap<&str, PathBuf> = BTreeMap::new();
     finals.insert("sft", sft.clone());
     let mut rl_metrics = Vec::new();
-    for objective in ["ppo", "ppo_lag", "repo"] {
+    for kind in RL_METHODS {
+        let objective = kind.as_str();
         log(&format!("seed {seed}: {objective}"));
         let t = Instant::now();
         let rdir = dir.join(objective);
-        let text = rl_config(
-            s,
-            objective,
-            &rdir,
-            &sft,
-            &score_dirs[0],
-            &score_dirs[1],
-            &train_prompts,
-            run_seed,
-        );
-        let origin = dir.join(format!("{objective}.toml"));
-        let cfg = RlConfig::from_toml_str(&text, &origin, &[])
-            .map_err(model_err(format!("benchmark config {}", origin.display())))?;
+        let cfg = checked(
+            rl_config(
+                s,
+                kind,
+                &rdir,
+                &sft,
+                &score_dirs[0],
+                &score_dirs[1],
+                &train_prompts,
+                run_seed,
+            ),
+            RlConfig::validate,
+            &dir.join(format!("{objective}.toml")),
+        )?;
         let summary = train_rl(&cfg, device, &options).map_err(model_err(objective.to_string()))?;
         finals.insert(objective, final_model(summary.final_model, objective)?);
         seconds.insert(objective, t.elapsed().as_secs_f64());
@@ -622,8 +700,9 @@ fn run_seed(
     }
     log(&format!("seed {seed}: sacpo"));
     let t = Instant::now();
-    let cfg = train_config(
-        &sacpo_config(s, &dir.join("sacpo"), &sft, &pairs, run_seed),
+    let cfg = checked(
+        sacpo_config(s, &dir.join("sacpo"), &sft, &pairs, run_seed),
+        TrainConfig::validate,
         &dir.join("sacpo.toml"),
     )?;
     let summary = align(&cfg, device, &options).map_err(model_err("SACPO".into()))?;
@@ -1067,5 +1146,325 @@ impl CompensationReport {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The benchmark's configs as they were built before: TOML text, parsed back by the
+    /// learner's loaders. Kept only to prove the typed configs equal them field for field.
+    mod old_toml {
+        use super::*;
+
+        pub(super) fn toml_path(p: &Path) -> String {
+            // TOML basic string: escape backslashes and quotes.
+            format!(
+                "\"{}\"",
+                p.display()
+                    .to_string()
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+            )
+        }
+
+        /// The `[optim]` and `[train]` tables every offline stage of the benchmark shares.
+        pub(super) fn optim_and_train(lr: f64, steps: u64, batch: usize) -> String {
+            format!(
+                "[optim]\nlr = {lr}\nweight_decay = 0.0\nwarmup_ratio = 0.05\n[train]\nmax_steps = \
+                 {steps}\nbatch_size = {batch}\neval_every = 0\ncheckpoint_every = 0\nkeep_last = 1\n"
+            )
+        }
+
+        /// The TOML of one supervised stage of the benchmark (SFT, reward or cost model): `model` is the
+        /// `[model]` line naming the initial weights, `source` the data file in `format`, `tail` the
+        /// stage's [`optim_and_train`] tables.
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn supervised_config(
+            s: &BenchSettings,
+            task: TaskKind,
+            dir: &Path,
+            model: &str,
+            format: &str,
+            source: &Path,
+            tail: &str,
+            seed: u64,
+        ) -> String {
+            format!(
+                r#"task = "{task}"
+        [run]
+        dir = {dir}
+        seed = {seed}
+        progress = {progress}
+        [model]
+        {model}
+        template = "{template}"
+        max_length = 64
+        [data]
+        eval_fraction = 0.1
+        [[data.sources]]
+        format = "{format}"
+        path = {source}
+        {tail}"#,
+                dir = toml_path(dir),
+                source = toml_path(source),
+                template = s.template,
+                progress = s.progress,
+            )
+        }
+
+        pub(super) fn score_config(
+            s: &BenchSettings,
+            task: TaskKind,
+            dir: &Path,
+            init: &Path,
+            pairs: &Path,
+            seed: u64,
+        ) -> String {
+            let model = format!("init = {}", toml_path(init));
+            let tail = optim_and_train(s.score_lr, s.score_steps, s.score_batch);
+            supervised_config(s, task, dir, &model, "pku", pairs, &tail, seed)
+        }
+
+        pub(super) fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> String {
+            let model = format!("preset = \"{}\"", s.preset);
+            let tail = optim_and_train(s.sft_lr, s.sft_steps, s.sft_batch);
+            supervised_config(s, TaskKind::Sft, dir, &model, "sft", data, &tail, seed)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn rl_config(
+            s: &BenchSettings,
+            objective: &str,
+            dir: &Path,
+            policy: &Path,
+            reward: &Path,
+            cost: &Path,
+            prompts: &Path,
+            seed: u64,
+        ) -> String {
+            format!(
+                r#"objective = "{objective}"
+        [run]
+        dir = {dir}
+        seed = {seed}
+        progress = {progress}
+        [policy]
+        init = {policy}
+        template = "{template}"
+        max_prompt_length = 40
+        [reward_model]
+        path = {reward}
+        [cost_model]
+        path = {cost}
+        [[data.sources]]
+        path = {prompts}
+        [rollout]
+        prompts_per_step = {pps}
+        max_new_tokens = {mnt}
+        temperature = 1.0
+        [ppo]
+        update_epochs = {epochs}
+        minibatch = {mb}
+        micro_batch = {mb}
+        kl_coeff = {kl}
+        critics = "score_heads"
+        [actor]
+        lr = {alr}
+        weight_decay = 0.0
+        [critic]
+        lr = {clr}
+        [lagrange]
+        init = {linit}
+        lr = {llr}
+        max = {lmax}
+        threshold = 0.0
+        window = {pps}
+        [train]
+        steps = {steps}
+        checkpoint_every = 0
+        keep_last = 1
+        "#,
+                dir = toml_path(dir),
+                policy = toml_path(policy),
+                reward = toml_path(reward),
+                cost = toml_path(cost),
+                prompts = toml_path(prompts),
+                template = s.template,
+                progress = s.progress,
+                pps = s.prompts_per_step,
+                mnt = s.max_new_tokens,
+                epochs = s.update_epochs,
+                mb = s.minibatch,
+                kl = s.kl_coeff,
+                alr = s.policy_lr,
+                clr = s.critic_lr,
+                linit = s.lambda_init,
+                llr = s.lambda_lr,
+                lmax = s.lambda_max,
+                steps = s.rl_steps,
+            )
+        }
+
+        pub(super) fn sacpo_config(
+            s: &BenchSettings,
+            dir: &Path,
+            init: &Path,
+            pairs: &Path,
+            seed: u64,
+        ) -> String {
+            format!(
+                r#"task = "sacpo"
+        [run]
+        dir = {dir}
+        seed = {seed}
+        progress = {progress}
+        [model]
+        init = {init}
+        template = "{template}"
+        max_length = 64
+        [data]
+        eval_fraction = 0.1
+        [sacpo]
+        order = "helpfulness_first"
+        beta = {beta}
+        lambda = {lambda}
+        [[sacpo.helpfulness_sources]]
+        format = "pku"
+        path = {pairs}
+        [[sacpo.safety_sources]]
+        format = "pku"
+        path = {pairs}
+        {tail}"#,
+                dir = toml_path(dir),
+                init = toml_path(init),
+                pairs = toml_path(pairs),
+                template = s.template,
+                progress = s.progress,
+                beta = s.sacpo_beta,
+                lambda = s.sacpo_lambda,
+                tail = optim_and_train(s.policy_lr, s.sacpo_steps, s.sacpo_batch),
+            )
+        }
+
+        pub(super) fn train_config(text: &str, origin: &Path) -> Result<TrainConfig> {
+            TrainConfig::from_toml_str(text, origin, &[], None)
+                .map_err(model_err(format!("benchmark config {}", origin.display())))
+        }
+    }
+
+    /// Settings that differ from the defaults wherever the configs read them, with values that
+    /// do not print as short decimals.
+    fn odd_settings() -> BenchSettings {
+        BenchSettings {
+            seeds: 2,
+            preset: "tiny".into(),
+            template: "chatml".into(),
+            sft_steps: 7,
+            sft_batch: 3,
+            sft_lr: 0.1 + 0.2,
+            score_steps: 5,
+            score_batch: 6,
+            score_lr: 1.0 / 3.0,
+            rl_steps: 9,
+            prompts_per_step: 5,
+            update_epochs: 3,
+            minibatch: 2,
+            kl_coeff: 0.0,
+            policy_lr: 2.5e-7,
+            critic_lr: 1e-2,
+            lambda_init: 0.7,
+            lambda_lr: 0.05,
+            lambda_max: 3.0,
+            sacpo_steps: 4,
+            sacpo_batch: 5,
+            sacpo_beta: 0.25,
+            sacpo_lambda: 4.0,
+            progress: false,
+            ..BenchSettings::full(2)
+        }
+    }
+
+    #[test]
+    fn typed_configs_equal_the_parsed_toml_configs() {
+        let dir = Path::new("/tmp/bench out/seed-0");
+        // Quotes and backslashes exercise the old TOML escaping.
+        let odd_dir = Path::new("/tmp/a \"quoted\" \\ dir/seed-1");
+        for s in [
+            BenchSettings::full(3),
+            BenchSettings::quick(),
+            odd_settings(),
+        ] {
+            for (dir, seed) in [(dir, 1), (odd_dir, 7)] {
+                let tdir = dir.join("task");
+                let (sft_data, pairs, prompts) = (
+                    tdir.join("sft.jsonl"),
+                    tdir.join("pairs.jsonl"),
+                    tdir.join("prompts-train.txt"),
+                );
+                let (sft, reward, cost) = (
+                    dir.join("sft/final"),
+                    dir.join("reward/final"),
+                    dir.join("cost/final"),
+                );
+                let origin = dir.join("x.toml");
+                let mut pairs_of_configs = vec![(
+                    "sft",
+                    sft_config(&s, &dir.join("sft"), &sft_data, seed),
+                    old_toml::sft_config(&s, &dir.join("sft"), &sft_data, seed),
+                )];
+                for (task, name) in [(TaskKind::Reward, "reward"), (TaskKind::Cost, "cost")] {
+                    pairs_of_configs.push((
+                        name,
+                        score_config(&s, task, &dir.join(name), &sft, &pairs, seed),
+                        old_toml::score_config(&s, task, &dir.join(name), &sft, &pairs, seed),
+                    ));
+                }
+                pairs_of_configs.push((
+                    "sacpo",
+                    sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed),
+                    old_toml::sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed),
+                ));
+                for (name, typed, text) in pairs_of_configs {
+                    let parsed = old_toml::train_config(&text, &origin).unwrap();
+                    typed.validate().unwrap();
+                    assert_eq!(typed, parsed, "{name}");
+                    assert_eq!(typed.to_toml(), parsed.to_toml(), "{name}");
+                }
+                for kind in RL_METHODS {
+                    let objective = kind.as_str();
+                    let rdir = dir.join(objective);
+                    let typed = rl_config(&s, kind, &rdir, &sft, &reward, &cost, &prompts, seed);
+                    let text = old_toml::rl_config(
+                        &s, objective, &rdir, &sft, &reward, &cost, &prompts, seed,
+                    );
+                    let parsed = RlConfig::from_toml_str(&text, &origin, &[]).unwrap();
+                    typed.validate().unwrap();
+                    assert_eq!(typed, parsed, "{objective}");
+                    assert_eq!(typed.to_toml(), parsed.to_toml(), "{objective}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_settings_fail_validation_naming_the_key() {
+        let s = BenchSettings {
+            preset: "huge".into(),
+            ..BenchSettings::quick()
+        };
+        let dir = Path::new("/tmp/x");
+        let err = checked(
+            sft_config(&s, dir, &dir.join("sft.jsonl"), 1),
+            TrainConfig::validate,
+            &dir.join("sft.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sft.toml") && err.contains("model.preset"),
+            "{err}"
+        );
     }
 }

@@ -1,16 +1,16 @@
 //! Tests of the synthetic safety-compensation task: analytic optima against brute force, the
-//! oracle, the vocabulary, determinism and the round trip through the crate's loaders.
+//! oracle, the vocabulary, determinism and the round trip through saferlhf-data's loaders.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use saferlhf_data::synthetic::{
+use saferlhf_bench::synthetic::{
     BanditContext, Outcome, OutcomeTable, TINY_VOCAB_CHARS, Topic, TypeProbs,
 };
-use saferlhf_data::{
-    Bandit, LoadOptions, Optimum, PolicyClass, Problem, PromptKind, ResponseKind, SyntheticSpec,
-    SyntheticTask, load_pku, load_prompts, load_sft,
+use saferlhf_bench::{
+    Bandit, Optimum, PolicyClass, Problem, PromptKind, ResponseKind, SyntheticSpec, SyntheticTask,
 };
+use saferlhf_data::{LoadOptions, load_pku, load_prompts, load_sft};
 
 struct TempDir(PathBuf);
 
@@ -376,7 +376,7 @@ fn expected_optimum_compensates_and_critical_optimum_is_safe_and_helpful() {
 
 #[test]
 fn print_default_optima() {
-    // Not an assertion: `cargo test -p saferlhf-data --test synthetic print -- --nocapture`
+    // Not an assertion: `cargo test -p saferlhf-bench --test synthetic print -- --nocapture`
     // shows the numbers the book quotes.
     let task = SyntheticTask::new(SyntheticSpec::default()).unwrap();
     for t in task.topics() {
@@ -481,7 +481,7 @@ fn spec_that_lets_malformed_output_win_is_rejected() {
     assert!(SyntheticTask::new(spec_with(table, 8, 8)).is_err());
     assert!(SyntheticTask::new(spec_with(OutcomeTable::default(), 17, 8)).is_err());
     let bad_mix = SyntheticSpec {
-        sft_mix: saferlhf_data::synthetic::SftMix {
+        sft_mix: saferlhf_bench::synthetic::SftMix {
             benign: TypeProbs {
                 safe_answer: 1.0,
                 ..TypeProbs::default()
