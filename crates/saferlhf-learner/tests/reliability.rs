@@ -1,0 +1,110 @@
+//! The guarantees of a run's lifecycle: one process per run directory (a live holder is refused
+//! and named, a stale lock is taken over), and a failed checkpoint write that leaves the
+//! previous checkpoint intact, names the file and lets the run resume.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use saferlhf_learner::checkpoint::{FINAL_DIR, list_checkpoints};
+use saferlhf_learner::{Resume, TaskKind, TrainConfig, TrainOptions, train};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("saferlhf-rel-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// A few SFT examples and a 3-step tiny SFT run that checkpoints every step.
+fn sft_run(dir: &Path) -> TrainConfig {
+    let data = dir.join("sft.jsonl");
+    let mut lines = String::new();
+    for i in 0..8 {
+        let row = serde_json::json!({"prompt": format!("say {i}"), "response": "good sun."});
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&data, lines).unwrap();
+    let text = format!(
+        r#"
+        [run]
+        dir = "{run}"
+        seed = 5
+        progress = false
+        [model]
+        preset = "tiny"
+        template = "raw"
+        max_length = 32
+        [data]
+        eval_fraction = 0.0
+        [[data.sources]]
+        format = "sft"
+        path = "{data}"
+        [optim]
+        lr = 1e-3
+        [train]
+        max_steps = 3
+        batch_size = 4
+        checkpoint_every = 1
+        keep_last = 5
+        "#,
+        run = dir.join("run").display(),
+        data = data.display(),
+    );
+    TrainConfig::from_toml_str(&text, Path::new("test.toml"), &[], Some(TaskKind::Sft)).unwrap()
+}
+
+#[test]
+fn a_live_holder_is_refused_and_a_stale_lock_taken_over() {
+    let dir = temp_dir("lock");
+    let config = sft_run(&dir);
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    // Process 1 is alive on every Linux machine.
+    std::fs::write(run.join(".lock"), "1\n").unwrap();
+    let err = train(&config, &Device::flex(), &TrainOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in use by process 1"), "{err}");
+    assert!(list_checkpoints(&run).unwrap().is_empty());
+
+    // A lock whose process is gone is stale: the run takes it over and completes.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(run.join(".lock"), format!("{dead}\n")).unwrap();
+    let summary = train(&config, &Device::flex(), &TrainOptions::default()).unwrap();
+    assert!(summary.finished);
+    assert!(!run.join(".lock").exists(), "the lock is released at the end");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_one_and_names_the_file() {
+    let dir = temp_dir("fail-write");
+    let config = sft_run(&dir);
+    let run = dir.join("run");
+    // Every atomic write whose target contains this fails, as on a full disk (the pattern is
+    // unique to this test, so no other test's writes are touched).
+    let pattern = format!("{}/checkpoints/step-00000002", run.display());
+    // SAFETY: the variable is read only by writes whose path contains `pattern`, which only
+    // this test produces.
+    unsafe { std::env::set_var(saferlhf_core::fs::FAIL_WRITE_ENV, &pattern) };
+    let result = train(&config, &Device::flex(), &TrainOptions::default());
+    unsafe { std::env::remove_var(saferlhf_core::fs::FAIL_WRITE_ENV) };
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("step-00000002"), "{err}");
+    assert!(err.contains("injected write failure"), "{err}");
+    let kept: Vec<u64> = list_checkpoints(&run).unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(kept, vec![1], "the step-1 checkpoint is intact and nothing else is complete");
+    assert!(!run.join(FINAL_DIR).exists());
+
+    // The run resumes from step 1 and finishes.
+    let options = TrainOptions {
+        resume: Some(Resume::Latest),
+        ..Default::default()
+    };
+    let summary = train(&config, &Device::flex(), &options).unwrap();
+    assert!(summary.finished && summary.step == 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
