@@ -36,7 +36,7 @@ fn sft_run(dir: &Path) -> TrainConfig {
         template = "raw"
         max_length = 32
         [data]
-        eval_fraction = 0.0
+        eval_fraction = 0.25
         [[data.sources]]
         format = "sft"
         path = "{data}"
@@ -75,7 +75,10 @@ fn a_live_holder_is_refused_and_a_stale_lock_taken_over() {
     std::fs::write(run.join(".lock"), format!("{dead}\n")).unwrap();
     let summary = train(&config, &Device::flex(), &TrainOptions::default()).unwrap();
     assert!(summary.finished);
-    assert!(!run.join(".lock").exists(), "the lock is released at the end");
+    assert!(
+        !run.join(".lock").exists(),
+        "the lock is released at the end"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -95,8 +98,16 @@ fn a_failed_checkpoint_write_keeps_the_previous_one_and_names_the_file() {
     let err = result.unwrap_err().to_string();
     assert!(err.contains("step-00000002"), "{err}");
     assert!(err.contains("injected write failure"), "{err}");
-    let kept: Vec<u64> = list_checkpoints(&run).unwrap().iter().map(|c| c.0).collect();
-    assert_eq!(kept, vec![1], "the step-1 checkpoint is intact and nothing else is complete");
+    let kept: Vec<u64> = list_checkpoints(&run)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![1],
+        "the step-1 checkpoint is intact and nothing else is complete"
+    );
     assert!(!run.join(FINAL_DIR).exists());
 
     // The run resumes from step 1 and finishes.
