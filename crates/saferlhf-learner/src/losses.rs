@@ -443,7 +443,12 @@ mod tests {
         let y = neg_log_sigmoid(x.clone());
         let values = to_host(&y);
         let grads = y.sum().backward();
-        let g = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let g = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         for (i, &v) in xs.iter().enumerate() {
             let sigma_neg = 1.0 / (1.0 + (v as f64).exp());
             let want = -sigma_neg;

@@ -204,10 +204,9 @@ impl<'c, C: SessionConfig> Session<'c, C> {
     pub fn keep_going(&self, step: u64) -> bool {
         let o = &self.opened.options;
         step < self.total
-            && !o.stop_at_step.is_some_and(|s| step >= s)
-            && !o
-                .time_limit
-                .is_some_and(|l| self.opened.opened.elapsed() >= l)
+            && o.stop_at_step.is_none_or(|s| step < s)
+            && o.time_limit
+                .is_none_or(|l| self.opened.opened.elapsed() < l)
     }
 
     /// Wall-clock seconds of the run so far (all sessions).

@@ -63,6 +63,9 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     SplitMix64::keyed(seed, &format!("rollout-{step}")).next_u64()
 }
 
+/// `(prompt, response)` id rows of a rollout.
+pub type Rows = Vec<(Vec<u32>, Vec<u32>)>;
+
 /// Generates responses to `prompts` with the policy, chunk by chunk; returns the
 /// `(prompt, response)` rows and the seconds spent.
 pub fn generate(
@@ -71,7 +74,7 @@ pub fn generate(
     prompts: &[Vec<u32>],
     step: u64,
     device: &Device,
-) -> Result<(Vec<(Vec<u32>, Vec<u32>)>, f64)> {
+) -> Result<(Rows, f64)> {
     let eval_device = device.clone().without_autodiff();
     let policy = models.policy.valid();
     let r = &config.rollout;
@@ -81,7 +84,7 @@ pub fn generate(
         r.batch_size
     };
     let started = Instant::now();
-    let mut rows: Vec<(Vec<u32>, Vec<u32>)> = Vec::with_capacity(prompts.len());
+    let mut rows: Rows = Vec::with_capacity(prompts.len());
     // Every chunk decodes with the same weights: pack them for the CPU once (None on a GPU).
     let packed = policy.pack_for_decode();
     for (c, part) in prompts.chunks(chunk.max(1)).enumerate() {
