@@ -6,7 +6,7 @@
 //! - [`data`]: preference, prompt and SFT datasets and their loaders;
 //! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints;
 //! - [`eval`]: evaluation statistics, the arena, reports and plots (host-side `f64` code);
-//! - [`bench`]: the synthetic safety-compensation task, policy evaluation (generate and score)
+//! - [`bench`](mod@bench): the synthetic safety-compensation task, policy evaluation (generate and score)
 //!   and the safety-compensation benchmark.
 //!
 //! Every module takes the [`Device`] it is given; nothing branches on the backend. CPU (`flex`)

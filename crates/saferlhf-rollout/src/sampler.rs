@@ -63,7 +63,7 @@ impl Sampler {
 
 /// Chooses one token per row of `logits` [batch, vocab].
 ///
-/// Returns the ids [batch] and their log-probabilities [batch] under the temperature-scaled
+/// Returns the ids `[batch]` and their log-probabilities `[batch]` under the temperature-scaled
 /// model distribution before any top-k/top-p truncation (for greedy: under the plain softmax).
 pub fn sample_next(
     logits: Tensor<2>,

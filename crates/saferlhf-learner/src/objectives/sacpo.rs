@@ -20,7 +20,7 @@
 //! stage's is the initial policy). λ is a fixed hyperparameter, not learned. P-SACPO then merges
 //! the stage models' weights ([`crate::merge`]).
 //!
-//! This file only says *what* the stages are ([`stages`]); [`crate::align`] runs them, one run
+//! This file only says *what* the stages are ([`stages`]); [`crate::align`](mod@crate::align) runs them, one run
 //! directory each, through the ordinary trainer.
 
 use serde::{Deserialize, Serialize};

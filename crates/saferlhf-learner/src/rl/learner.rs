@@ -12,7 +12,7 @@
 //! 4. **Advantages**: KL-shaped reward and cost streams, GAE on each, combined with the
 //!    objective's weights ([`super::advantages`]).
 //! 5. **Update**: epochs of shuffled minibatches, micro-batched, clipped surrogate and value
-//!    losses, one AdamW step of actor and critics per minibatch ([`super::update`]).
+//!    losses, one AdamW step of actor and critics per minibatch ([`super::update`](mod@super::update)).
 //! 6. **Metrics** (one JSONL line, the progress bar; [`super::metrics`]) and **checkpoints**
 //!    (the run lifecycle of [`crate::session`]: policy and critics, both optimizers, the
 //!    objective's multiplier state, the prompt cursor; a resumed run ends with the same

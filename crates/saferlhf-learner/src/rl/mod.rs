@@ -2,7 +2,7 @@
 //!
 //! [`learner`] is the loop; each phase of an RL step has its own module, in the order the loop
 //! runs them: [`prompts`], [`experience`], (the multiplier step, in [`crate::objectives`]),
-//! [`advantages`] (with [`gae`] for the token streams), [`update`] (with [`loss`] for the PPO
+//! [`advantages`] (with [`gae`] for the token streams), [`update`](mod@update) (with [`loss`] for the PPO
 //! losses and [`critic`] for the value functions) and [`metrics`]. [`models`] loads what a run
 //! holds and [`config`] reads `configs/{ppo,ppo-lag,repo}.toml`. What differs between the
 //! methods lives in [`crate::objectives`].
