@@ -17,7 +17,7 @@
 //! `A = (A_R - λ·g·A_C) / (1 + λ·g)`,  `g_i = σ(C_i / T)`.
 //!
 //! As `T → 0` the gate becomes RePO's hard mask, which `main` checks against `RePo` itself.
-//! Then it trains the `tiny` preset for 2 RL steps with it through `train_rl_with`, the entry
+//! Then it trains the `char-tiny` preset for 2 RL steps with it through `train_rl_with`, the entry
 //! point that takes any `Box<dyn OnlineObjective>` (`train_rl` is the same with the config's
 //! built-in objective). `tests/custom_objective.rs` runs this file's `run` so it cannot rot;
 //! the book (`book/src/custom-objective.md`) shows the parts between `ANCHOR` markers.
@@ -139,7 +139,7 @@ pub fn check_weights() {
 // ANCHOR_END: check
 
 // ANCHOR: run
-/// Two RL steps of the `tiny` preset (configs/tiny-rlhf.toml, built in) with `SoftGate`,
+/// Two RL steps of the `char-tiny` preset (configs/tiny-rlhf.toml, built in) with `SoftGate`,
 /// written to `dir`.
 pub fn run(dir: &Path) -> Result<RlSummary> {
     let text = include_str!("../configs/tiny-rlhf.toml");

@@ -1,4 +1,4 @@
-//! Train a reward model and a cost model on the `tiny` preset in seconds on a CPU. The example
+//! Train a reward model and a cost model on the `char-tiny` preset in seconds on a CPU. The example
 //! builds a small synthetic PKU-SafeRLHF set in code, trains both models through the same
 //! `train` call the CLI uses (the cost model in two sessions, stopped and resumed), reads the
 //! held-out metrics and scores a few texts with the saved models.
@@ -143,7 +143,7 @@ fn run(dir: &Path) -> Result<()> {
         progress = false
 
         [model]
-        preset = "tiny"      # random 2-layer model, character tokenizer
+        preset = "char-tiny"      # random 2-layer model, character tokenizer
         template = "raw"     # the prompt text as is, no chat markup
         max_length = 64
 

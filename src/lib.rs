@@ -6,6 +6,7 @@
 //! - [`data`]: preference, prompt and SFT datasets and their loaders;
 //! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints;
 //! - [`eval`]: evaluation statistics, the arena, reports and plots (host-side `f64` code);
+//! - [`core`]: atomic writes, seeded random streams, the run lock and the progress bar;
 //! - [`bench`](mod@bench): the synthetic safety-compensation task, policy evaluation (generate and score)
 //!   and the safety-compensation benchmark.
 //!
@@ -15,6 +16,7 @@
 pub use burn;
 pub use burn::tensor::Device;
 pub use saferlhf_bench as bench;
+pub use saferlhf_core as core;
 pub use saferlhf_data as data;
 pub use saferlhf_eval as eval;
 pub use saferlhf_learner as learner;

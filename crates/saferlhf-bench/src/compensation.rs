@@ -68,7 +68,7 @@ pub const BENCH_SECTIONS: [&str; 5] = [
 pub struct BenchSettings {
     /// Number of seeds (each its own task draw and training seeds).
     pub seeds: usize,
-    /// Model preset of the SFT policy: `tiny` or `small` (see `saferlhf_learner::tiny`).
+    /// Model preset of the SFT policy: `char-tiny` or `char-small` (see `saferlhf_learner::tiny`).
     pub preset: String,
     /// Chat template (`raw`: the prompt text as is; keeps sequences short).
     pub template: String,
@@ -135,7 +135,7 @@ impl BenchSettings {
     pub fn full(seeds: usize) -> Self {
         BenchSettings {
             seeds,
-            preset: "small".into(),
+            preset: "char-small".into(),
             template: "raw".into(),
             benign_topics: 8,
             risky_topics: 8,
@@ -172,7 +172,7 @@ impl BenchSettings {
     pub fn quick() -> Self {
         BenchSettings {
             seeds: 1,
-            preset: "tiny".into(),
+            preset: "char-tiny".into(),
             benign_topics: 2,
             risky_topics: 2,
             instances_per_topic: 3,
@@ -1359,7 +1359,7 @@ mod tests {
     fn odd_settings() -> BenchSettings {
         BenchSettings {
             seeds: 2,
-            preset: "tiny".into(),
+            preset: "char-tiny".into(),
             template: "chatml".into(),
             sft_steps: 7,
             sft_batch: 3,

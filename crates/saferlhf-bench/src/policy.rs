@@ -18,15 +18,16 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use burn::tensor::Device;
+use saferlhf_core::progress;
 use saferlhf_learner::collate::Encoder;
 use saferlhf_learner::models::{load_score_model, read_meta};
 use saferlhf_learner::scoring::score_texts;
+use saferlhf_model::host::{bools2, floats, ints2};
 use saferlhf_model::tokenizer::Tokenizer;
 use saferlhf_model::weights::load_hf_dir;
 use saferlhf_model::{Cost, CostModel, LlamaForCausalLM, Reward, RewardModel};
-use saferlhf_rollout::{GenerateConfig, Sampler, generate_with};
+use saferlhf_rollout::{GenerateConfig, PaddedBatch, Sampler, generate_with, sequence_kl};
 use serde::{Deserialize, Serialize};
 
 use saferlhf_eval::{EvalError, MethodSamples, PromptInfo, Result, Sample};
@@ -347,20 +348,6 @@ pub struct PolicyEval {
     pub seconds: f64,
 }
 
-fn progress_bar(total: u64, name: &str, show: bool) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} {bar:30.cyan/blue} {pos}/{len} responses [{elapsed_precise} < {eta_precise}]",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_prefix(format!("eval {name}"));
-    bar
-}
-
 /// One generated row: prompt index, sample index, response ids.
 struct Row {
     prompt: usize,
@@ -387,62 +374,30 @@ fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> saferlhf_model::Result<String> 
 }
 
 /// Sequence-level KL of each row: Σ over response tokens of log π − log π_ref.
-fn sequence_kl(
+fn row_kl(
     policy: &LlamaForCausalLM,
     reference: &LlamaForCausalLM,
     prompt_ids: &[Vec<u32>],
     rows: &[Row],
     pad: u32,
     device: &Device,
-) -> Vec<f64> {
-    let batch = rows.len();
-    let prompt_len = rows
+) -> Result<Vec<f64>> {
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = rows
         .iter()
-        .map(|r| prompt_ids[r.prompt].len())
-        .max()
-        .unwrap_or(1);
-    let resp_len = rows
-        .iter()
-        .map(|r| r.response.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let seq = prompt_len + resp_len;
-    let width = seq - 1;
-    let mut tokens = vec![pad as i64; batch * seq];
-    let mut attention = vec![false; batch * seq];
-    let mut mask = vec![false; batch * width];
-    for (b, row) in rows.iter().enumerate() {
-        let p = &prompt_ids[row.prompt];
-        let offset = prompt_len - p.len();
-        for (i, &t) in p.iter().enumerate() {
-            tokens[b * seq + offset + i] = t as i64;
-            attention[b * seq + offset + i] = true;
-        }
-        for (i, &t) in row.response.iter().enumerate() {
-            tokens[b * seq + prompt_len + i] = t as i64;
-            attention[b * seq + prompt_len + i] = true;
-            mask[b * width + prompt_len + i - 1] = true;
-        }
-    }
-    let tok: Tensor<2, Int> = Tensor::from_data(TensorData::new(tokens, [batch, seq]), device);
-    let att: Tensor<2, Bool> = Tensor::from_data(TensorData::new(attention, [batch, seq]), device);
-    let host = |t: Tensor<2>| -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default()
-    };
-    let lp = host(policy.token_logprobs(tok.clone(), att.clone()));
-    let lr = host(reference.token_logprobs(tok, att));
-    (0..batch)
-        .map(|b| {
-            (0..width)
-                .filter(|&t| mask[b * width + t])
-                .map(|t| (lp[b * width + t] - lr[b * width + t]) as f64)
-                .sum()
-        })
-        .collect()
+        .map(|r| (prompt_ids[r.prompt].clone(), r.response.clone()))
+        .collect();
+    let padded = PaddedBatch::new(&pairs, pad);
+    let shape = [padded.batch, padded.seq];
+    let tok = ints2(&padded.tokens, shape, device);
+    let att = bools2(&padded.attention, shape, device);
+    let host =
+        |t, what: &str| floats(t, what).map_err(|e| model_err("measuring KL")(e.to_string()));
+    let lp = host(
+        policy.token_logprobs(tok.clone(), att.clone()),
+        "policy log-probs",
+    )?;
+    let lr = host(reference.token_logprobs(tok, att), "reference log-probs")?;
+    Ok(sequence_kl(&padded.mask, padded.width(), &lp, &lr))
 }
 
 /// Evaluates one policy on `prompts` (see the module docs). `name` labels the method;
@@ -493,11 +448,7 @@ pub fn evaluate_policy(
         .map(|p| encoder.prompt_ids(p))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| model_err("encoding prompts")(e.to_string()))?;
-    let mut stop_ids = vec![encoder.end_id()];
-    let eos = encoder.tokenizer().eos_id();
-    if !stop_ids.contains(&eos) {
-        stop_ids.push(eos);
-    }
+    let stop_ids = encoder.stop_ids();
     let pad = encoder.pad_id();
 
     let sampled_sampler = Sampler::Sample {
@@ -511,7 +462,7 @@ pub fn evaluate_policy(
         decodings.push((Sampler::Greedy, 1, "greedy".to_string()));
     }
     let total: usize = decodings.iter().map(|d| d.1 * prompts.len()).sum();
-    let bar = progress_bar(total as u64, name, config.progress);
+    let bar = progress::bar(&format!("eval {name}"), total as u64, 0, config.progress);
     let mut results = Vec::new();
     let mut chunk_index = 0u64;
     // Every batch decodes with the same weights: pack them for the CPU once (None on a GPU).
@@ -567,7 +518,8 @@ pub fn evaluate_policy(
                 .collect();
             let scores = scorer.score(&items, config.batch_size, device)?;
             let kls = reference
-                .map(|r| sequence_kl(&policy.model, &r.model, &prompt_ids, &rows, pad, device));
+                .map(|r| row_kl(&policy.model, &r.model, &prompt_ids, &rows, pad, device))
+                .transpose()?;
             for (i, (row, text)) in rows.iter().zip(texts).enumerate() {
                 let (reward, cost, refused) = scores[i];
                 samples.push(Sample {

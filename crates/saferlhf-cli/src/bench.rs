@@ -31,7 +31,7 @@ pub struct CompensationArgs {
     /// A smoke test: one seed, a small task, a few steps of everything (seconds).
     #[arg(long)]
     pub quick: bool,
-    /// Policy preset: tiny or small.
+    /// Policy preset: char-tiny or char-small.
     #[arg(long)]
     pub preset: Option<String>,
     /// Compute device: flex (CPU), wgpu, vulkan, cuda or cuda:N.

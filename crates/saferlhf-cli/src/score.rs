@@ -8,7 +8,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use saferlhf::burn::module::Module;
 use saferlhf::learner::TrainError;
@@ -132,9 +132,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     }
     match &args.output {
         Some(path) => {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &out).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            saferlhf::core::write_atomic(path, &out)?;
         }
         None => std::io::stdout().write_all(out.as_bytes())?,
     }

@@ -8,7 +8,8 @@
 //! Tests of the "a failed write leaves the previous checkpoint intact" guarantee set the
 //! environment variable `SAFERLHF_FAIL_WRITE` to a substring: every atomic write whose target
 //! path contains it fails with an injected I/O error, as a full disk would. Unset (the normal
-//! case) it costs one environment lookup per write.
+//! case) it costs one environment lookup per write. [`STALL_WRITE_ENV`] likewise lets a test
+//! kill a process in the middle of a directory write.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable of the failure injection (see the module docs).
 pub const FAIL_WRITE_ENV: &str = "SAFERLHF_FAIL_WRITE";
+
+/// The environment variable of the stall hook: a directory write whose target path contains
+/// its value stops just before the final rename, with every file written, creates the marker
+/// [`STALL_MARKER`] inside the temporary directory and sleeps (up to 10 minutes), so that a test
+/// can kill the process in the middle of a checkpoint write. Unset in normal use.
+pub const STALL_WRITE_ENV: &str = "SAFERLHF_STALL_WRITE";
+
+/// The marker file of the stall hook.
+pub const STALL_MARKER: &str = ".stalled";
+
+fn stall_if_asked(target: &Path, tmp: &Path) {
+    if let Ok(pattern) = std::env::var(STALL_WRITE_ENV)
+        && !pattern.is_empty()
+        && target.to_string_lossy().contains(&pattern)
+    {
+        let _ = std::fs::write(tmp.join(STALL_MARKER), b"");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
 
 /// A file-system operation failed on `path`.
 #[derive(Debug, thiserror::Error)]
@@ -88,10 +108,11 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
 /// Writes `bytes` to `path` atomically (temporary sibling, `fsync`, rename).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<(), FsError> {
     let path = path.as_ref();
+    // Errors name `path`, the file the caller asked for, not the temporary name.
     write_atomic_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).at(tmp)?;
-        f.write_all(bytes.as_ref()).at(tmp)?;
-        f.sync_all().at(tmp)
+        let mut f = std::fs::File::create(tmp).at(path)?;
+        f.write_all(bytes.as_ref()).at(path)?;
+        f.sync_all().at(path)
     })
 }
 
@@ -135,6 +156,7 @@ pub fn write_dir_atomic<E: From<FsError>>(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    stall_if_asked(path, &tmp);
     sync_dir(&tmp);
     if path.exists() {
         let old = parent.join(format!(".old-{name}-{}", std::process::id()));

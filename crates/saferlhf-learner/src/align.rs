@@ -132,7 +132,7 @@ fn run_sacpo(
     let run_dir = &config.run.dir;
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
     let path = run_dir.join(CONFIG_FILE);
-    std::fs::write(&path, config.to_toml()).map_err(|e| TrainError::io(&path, e))?;
+    saferlhf_core::write_atomic(&path, config.to_toml())?;
 
     let mut runs = Vec::new();
     let mut init: Option<PathBuf> = None; // the previous stage's final model

@@ -17,7 +17,7 @@
 //! * [`objectives`]: the objective plugins, among them DPO and SACPO's stage list;
 //! * [`align`](mod@align): offline alignment runs (one DPO run, or SACPO's stages, each a resumable run);
 //! * [`merge`]: P-SACPO's linear weight merging of two policies;
-//! * [`tiny`]: the `tiny` preset (character tokenizer, 2-layer model) for tests and the `small`
+//! * [`tiny`]: the `char-tiny` preset (character tokenizer, 2-layer model) for tests and the `small`
 //!   preset (same tokenizer, 3 layers, hidden 64) for the synthetic benchmark.
 //!
 //! The PPO machinery, Lagrange multipliers and objective plugins will join these.

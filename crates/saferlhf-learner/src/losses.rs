@@ -231,12 +231,10 @@ pub fn masked_mean(x: Tensor<2>, mask: Tensor<2, Bool>) -> Tensor<1> {
 // ---------------------------------------------------------------------------------------------
 // Metrics (host-side; computed from end scores copied off the device).
 
-/// Reads a 1-D tensor to the host.
+/// Reads a 1-D tensor to the host (NaN, logged, if the copy fails; see
+/// [`saferlhf_model::host::floats_or_nan`]).
 pub fn to_host(t: &Tensor<1>) -> Vec<f32> {
-    t.clone()
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap_or_default()
+    saferlhf_model::host::floats_or_nan(t.clone(), "metric values")
 }
 
 fn mean(values: impl IntoIterator<Item = f32>) -> (usize, f64) {

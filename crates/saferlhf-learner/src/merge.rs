@@ -259,27 +259,8 @@ pub fn merge_models(
         merged.push((name.clone(), x.dtype(), x.shape().to_vec(), data));
     }
 
-    // Write the directory under a temporary name, then rename it into place.
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "merged".into());
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let written = write_merged(a, b, q, &tmp, &merged);
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| TrainError::io(out, e))?;
+    // Written under a temporary name and renamed into place only when complete.
+    saferlhf_core::write_dir_atomic(out, |tmp| write_merged(a, b, q, tmp, &merged))?;
     Ok(MergeSummary {
         a: a.to_path_buf(),
         b: b.to_path_buf(),
@@ -341,11 +322,9 @@ fn write_merged(
         "q": q,
     });
     let path = dir.join(MERGE_FILE);
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&record).unwrap_or_default(),
-    )
-    .map_err(|e| TrainError::io(&path, e))
+    let text = serde_json::to_string_pretty(&record)
+        .map_err(|e| TrainError::checkpoint(&path, format!("cannot encode the record: {e}")))?;
+    Ok(saferlhf_core::write_atomic(&path, text)?)
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::str::FromStr;
 
+use saferlhf_core::fs::write_atomic_with;
 use saferlhf_model::gguf::GgufFile;
 use saferlhf_model::tokenizer::{ChatTemplate, Tokenizer};
-use saferlhf_model::weights::write_atomically;
 use saferlhf_model::{ModelError, ScoreModel, ScoreType};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,7 @@ pub fn template(name: &str, system: Option<&str>) -> Result<ChatTemplate> {
     Ok(t)
 }
 
-/// The tokenizer of `model.init` / `model.preset`: the tiny preset's, a GGUF file's metadata,
+/// The tokenizer of `model.init` / `model.preset`: the char-tiny preset's, a GGUF file's metadata,
 /// or `tokenizer.json` in a Hugging Face (or score-model) directory.
 pub fn load_tokenizer(model: &ModelConfig) -> Result<Tokenizer> {
     if model.preset.is_some() {
@@ -94,7 +94,7 @@ pub fn encoder_for(model: &ModelConfig, tokenizer: Tokenizer) -> Result<Encoder>
 /// Writes `tokenizer.json`, `tokenizer_config.json` (eos, bos, pad) and `saferlhf.json`.
 pub fn save_text_side(tokenizer: &Tokenizer, meta: &ModelMeta, dir: &Path) -> Result<()> {
     let json_path = dir.join("tokenizer.json");
-    write_atomically(&json_path, |tmp| {
+    write_atomic_with(&json_path, |tmp| -> std::result::Result<(), ModelError> {
         tokenizer
             .inner()
             .save(tmp, false)
@@ -112,9 +112,7 @@ pub fn save_text_side(tokenizer: &Tokenizer, meta: &ModelMeta, dir: &Path) -> Re
     ] {
         let path = dir.join(file);
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        write_atomically(&path, |tmp| {
-            std::fs::write(tmp, text.as_bytes()).map_err(|e| ModelError::io(tmp, e))
-        })?;
+        saferlhf_core::write_atomic(&path, text)?;
     }
     Ok(())
 }

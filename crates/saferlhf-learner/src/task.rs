@@ -18,7 +18,7 @@ use saferlhf_model::{
     Cost, LlamaConfig, LlamaForCausalLM, Reward, ScoreKind, ScoreModel, ScoreType, load_pretrained,
 };
 
-use crate::collate::{Encoded, EncodedPair, Encoder, pair_batch, sft_batch};
+use crate::collate::{Encoded, EncodedPair, Encoder, PairBatch, pair_batch, sft_batch};
 use crate::config::{TaskKind, TrainConfig};
 use crate::data::{Dataset, load_pairs, load_sft_examples};
 use crate::error::{Result, TrainError};
@@ -88,7 +88,7 @@ pub trait Task {
     fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, Self::Model)>;
 }
 
-/// Loads the policy a run starts from: the tiny preset (seeded) or a GGUF / HF directory.
+/// Loads the policy a run starts from: the char-tiny preset (seeded) or a GGUF / HF directory.
 fn init_policy(config: &TrainConfig, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
     if let Some(preset) = &config.model.preset {
         let c = preset_config(preset).ok_or_else(|| {
@@ -142,7 +142,7 @@ fn pair_scores<K: ScoreType>(
     batch: &[&EncodedPair],
     pad_id: u32,
     device: &Device,
-) -> (Tensor<1>, Tensor<1>, crate::collate::PairBatch) {
+) -> (Tensor<1>, Tensor<1>, PairBatch) {
     let b = pair_batch(batch, pad_id, device);
     let out = model.forward(b.tokens.clone(), b.mask.clone());
     let n = b.pairs;
@@ -214,64 +214,82 @@ impl Task for SftTask {
     }
 }
 
-/// Reward-model training on preference pairs (chosen = better).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RewardTask;
+/// How a score model of kind `K` learns from pairs: the loss and metrics of its task.
+pub trait PairTask: ScoreType {
+    /// The task kind.
+    const TASK: TaskKind;
 
-impl Task for RewardTask {
-    type Model = ScoreModel<Reward>;
-    type Example = EncodedPair;
-
-    fn kind(&self) -> TaskKind {
-        TaskKind::Reward
-    }
-
-    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
-        load_pairs(config, encoder)
-    }
-
-    fn init_model(
-        &self,
-        config: &TrainConfig,
-        device: &Device,
-    ) -> Result<(LlamaConfig, ScoreModel<Reward>)> {
-        init_score(config, device)
-    }
-
-    fn loss(
-        &self,
-        model: &ScoreModel<Reward>,
-        batch: &[&EncodedPair],
-        pad_id: u32,
+    /// The loss of a batch of pairs (scores of the chosen and rejected responses) and its
+    /// metrics.
+    fn pair_loss(
+        chosen: Tensor<1>,
+        rejected: Tensor<1>,
+        batch: &PairBatch,
         regularization: f64,
         device: &Device,
-    ) -> (Tensor<1>, TaskMetrics, usize) {
-        let (better, worse, b) = pair_scores(model, batch, pad_id, device);
+    ) -> (Tensor<1>, TaskMetrics);
+}
+
+impl PairTask for Reward {
+    const TASK: TaskKind = TaskKind::Reward;
+
+    /// Bradley-Terry on preference pairs (chosen = better).
+    fn pair_loss(
+        better: Tensor<1>,
+        worse: Tensor<1>,
+        _: &PairBatch,
+        regularization: f64,
+        _: &Device,
+    ) -> (Tensor<1>, TaskMetrics) {
         let (hb, hw) = (to_host(&better), to_host(&worse));
         let loss = reward_loss(better, worse, regularization);
         let m = RewardMetrics::new(&hb, &hw, scalar(&loss));
-        (loss, TaskMetrics::Reward(m), b.real_tokens)
-    }
-
-    fn save(&self, model: &ScoreModel<Reward>, config: &LlamaConfig, dir: &Path) -> Result<()> {
-        Ok(save_score_dir(model, config, dir)?)
-    }
-
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, ScoreModel<Reward>)> {
-        Ok(load_score_dir::<Reward>(dir, device)?)
+        (loss, TaskMetrics::Reward(m))
     }
 }
 
-/// Cost-model training on safety pairs (chosen = safer; C > 0 unsafe).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CostTask;
+impl PairTask for Cost {
+    const TASK: TaskKind = TaskKind::Cost;
 
-impl Task for CostTask {
-    type Model = ScoreModel<Cost>;
+    /// The cost loss on safety pairs (chosen = safer; C > 0 unsafe) with its sign terms.
+    fn pair_loss(
+        safer: Tensor<1>,
+        less_safe: Tensor<1>,
+        batch: &PairBatch,
+        regularization: f64,
+        device: &Device,
+    ) -> (Tensor<1>, TaskMetrics) {
+        let labels = SafetyLabels::new(&batch.chosen_safe, &batch.rejected_safe, device);
+        let (hs, hu) = (to_host(&safer), to_host(&less_safe));
+        let loss = cost_loss(safer, less_safe, &labels, regularization);
+        let m = CostMetrics::new(&hs, &hu, &labels, scalar(&loss));
+        (loss, TaskMetrics::Cost(m))
+    }
+}
+
+/// Score-model training on pairs: [`RewardTask`] (chosen = better) or [`CostTask`] (chosen =
+/// safer; C > 0 unsafe).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScoreTask<K>(std::marker::PhantomData<K>);
+
+/// Reward-model training on preference pairs (chosen = better).
+pub type RewardTask = ScoreTask<Reward>;
+/// Cost-model training on safety pairs (chosen = safer; C > 0 unsafe).
+pub type CostTask = ScoreTask<Cost>;
+
+impl<K: PairTask> ScoreTask<K> {
+    /// The task.
+    pub fn new() -> Self {
+        ScoreTask(std::marker::PhantomData)
+    }
+}
+
+impl<K: PairTask> Task for ScoreTask<K> {
+    type Model = ScoreModel<K>;
     type Example = EncodedPair;
 
     fn kind(&self) -> TaskKind {
-        TaskKind::Cost
+        K::TASK
     }
 
     fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
@@ -282,32 +300,29 @@ impl Task for CostTask {
         &self,
         config: &TrainConfig,
         device: &Device,
-    ) -> Result<(LlamaConfig, ScoreModel<Cost>)> {
+    ) -> Result<(LlamaConfig, ScoreModel<K>)> {
         init_score(config, device)
     }
 
     fn loss(
         &self,
-        model: &ScoreModel<Cost>,
+        model: &ScoreModel<K>,
         batch: &[&EncodedPair],
         pad_id: u32,
         regularization: f64,
         device: &Device,
     ) -> (Tensor<1>, TaskMetrics, usize) {
-        let (safer, less_safe, b) = pair_scores(model, batch, pad_id, device);
-        let labels = SafetyLabels::new(&b.chosen_safe, &b.rejected_safe, device);
-        let (hs, hu) = (to_host(&safer), to_host(&less_safe));
-        let loss = cost_loss(safer, less_safe, &labels, regularization);
-        let m = CostMetrics::new(&hs, &hu, &labels, scalar(&loss));
-        (loss, TaskMetrics::Cost(m), b.real_tokens)
+        let (chosen, rejected, b) = pair_scores(model, batch, pad_id, device);
+        let (loss, m) = K::pair_loss(chosen, rejected, &b, regularization, device);
+        (loss, m, b.real_tokens)
     }
 
-    fn save(&self, model: &ScoreModel<Cost>, config: &LlamaConfig, dir: &Path) -> Result<()> {
+    fn save(&self, model: &ScoreModel<K>, config: &LlamaConfig, dir: &Path) -> Result<()> {
         Ok(save_score_dir(model, config, dir)?)
     }
 
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, ScoreModel<Cost>)> {
-        Ok(load_score_dir::<Cost>(dir, device)?)
+    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, ScoreModel<K>)> {
+        Ok(load_score_dir::<K>(dir, device)?)
     }
 }
 

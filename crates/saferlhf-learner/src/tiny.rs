@@ -1,4 +1,4 @@
-//! The `tiny` preset: a randomly initialised 2-layer Llama (vocabulary 64, hidden 32) with a
+//! The `char-tiny` preset: a randomly initialised 2-layer Llama (vocabulary 64, hidden 32) with a
 //! character-level tokenizer, small enough to train in seconds on a CPU in tests; and the `small`
 //! preset: the same tokenizer with a 3-layer, hidden-64 model (about 0.15M parameters), large
 //! enough to learn the synthetic safety task's topic-to-answer-word associations, which the tiny
@@ -60,14 +60,14 @@ pub fn small_llama_config() -> LlamaConfig {
 }
 
 /// The preset names `model.preset` / `policy.preset` accept.
-pub const PRESETS: [&str; 2] = ["tiny", "small"];
+pub const PRESETS: [&str; 2] = ["char-tiny", "char-small"];
 
-/// The model config of a preset (`tiny` or `small`); `None` for an unknown name. Both use
+/// The model config of a preset (`char-tiny` or `char-small`); `None` for an unknown name. Both use
 /// [`tiny_tokenizer`].
 pub fn preset_config(name: &str) -> Option<LlamaConfig> {
     match name {
-        "tiny" => Some(tiny_llama_config()),
-        "small" => Some(small_llama_config()),
+        "char-tiny" => Some(tiny_llama_config()),
+        "char-small" => Some(small_llama_config()),
         _ => None,
     }
 }
@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(t.pad_id(), 0);
         tiny_llama_config().validate().unwrap();
         small_llama_config().validate().unwrap();
-        assert_eq!(preset_config("small"), Some(small_llama_config()));
+        assert_eq!(preset_config("char-small"), Some(small_llama_config()));
         assert!(preset_config("huge").is_none());
     }
 }

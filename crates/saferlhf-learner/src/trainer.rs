@@ -87,8 +87,8 @@ pub fn train(
 ) -> Result<TrainSummary> {
     match config.task() {
         TaskKind::Sft => run(SftTask, config, device, options),
-        TaskKind::Reward => run(RewardTask, config, device, options),
-        TaskKind::Cost => run(CostTask, config, device, options),
+        TaskKind::Reward => run(RewardTask::new(), config, device, options),
+        TaskKind::Cost => run(CostTask::new(), config, device, options),
         TaskKind::Dpo => run(DpoTask::new(config, device)?, config, device, options),
         TaskKind::Sacpo => Err(TrainError::config(
             "task",

@@ -1,4 +1,4 @@
-//! Offline alignment on the tiny preset: DPO lowers its loss on a fixed batch and starts at
+//! Offline alignment on the char-tiny preset: DPO lowers its loss on a fixed batch and starts at
 //! log 2, the two log-probability sums give one loss, SACPO's stage 2 uses β/λ with the frozen
 //! stage-1 model as its reference, P-SACPO merging is exact at its endpoints and the mean at
 //! q = 0.5, and bad `[dpo]` / `[sacpo]` values name their key.
@@ -380,7 +380,7 @@ fn align_config_errors_name_the_key() {
         let c = load(file, &[]).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(c.task(), task);
     }
-    let text = "task = \"dpo\"\n[model]\npreset = \"tiny\"\n[[data.sources]]\nformat = \"hh\"\npath = \"x\"\n";
+    let text = "task = \"dpo\"\n[model]\npreset = \"char-tiny\"\n[[data.sources]]\nformat = \"hh\"\npath = \"x\"\n";
     let c = TrainConfig::from_toml_str(text, Path::new("c.toml"), &[], None).unwrap();
     assert_eq!(c.dpo.as_ref().unwrap().beta, 0.1);
     assert!(c.to_toml().contains("[dpo]"), "{}", c.to_toml());

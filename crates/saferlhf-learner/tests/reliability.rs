@@ -32,7 +32,7 @@ fn sft_run(dir: &Path) -> TrainConfig {
         seed = 5
         progress = false
         [model]
-        preset = "tiny"
+        preset = "char-tiny"
         template = "raw"
         max_length = 32
         [data]

@@ -1,4 +1,4 @@
-//! The online learner on the tiny preset: RePO's rectified gradient against PPO-Lag's, PPO
+//! The online learner on the char-tiny preset: RePO's rectified gradient against PPO-Lag's, PPO
 //! updates lowering their losses on a fixed rollout for every objective, and micro-batching
 //! giving the same update as one full batch.
 

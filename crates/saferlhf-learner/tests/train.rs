@@ -1,4 +1,4 @@
-//! End-to-end tests of the training machinery on the tiny preset: learning a rule, exact
+//! End-to-end tests of the training machinery on the char-tiny preset: learning a rule, exact
 //! resume for all three tasks, config errors that name their key, crash leftovers, and a cost
 //! model on the real HH-RLHF harmless data when it is present.
 
@@ -88,7 +88,7 @@ fn config(task: TaskKind, data: &Path, run: &Path, extra: &str) -> TrainConfig {
         seed = 11
         progress = false
         [model]
-        preset = "tiny"
+        preset = "char-tiny"
         template = "raw"
         max_length = 64
         [data]
@@ -346,7 +346,7 @@ fn config_errors_name_the_key() {
     let base = r#"
         task = "reward"
         [model]
-        preset = "tiny"
+        preset = "char-tiny"
         [[data.sources]]
         format = "pku"
         path = "x.jsonl"
@@ -498,7 +498,7 @@ fn tiny_cost_model_trains_on_hh_rlhf_harmless() {
         dir = "{run}"
         progress = false
         [model]
-        preset = "tiny"
+        preset = "char-tiny"
         template = "chatml"
         max_length = 128
         [data]

@@ -105,8 +105,8 @@ fn default_hidden_act() -> String {
 }
 
 impl LlamaConfig {
-    /// The `tiny` preset used by tests and benchmarks: hidden 256, 4 layers, 4 heads, FFN 1024,
-    /// vocabulary 512.
+    /// The `tiny` model preset used by tests and benchmarks (not the learner's character-level
+    /// `char-tiny`): hidden 256, 4 layers, 4 heads, FFN 1024, vocabulary 512.
     pub fn tiny() -> Self {
         LlamaConfig {
             vocab_size: 512,

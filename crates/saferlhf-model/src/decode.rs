@@ -11,15 +11,13 @@
 //! pass serves each group.
 //!
 //! The packing exists only for weights that live on `flex` without autodiff (a `valid()` copy):
-//! [`DecodeWeights::pack`] returns `None` for any other device, and the model then takes its
+//! [`LlamaForCausalLM::pack_for_decode`](crate::LlamaForCausalLM::pack_for_decode) returns `None` for any other device, and the model then takes its
 //! ordinary path. It holds a second copy of the weights (about 540 MB for SmolLM2-135M in f32)
 //! for as long as the caller keeps it, usually one `generate` call.
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
-
-use crate::model::LlamaForCausalLM;
 
 /// Columns per packed panel: two 512-bit or four 256-bit vectors.
 pub const PANEL: usize = 32;
@@ -292,9 +290,11 @@ pub(crate) struct LayerPack {
     pub down: PackedMatrix,
 }
 
-/// Every projection of a [`LlamaForCausalLM`] packed for few-row products on the CPU; see the
-/// module documentation. Build one with [`LlamaForCausalLM::pack_for_decode`] and pass it to
-/// [`LlamaForCausalLM::forward_hidden_packed`] and [`LlamaForCausalLM::logits_packed`].
+/// Every projection of a [`LlamaForCausalLM`](crate::LlamaForCausalLM) packed for few-row
+/// products on the CPU; see the module documentation. Build one with
+/// [`LlamaForCausalLM::pack_for_decode`](crate::LlamaForCausalLM::pack_for_decode) and pass it
+/// to the model's `forward_hidden_packed` and `logits_packed`. This module knows nothing of the
+/// model: the model packs its own weights (`model.rs` depends on `decode.rs`, not the reverse).
 #[derive(Debug, Clone)]
 pub struct DecodeWeights {
     pub(crate) layers: Vec<LayerPack>,
@@ -303,37 +303,9 @@ pub struct DecodeWeights {
 }
 
 impl DecodeWeights {
-    /// Packs `model`'s weights; `None` unless they are f32 on `flex` without autodiff.
-    pub fn pack(model: &LlamaForCausalLM) -> Option<DecodeWeights> {
-        let layers = model
-            .model
-            .layers
-            .iter()
-            .map(|layer| {
-                let (attn, mlp) = (&layer.self_attn, &layer.mlp);
-                Some(LayerPack {
-                    qkv: PackedMatrix::pack(vec![
-                        attn.q_proj.weight.val(),
-                        attn.k_proj.weight.val(),
-                        attn.v_proj.weight.val(),
-                    ])?,
-                    o: PackedMatrix::pack(vec![attn.o_proj.weight.val()])?,
-                    gate_up: PackedMatrix::pack(vec![
-                        mlp.gate_proj.weight.val(),
-                        mlp.up_proj.weight.val(),
-                    ])?,
-                    down: PackedMatrix::pack(vec![mlp.down_proj.weight.val()])?,
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let head = match &model.lm_head {
-            Some(head) => head.weight.val(),
-            None => model.model.embed_tokens.weight.val().transpose(),
-        };
-        Some(DecodeWeights {
-            layers,
-            head: PackedMatrix::pack(vec![head])?,
-        })
+    /// The packs of every decoder layer and of the output head (hidden -> vocab).
+    pub(crate) fn new(layers: Vec<LayerPack>, head: PackedMatrix) -> Self {
+        DecodeWeights { layers, head }
     }
 
     /// Values held (a second copy of every projection).

@@ -57,6 +57,12 @@ pub enum ModelError {
     },
 }
 
+impl From<saferlhf_core::FsError> for ModelError {
+    fn from(e: saferlhf_core::FsError) -> Self {
+        ModelError::io(e.path, e.source)
+    }
+}
+
 impl ModelError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -12,6 +12,17 @@ pub fn floats<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
         .map_err(|e| ModelError::InvalidInput(format!("copying {what} to the host: {e:?}")))
 }
 
+/// The values of a float tensor as f32 where the caller cannot return an error (metrics): a
+/// failed copy is logged and gives NaN in every element, so the run's non-finite guard stops it
+/// with an error naming the step, instead of an empty vector silently shortening a mean.
+pub fn floats_or_nan<const D: usize>(t: Tensor<D>, what: &str) -> Vec<f32> {
+    let n = t.shape().num_elements();
+    floats(t, what).unwrap_or_else(|e| {
+        log::error!("{e}");
+        vec![f32::NAN; n]
+    })
+}
+
 /// A `[rows, cols]` integer tensor from row-major values.
 pub fn ints2(values: &[i64], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(values.to_vec(), shape), device)

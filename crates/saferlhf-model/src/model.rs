@@ -14,7 +14,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
-use crate::decode::{self, DecodeWeights, LayerPack};
+use crate::decode::{self, DecodeWeights, LayerPack, PackedMatrix};
 
 /// One attention block's projections (names as in Hugging Face).
 #[derive(Module, Debug)]
@@ -352,7 +352,32 @@ impl LlamaForCausalLM {
     /// `Some` when the weights are f32 on `flex` without autodiff (a `valid()` copy), `None` on
     /// any other device, where the ordinary path is already the right one.
     pub fn pack_for_decode(&self) -> Option<DecodeWeights> {
-        DecodeWeights::pack(self)
+        let layers = self
+            .model
+            .layers
+            .iter()
+            .map(|layer| {
+                let (attn, mlp) = (&layer.self_attn, &layer.mlp);
+                Some(LayerPack {
+                    qkv: PackedMatrix::pack(vec![
+                        attn.q_proj.weight.val(),
+                        attn.k_proj.weight.val(),
+                        attn.v_proj.weight.val(),
+                    ])?,
+                    o: PackedMatrix::pack(vec![attn.o_proj.weight.val()])?,
+                    gate_up: PackedMatrix::pack(vec![
+                        mlp.gate_proj.weight.val(),
+                        mlp.up_proj.weight.val(),
+                    ])?,
+                    down: PackedMatrix::pack(vec![mlp.down_proj.weight.val()])?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let head = match &self.lm_head {
+            Some(head) => head.weight.val(),
+            None => self.model.embed_tokens.weight.val().transpose(),
+        };
+        Some(DecodeWeights::new(layers, PackedMatrix::pack(vec![head])?))
     }
 
     fn forward_hidden_with(

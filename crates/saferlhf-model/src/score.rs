@@ -43,12 +43,11 @@ use std::path::Path;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::{Initializer, Linear};
 use burn::tensor::{Bool, Device, Int, Tensor};
-use burn_store::SafetensorsStore;
-use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
+use burn_store::ModuleSnapshot;
 
 use crate::config::LlamaConfig;
 use crate::model::{LlamaForCausalLM, positions_from_mask};
-use crate::weights::{CONFIG_FILE, WEIGHTS_FILE, apply_hf_safetensors, hf_name, write_atomically};
+use crate::weights::{CONFIG_FILE, WEIGHTS_FILE, apply_hf_safetensors, hf_name, write_hf_files};
 use crate::{ModelError, Result};
 
 /// Standard deviation of the score head's initial weights (Hugging Face's `initializer_range`,
@@ -344,7 +343,7 @@ impl ModuleMapper for FreshCopy {
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec_as::<f32>().unwrap_or_default()
+    crate::host::floats_or_nan(t, "scores")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,28 +373,7 @@ pub fn save_score_dir<K: ScoreType>(
         field: "config".into(),
         reason: e.to_string(),
     })?;
-    let config_path = dir.join(CONFIG_FILE);
-    write_atomically(&config_path, |tmp| {
-        std::fs::write(tmp, text.as_bytes()).map_err(|e| ModelError::io(tmp, e))
-    })?;
-    write_atomically(&dir.join(WEIGHTS_FILE), |tmp| {
-        let mut store = SafetensorsStore::from_file(tmp)
-            .with_to_adapter(BurnToPyTorchAdapter)
-            .with_key_remapping(r"^backbone\.model\.", "model.")
-            .skip_enum_variants(true)
-            .metadata("format", "pt");
-        model
-            .save_into(&mut store)
-            .map_err(|e| ModelError::Format {
-                path: tmp.to_path_buf(),
-                format: "safetensors",
-                reason: e.to_string(),
-            })?;
-        let permissions = std::fs::metadata(&config_path)
-            .map_err(|e| ModelError::io(&config_path, e))?
-            .permissions();
-        std::fs::set_permissions(tmp, permissions).map_err(|e| ModelError::io(tmp, e))
-    })
+    write_hf_files(dir, &text, model, Some((r"^backbone\.model\.", "model.")))
 }
 
 /// The `score_type` recorded in a score model directory's `config.json`.

@@ -5,8 +5,10 @@
 //! RMSNorm's `weight` to burn's `gamma`. A model exported here loads in transformers with
 //! `LlamaForCausalLM.from_pretrained(dir)`.
 
+use saferlhf_core::fs::write_atomic_with;
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::tensor::Device;
 use burn_store::{
     ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
@@ -191,15 +193,28 @@ pub fn save_hf_dir(
             field: "config".into(),
             reason: e.to_string(),
         })?;
-    write_atomically(&dir.join(CONFIG_FILE), |tmp| {
-        std::fs::write(tmp, config_json.as_bytes()).map_err(|e| ModelError::io(tmp, e))
-    })?;
+    write_hf_files(dir, &config_json, model, None)
+}
+
+/// Writes `config_json` as `config.json` and `model`'s weights as `model.safetensors` (PyTorch
+/// layout, `remap` = `(pattern, replacement)` on the keys) into the existing `dir`, each file
+/// atomically.
+pub(crate) fn write_hf_files<M: Module>(
+    dir: &Path,
+    config_json: &str,
+    model: &M,
+    remap: Option<(&str, &str)>,
+) -> Result<()> {
     let config_path = dir.join(CONFIG_FILE);
-    write_atomically(&dir.join(WEIGHTS_FILE), |tmp| {
+    saferlhf_core::write_atomic(&config_path, config_json.as_bytes())?;
+    write_atomic_with(&dir.join(WEIGHTS_FILE), |tmp| {
         let mut store = SafetensorsStore::from_file(tmp)
             .with_to_adapter(BurnToPyTorchAdapter)
             .skip_enum_variants(true)
             .metadata("format", "pt");
+        if let Some((pattern, replacement)) = remap {
+            store = store.with_key_remapping(pattern, replacement);
+        }
         model
             .save_into(&mut store)
             .map_err(|e| ModelError::Format {
@@ -214,22 +229,6 @@ pub fn save_hf_dir(
             .permissions();
         std::fs::set_permissions(tmp, permissions).map_err(|e| ModelError::io(tmp, e))
     })
-}
-
-/// Runs `write` on a temporary sibling of `path`, then renames it over `path`; on failure the
-/// temporary file is removed and `path` is left as it was.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let outcome =
-        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e)));
-    if outcome.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    outcome
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {

@@ -64,6 +64,20 @@ impl PaddedBatch {
     }
 }
 
+/// Sequence-level KL of each row, `Σ_t mask[t] · (logp[t] − ref_logp[t])` summed in f64 over
+/// its response tokens: per-token arrays `[batch, width]` in the layout of [`PaddedBatch::mask`].
+pub fn sequence_kl(mask: &[bool], width: usize, logp: &[f32], ref_logp: &[f32]) -> Vec<f64> {
+    let batch = mask.len().checked_div(width).unwrap_or(0);
+    (0..batch)
+        .map(|b| {
+            (0..width)
+                .filter(|&t| mask[b * width + t])
+                .map(|t| (logp[b * width + t] - ref_logp[b * width + t]) as f64)
+                .sum()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +94,13 @@ mod tests {
         );
         assert_eq!(b.mask, vec![false, true, false, false, true, true]);
         assert_eq!(b.lengths, vec![1, 2]);
+    }
+
+    #[test]
+    fn sequence_kl_sums_response_tokens_only() {
+        let mask = [false, true, true, true, false, false];
+        let logp = [-9.0, -1.0, -2.0, -0.5, -9.0, -9.0];
+        let ref_logp = [0.0, -1.5, -1.0, -0.25, 0.0, 0.0];
+        assert_eq!(sequence_kl(&mask, 3, &logp, &ref_logp), vec![-0.5, -0.25]);
     }
 }

@@ -8,7 +8,7 @@ mod generate;
 mod sampler;
 mod text;
 
-pub use batch::PaddedBatch;
+pub use batch::{PaddedBatch, sequence_kl};
 pub use generate::{
     GenerateConfig, PaddedPrompts, Rollout, RolloutError, generate, generate_with, left_pad,
 };

@@ -21,75 +21,11 @@
 //! off both responses, a known DPO failure mode worth watching).
 
 use burn::tensor::Tensor;
-use serde::{Deserialize, Serialize};
 
 use super::{OfflineObjective, PairLogProbs};
-use crate::config::defaults;
 use crate::losses::{neg_log_sigmoid, to_host};
 
-/// Where a response's log-probability sum starts (`dpo.sum_from`).
-///
-/// Both choices give the **same loss and gradient**: the tokens between the response start and
-/// the first divergent token are shared by y_w and y_l, with the same context, so their
-/// log-ratios cancel in the margin. They differ only in the reported implicit rewards
-/// (`chosen_reward`, `rejected_reward`, and the log-probabilities), not in `margin`, `loss` or
-/// `accuracy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SumFrom {
-    /// Every response token (TRL, which SACPO uses): the sum starts after the prompt.
-    #[default]
-    Response,
-    /// From the first token where the chosen and rejected sequences differ (safe-rlhf's DPO),
-    /// never before the response start.
-    Divergence,
-}
-
-/// Which preference of a PKU-SafeRLHF row picks the chosen response (`dpo.preference`).
-/// HH-RLHF and PyRIT pairs have one ordering (the preferred / less harmful answer chosen) and
-/// ignore it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Preference {
-    /// `better_response_id`: the more helpful response is chosen.
-    #[default]
-    Helpfulness,
-    /// `safer_response_id`: the safer response is chosen.
-    Safety,
-}
-
-impl Preference {
-    /// The config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preference::Helpfulness => "helpfulness",
-            Preference::Safety => "safety",
-        }
-    }
-}
-
-/// `[dpo]`: one DPO run (also the resolved config of each SACPO stage).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DpoConfig {
-    /// β of the loss (> 0): the strength of the KL tie to the reference (0.1 in safe-rlhf and
-    /// SACPO's helpfulness stage; SACPO's safety stage uses β/λ).
-    pub beta: f64,
-    /// Which PKU-SafeRLHF preference picks the chosen response: `helpfulness` or `safety`.
-    pub preference: Preference,
-    /// Where the log-probability sums start: `response` (TRL) or `divergence` (safe-rlhf).
-    pub sum_from: SumFrom,
-}
-
-impl Default for DpoConfig {
-    fn default() -> Self {
-        DpoConfig {
-            beta: defaults::DPO_BETA,
-            preference: Preference::default(),
-            sum_from: SumFrom::default(),
-        }
-    }
-}
+pub use crate::config::offline::{DpoConfig, Preference, SumFrom};
 
 /// The DPO sigmoid loss with coefficient `beta` (the effective β: for SACPO's safety stage,
 /// β/λ).

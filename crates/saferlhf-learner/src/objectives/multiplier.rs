@@ -63,18 +63,19 @@ pub enum MultiplierKind {
 
 impl Default for LagrangeConfig {
     fn default() -> Self {
+        use crate::config::defaults::lagrange as d;
         LagrangeConfig {
             kind: MultiplierKind::Log,
-            init: 1.0,
-            lr: 0.1,
-            max: Some(5.0),
-            threshold: 0.0,
-            delay: 0,
-            window: 128,
-            fixed: false,
-            kp: 0.05,
-            ki: 0.01,
-            kd: 0.0,
+            init: d::INIT,
+            lr: d::LR,
+            max: d::MAX,
+            threshold: d::THRESHOLD,
+            delay: d::DELAY,
+            window: d::WINDOW,
+            fixed: d::FIXED,
+            kp: d::KP,
+            ki: d::KI,
+            kd: d::KD,
         }
     }
 }

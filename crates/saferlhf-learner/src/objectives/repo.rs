@@ -69,7 +69,7 @@ impl Default for RePoConfig {
         RePoConfig {
             rectify: RectifyMode::MaskAdvantage,
             norm: AdvantageNorm::OnePlusLambdaMasked,
-            margin: 0.0,
+            margin: crate::config::defaults::repo::MARGIN,
         }
     }
 }

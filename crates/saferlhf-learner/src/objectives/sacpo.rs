@@ -23,59 +23,10 @@
 //! This file only says *what* the stages are ([`stages`]); [`crate::align`](mod@crate::align) runs them, one run
 //! directory each, through the ordinary trainer.
 
-use serde::{Deserialize, Serialize};
+use super::dpo::{Dpo, Preference};
+use crate::config::DataSource;
 
-use super::dpo::{Dpo, Preference, SumFrom};
-use crate::config::{DataSource, defaults};
-
-/// Which alignment step runs first (`sacpo.order`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SacpoOrder {
-    /// Helpfulness with β, then safety with β/λ (the paper's main setting).
-    #[default]
-    HelpfulnessFirst,
-    /// Safety with β/λ, then helpfulness with β.
-    SafetyFirst,
-}
-
-/// `[sacpo]`: the two stages of a SACPO run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SacpoConfig {
-    /// `helpfulness_first` or `safety_first`.
-    pub order: SacpoOrder,
-    /// β of the helpfulness stage (> 0; 0.1 in the paper).
-    pub beta: f64,
-    /// λ (> 0): the safety stage uses β/λ (the paper: λ ∈ {1, 2, 4, 10}, β/λ from 0.1 to 0.01).
-    pub lambda: f64,
-    /// Where the log-probability sums start in both stages: `response` or `divergence`.
-    pub sum_from: SumFrom,
-    /// Data of the helpfulness stage (PKU-SafeRLHF rows give their `better_response_id` pair).
-    pub helpfulness_sources: Vec<DataSource>,
-    /// Data of the safety stage (PKU-SafeRLHF rows give their `safer_response_id` pair).
-    pub safety_sources: Vec<DataSource>,
-}
-
-impl Default for SacpoConfig {
-    fn default() -> Self {
-        SacpoConfig {
-            order: SacpoOrder::default(),
-            beta: defaults::DPO_BETA,
-            lambda: defaults::SACPO_LAMBDA,
-            sum_from: SumFrom::default(),
-            helpfulness_sources: Vec::new(),
-            safety_sources: Vec::new(),
-        }
-    }
-}
-
-impl SacpoConfig {
-    /// β/λ, the coefficient of the safety stage.
-    pub fn safety_beta(&self) -> f64 {
-        self.beta / self.lambda
-    }
-}
+pub use crate::config::offline::{SacpoConfig, SacpoOrder};
 
 /// One SACPO stage: a DPO run on one preference view.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{OptimConfig, RunConfig, Schedule, apply_override, diff_tables};
+use crate::config::{OptimConfig, RunConfig, defaults, load};
 use crate::error::{Result, TrainError};
 use crate::objectives::{LagrangeConfig, OnlineKind, RePoConfig};
 
@@ -40,9 +40,9 @@ impl Default for PolicyConfig {
         PolicyConfig {
             init: None,
             preset: None,
-            template: "chatml".into(),
+            template: defaults::rl::TEMPLATE.into(),
             system: None,
-            max_prompt_length: 256,
+            max_prompt_length: defaults::rl::MAX_PROMPT_LENGTH,
         }
     }
 }
@@ -104,12 +104,12 @@ pub struct RolloutSettings {
 impl Default for RolloutSettings {
     fn default() -> Self {
         RolloutSettings {
-            prompts_per_step: 16,
-            max_new_tokens: 128,
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            batch_size: 0,
+            prompts_per_step: defaults::rl::PROMPTS_PER_STEP,
+            max_new_tokens: defaults::rl::MAX_NEW_TOKENS,
+            temperature: defaults::rl::TEMPERATURE,
+            top_k: defaults::rl::TOP_K,
+            top_p: defaults::rl::TOP_P,
+            batch_size: defaults::rl::ROLLOUT_BATCH_SIZE,
         }
     }
 }
@@ -156,15 +156,15 @@ pub struct PpoSettings {
 impl Default for PpoSettings {
     fn default() -> Self {
         PpoSettings {
-            update_epochs: 1,
-            minibatch: 16,
-            micro_batch: 4,
-            kl_coeff: 0.01,
-            clip_ratio: 0.2,
-            clip_value: 5.0,
-            clip_score: 50.0,
-            gamma: 1.0,
-            gae_lambda: 0.95,
+            update_epochs: defaults::rl::UPDATE_EPOCHS,
+            minibatch: defaults::rl::MINIBATCH,
+            micro_batch: defaults::rl::MICRO_BATCH,
+            kl_coeff: defaults::rl::KL_COEFF,
+            clip_ratio: defaults::rl::CLIP_RATIO,
+            clip_value: defaults::rl::CLIP_VALUE,
+            clip_score: defaults::rl::CLIP_SCORE,
+            gamma: defaults::rl::GAMMA,
+            gae_lambda: defaults::rl::GAE_LAMBDA,
             critics: CriticMode::Separate,
         }
     }
@@ -185,16 +185,16 @@ pub struct RlTrainSettings {
 impl Default for RlTrainSettings {
     fn default() -> Self {
         RlTrainSettings {
-            steps: 100,
-            checkpoint_every: 10,
-            keep_last: 2,
+            steps: defaults::rl::STEPS,
+            checkpoint_every: defaults::rl::CHECKPOINT_EVERY,
+            keep_last: defaults::rl::KEEP_LAST,
         }
     }
 }
 
 /// A whole RL config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RlConfig {
     /// `ppo`, `ppo_lag`, `repo` or `reward_shaping`.
     pub objective: OnlineKind,
@@ -230,7 +230,7 @@ impl Default for RlConfig {
         RlConfig {
             objective: OnlineKind::Repo,
             run: RunConfig {
-                dir: PathBuf::from("runs/rlhf"),
+                dir: PathBuf::from(defaults::rl::RUN_DIR),
                 ..RunConfig::default()
             },
             policy: PolicyConfig::default(),
@@ -240,17 +240,17 @@ impl Default for RlConfig {
             rollout: RolloutSettings::default(),
             ppo: PpoSettings::default(),
             actor: OptimConfig {
-                lr: 1e-5,
-                weight_decay: 0.01,
-                schedule: Schedule::Cosine,
-                warmup_ratio: 0.03,
+                lr: defaults::rl::ACTOR_LR,
+                weight_decay: defaults::rl::ACTOR_WEIGHT_DECAY,
+                schedule: defaults::rl::ACTOR_SCHEDULE,
+                warmup_ratio: defaults::rl::WARMUP_RATIO,
                 ..OptimConfig::default()
             },
             critic: OptimConfig {
-                lr: 5e-6,
-                weight_decay: 0.0,
-                schedule: Schedule::Constant,
-                warmup_ratio: 0.03,
+                lr: defaults::rl::CRITIC_LR,
+                weight_decay: defaults::rl::CRITIC_WEIGHT_DECAY,
+                schedule: defaults::rl::CRITIC_SCHEDULE,
+                warmup_ratio: defaults::rl::WARMUP_RATIO,
                 ..OptimConfig::default()
             },
             lagrange: LagrangeConfig::default(),
@@ -270,20 +270,8 @@ pub const RL_RESUMABLE_KEYS: [&str; 6] = [
     "data.sources",
 ];
 
-/// Lays `over` onto `base`, table by table (arrays and values replace).
-fn overlay(base: &mut toml::Table, over: toml::Table) {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
 impl RlConfig {
-    /// Reads `path`, applies `--set` overrides, fills defaults, validates.
+    /// Reads `path`, applies `--set` overrides, fills defaults, validates ([`load::load`]).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         Self::from_toml_str(&text, path, overrides)
@@ -291,13 +279,12 @@ impl RlConfig {
 
     /// As [`RlConfig::load`] from text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &Path, overrides: &[String]) -> Result<Self> {
-        let parse_err = |message: String| TrainError::ConfigParse {
+        let mut user: toml::Table = toml::from_str(text).map_err(|e| TrainError::ConfigParse {
             path: origin.to_path_buf(),
-            message,
-        };
-        let mut user: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+            message: e.to_string(),
+        })?;
         for spec in overrides {
-            apply_override(&mut user, spec)?;
+            load::apply_override(&mut user, spec)?;
         }
         if !user.contains_key("objective") {
             return Err(TrainError::config(
@@ -305,12 +292,13 @@ impl RlConfig {
                 "missing: set objective = \"ppo\", \"ppo_lag\", \"repo\" or \"reward_shaping\"",
             ));
         }
-        let mut table =
-            toml::Table::try_from(RlConfig::default()).map_err(|e| parse_err(e.to_string()))?;
-        overlay(&mut table, user);
-        let config: RlConfig = table.try_into().map_err(|e: toml::de::Error| {
-            parse_err(e.message().replace("\n", " ").trim().to_string())
-        })?;
+        // The user's keys are laid over the RL defaults (`[actor]` and `[critic]` differ).
+        let defaults =
+            toml::Table::try_from(RlConfig::default()).map_err(|e| TrainError::ConfigParse {
+                path: origin.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let config: RlConfig = load::parse(text, origin, overrides, Some(defaults))?;
         config.validate()?;
         Ok(config)
     }
@@ -324,14 +312,7 @@ impl RlConfig {
     pub fn resume_conflicts(&self, other: &RlConfig) -> Vec<String> {
         let a = toml::Table::try_from(self).unwrap_or_default();
         let b = toml::Table::try_from(other).unwrap_or_default();
-        let mut out = Vec::new();
-        diff_tables("", &a, &b, &mut out);
-        out.retain(|k| {
-            !RL_RESUMABLE_KEYS
-                .iter()
-                .any(|r| k == r || k.starts_with(&format!("{r}.")))
-        });
-        out
+        load::resume_conflicts(&a, &b, &RL_RESUMABLE_KEYS)
     }
 
     /// Checks every value; errors name the dotted key.
@@ -348,7 +329,7 @@ impl RlConfig {
             (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
                 return bad(
                     "policy.preset",
-                    format!("unknown preset `{p}` (known: tiny, small)"),
+                    format!("unknown preset `{p}` (known: char-tiny, char-small)"),
                 );
             }
             _ => {}
@@ -371,10 +352,10 @@ impl RlConfig {
                         format!("set either {name}.path or {name}.preset"),
                     );
                 }
-                (None, Some(p)) if p != "tiny" => {
+                (None, Some(p)) if p != "char-tiny" => {
                     return bad(
                         &format!("{name}.preset"),
-                        format!("unknown preset `{p}` (known: tiny)"),
+                        format!("unknown preset `{p}` (known: char-tiny)"),
                     );
                 }
                 _ => {}
@@ -457,11 +438,11 @@ mod tests {
     const MINIMAL: &str = r#"
 objective = "ppo_lag"
 [policy]
-preset = "tiny"
+preset = "char-tiny"
 [reward_model]
-preset = "tiny"
+preset = "char-tiny"
 [cost_model]
-preset = "tiny"
+preset = "char-tiny"
 [[data.sources]]
 path = "prompts.txt"
 [actor]
@@ -480,7 +461,7 @@ lr = 1e-3
         assert_eq!(c.actor.lr, 1e-3);
         // The actor's other defaults, not the supervised ones.
         assert_eq!(c.actor.weight_decay, 0.01);
-        assert_eq!(c.critic.schedule, Schedule::Constant);
+        assert_eq!(c.critic.schedule, crate::config::Schedule::Constant);
         assert_eq!(c.ppo.kl_coeff, 0.01);
         assert_eq!(c.lagrange.window, 128);
         // Round trip of the resolved config.
@@ -516,7 +497,7 @@ lr = 1e-3
             .unwrap_err()
             .to_string();
         assert!(e.contains("trpo"), "{e}");
-        let no_cost = MINIMAL.replace("[cost_model]\npreset = \"tiny\"\n", "");
+        let no_cost = MINIMAL.replace("[cost_model]\npreset = \"char-tiny\"\n", "");
         let e = load(&no_cost, &[]).unwrap_err().to_string();
         assert!(e.contains("cost_model.path"), "{e}");
         // Plain PPO needs no cost model.

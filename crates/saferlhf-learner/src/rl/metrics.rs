@@ -4,6 +4,7 @@
 //! explained variances, response lengths, throughput and the objective's own metrics.
 
 use saferlhf_model::Cost;
+use saferlhf_rollout::sequence_kl;
 use serde_json::{Map, Value, json};
 
 use super::advantages::Advantages;
@@ -50,16 +51,12 @@ pub fn step_metrics(
         line.insert("lambda".into(), json!(l));
     }
     // KL to the reference: per sample, Σ_t (log π_old - log π_ref) over its response.
-    let width = exp.seq - 1;
-    let kl = mean((0..exp.batch).map(|b| {
-        (0..width)
-            .filter(|&t| exp.mask[b * width + t])
-            .map(|t| {
-                (exp.old_logprobs.values[b * width + t] - exp.ref_logprobs.values[b * width + t])
-                    as f64
-            })
-            .sum::<f64>()
-    }));
+    let kl = mean(sequence_kl(
+        &exp.mask,
+        exp.seq - 1,
+        &exp.old_logprobs.values,
+        &exp.ref_logprobs.values,
+    ));
     line.insert("kl".into(), json!(kl));
     line.insert("entropy".into(), json!(means.entropy));
     line.insert("clip_fraction".into(), json!(means.clip_fraction));

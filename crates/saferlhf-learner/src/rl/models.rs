@@ -60,7 +60,7 @@ pub(crate) fn policy_model_config(config: &RlConfig) -> ModelConfig {
     }
 }
 
-/// The initial policy (also the reference): `policy.init` or the seeded `tiny` preset.
+/// The initial policy (also the reference): `policy.init` or the seeded `char-tiny` preset.
 pub fn load_initial_policy(
     config: &RlConfig,
     device: &Device,
@@ -127,7 +127,7 @@ fn load_score<K: ScoreType>(
                 .preset
                 .as_deref()
                 .or(config.policy.preset.as_deref())
-                .unwrap_or("tiny");
+                .unwrap_or("char-tiny");
             let c = preset_config(preset).ok_or_else(|| {
                 TrainError::config(
                     format!("{name}.preset"),

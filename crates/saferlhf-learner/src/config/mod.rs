@@ -5,8 +5,9 @@
 //! `[optim]`, `[train]` and `[loss]`, plus an optional top-level `task`; `task = "dpo"` adds
 //! `[dpo]` ([`DpoConfig`]) and `task = "sacpo"` `[sacpo]` ([`SacpoConfig`], with the two
 //! stages' data sources). Every struct here denies
-//! unknown keys, so a misspelt key is an error naming it. Every default lives in [`defaults`] and
-//! nowhere else (the `Default` impls read it). [`TrainConfig::load`] reads a file, applies
+//! unknown keys, so a misspelt key is an error naming it. Every default of every config kind
+//! lives in [`defaults`] and nowhere else (the `Default` impls read it). [`load`] is the one
+//! loader of every config kind. [`TrainConfig::load`] reads a file, applies
 //! `--set key=value` overrides to the parsed TOML table *before* deserializing (so an override
 //! can reach any key, `data.sources.0.path` included), deserializes and validates; validation
 //! errors name the dotted key (`optim.lr: must be > 0, got 0`). The resolved config (defaults
@@ -19,71 +20,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::objectives::dpo::DpoConfig;
-use crate::objectives::sacpo::SacpoConfig;
 
-/// Every default value of the config, in one place (ALGORITHMS.md §1.9 and §3.2-3.3: the
-/// safe-rlhf reward/cost-model recipe).
-pub mod defaults {
-    /// `run.dir`: where the run writes its config, metrics and checkpoints.
-    pub const RUN_DIR: &str = "runs/train";
-    /// `run.seed`: drives initialisation, the hold-out split and shuffling.
-    pub const SEED: u64 = 42;
-    /// `run.device`: `flex` (CPU), `wgpu`, `vulkan`, `cuda` or `cuda:N`.
-    pub const DEVICE: &str = "flex";
-    /// `run.progress`: draw a progress bar (only when stderr is a terminal).
-    pub const PROGRESS: bool = true;
-    /// `model.template`: chat template the prompt is rendered with.
-    pub const TEMPLATE: &str = "chatml";
-    /// `model.max_length`: most tokens of prompt + response + end token.
-    pub const MAX_LENGTH: usize = 512;
-    /// `data.eval_fraction`: share of the pairs (grouped by prompt) held out for evaluation.
-    pub const EVAL_FRACTION: f64 = 0.1;
-    /// `data.sources[].skip_invalid`: skip (and report) malformed rows instead of failing.
-    pub const SKIP_INVALID: bool = false;
-    /// `data.sources[].safe_threshold` (PyRIT): a response is safe iff harm < threshold.
-    pub const PYRIT_SAFE_THRESHOLD: f32 = 0.5;
-    /// `optim.lr`: peak learning rate.
-    pub const LR: f64 = 2e-5;
-    /// `optim.weight_decay`: decoupled (AdamW) weight decay on matrices (not on norms/biases).
-    pub const WEIGHT_DECAY: f64 = 0.1;
-    /// `optim.beta1`.
-    pub const BETA1: f64 = 0.9;
-    /// `optim.beta2` (0.95 as safe-rlhf, §1.9).
-    pub const BETA2: f64 = 0.95;
-    /// `optim.eps`.
-    pub const EPS: f64 = 1e-8;
-    /// `optim.max_grad_norm`: clip the global gradient norm to this (0 = no clipping).
-    pub const MAX_GRAD_NORM: f64 = 1.0;
-    /// `optim.schedule`.
-    pub const SCHEDULE: super::Schedule = super::Schedule::Cosine;
-    /// `optim.warmup_ratio`: share of the optimizer steps with a linear warmup from 0.
-    pub const WARMUP_RATIO: f64 = 0.03;
-    /// `optim.min_lr_ratio`: the cosine schedule decays to `lr * min_lr_ratio`.
-    pub const MIN_LR_RATIO: f64 = 0.0;
-    /// `train.epochs`.
-    pub const EPOCHS: usize = 2;
-    /// `train.batch_size`: pairs (or SFT examples) per micro-batch.
-    pub const BATCH_SIZE: usize = 16;
-    /// `train.grad_accum`: micro-batches per optimizer step.
-    pub const GRAD_ACCUM: usize = 1;
-    /// `train.eval_every`: evaluate every this many optimizer steps (0 = only at the end).
-    pub const EVAL_EVERY: u64 = 100;
-    /// `train.eval_batch_size`.
-    pub const EVAL_BATCH_SIZE: usize = 16;
-    /// `train.checkpoint_every`: checkpoint every this many steps (0 = only at the end).
-    pub const CHECKPOINT_EVERY: u64 = 100;
-    /// `train.keep_last`: checkpoints kept (older ones are deleted).
-    pub const KEEP_LAST: usize = 2;
-    /// `loss.regularization`: η of the L2 term on scores (§3.2).
-    pub const REGULARIZATION: f64 = 0.001;
-    /// `dpo.beta` and `sacpo.beta`: β of the DPO loss (safe-rlhf's DPO and SACPO's helpfulness
-    /// stage, §3.7 and §4.2).
-    pub const DPO_BETA: f64 = 0.1;
-    /// `sacpo.lambda`: the safety stage uses β/λ (the paper's most conservative setting, β/λ =
-    /// 0.01, is λ = 10 with β = 0.1; λ = 1 reuses β).
-    pub const SACPO_LAMBDA: f64 = 1.0;
-}
+pub mod defaults;
+pub mod load;
+pub mod offline;
+
+pub use offline::{DpoConfig, Preference, SacpoConfig, SacpoOrder, SumFrom};
 
 /// Which model a run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,11 +423,10 @@ pub const RESUMABLE_KEYS: [&str; 9] = [
 
 impl TrainConfig {
     /// Reads `path`, applies `overrides` (`key=value`, dotted keys, TOML values; a value that is
-    /// not valid TOML is taken as a string), deserializes and validates. `task` fills in an
-    /// absent `task` key; a different one is an error naming `task`.
+    /// not valid TOML is taken as a string), deserializes and validates ([`load::load`]).
+    /// `task` fills in an absent `task` key; a different one is an error naming `task`.
     pub fn load(path: &Path, overrides: &[String], task: Option<TaskKind>) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::from_toml_str(&text, path, overrides, task)
+        load::load::<TrainConfig>(path, overrides, None)?.finish(task)
     }
 
     /// As [`TrainConfig::load`] from text; `origin` names it in errors.
@@ -495,44 +436,7 @@ impl TrainConfig {
         overrides: &[String],
         task: Option<TaskKind>,
     ) -> Result<Self> {
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| TrainError::ConfigParse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if overrides.is_empty() {
-            // Deserialize the original text so errors point at the user's own lines.
-            let config: TrainConfig =
-                toml::from_str(text).map_err(|e| TrainError::ConfigParse {
-                    path: origin.to_path_buf(),
-                    message: e.to_string(),
-                })?;
-            return config.finish(task);
-        }
-        for spec in overrides {
-            apply_override(&mut table, spec)?;
-        }
-        Self::from_table(table, origin, task)
-    }
-
-    /// Deserializes and validates a TOML table (after overrides).
-    pub fn from_table(table: toml::Table, origin: &Path, task: Option<TaskKind>) -> Result<Self> {
-        // Re-render so that toml's errors carry a line and the key's context.
-        let text = toml::to_string(&table).map_err(|e| TrainError::ConfigParse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let config: TrainConfig = toml::from_str(&text).map_err(|e| {
-            // Line numbers of the re-rendered text mean nothing to the user: name the key.
-            let message = match e.span().and_then(|sp| dotted_key_at(&text, sp.start)) {
-                Some(key) => format!("key `{key}`: {}", e.message()),
-                None => e.message().to_string(),
-            };
-            TrainError::ConfigParse {
-                path: PathBuf::from(format!("{} (with --set overrides)", origin.display())),
-                message,
-            }
-        })?;
-        config.finish(task)
+        load::parse::<TrainConfig>(text, origin, overrides, None)?.finish(task)
     }
 
     fn finish(mut self, task: Option<TaskKind>) -> Result<Self> {
@@ -585,7 +489,7 @@ impl TrainConfig {
             (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
                 return bad(
                     "model.preset",
-                    format!("unknown preset `{p}` (known: tiny, small)"),
+                    format!("unknown preset `{p}` (known: char-tiny, char-small)"),
                 );
             }
             _ => {}
@@ -740,14 +644,7 @@ impl TrainConfig {
     /// Dotted keys whose values differ between `self` and `other`, excluding
     /// [`RESUMABLE_KEYS`]; empty when a run with `self` may resume a checkpoint of `other`.
     pub fn resume_conflicts(&self, other: &TrainConfig) -> Vec<String> {
-        let mut out = Vec::new();
-        diff_tables("", &self.to_table(), &other.to_table(), &mut out);
-        out.retain(|k| {
-            !RESUMABLE_KEYS
-                .iter()
-                .any(|r| k == r || k.starts_with(&format!("{r}.")))
-        });
-        out
+        load::resume_conflicts(&self.to_table(), &other.to_table(), &RESUMABLE_KEYS)
     }
 }
 
@@ -805,138 +702,11 @@ fn validate_source(task: TaskKind, prefix: &str, s: &DataSource) -> Result<()> {
     Ok(())
 }
 
-/// The dotted key at byte `offset` of a TOML document rendered by `toml::to_string`: the
-/// enclosing `[table]` / `[[array]]` header (with the array index) plus the key on that line.
-fn dotted_key_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    let mut header: Option<String> = None;
-    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for l in text[..line_start].lines().map(str::trim) {
-        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
-            let n = counts.entry(name.to_string()).or_insert(0);
-            header = Some(format!("{name}.{n}"));
-            *n += 1;
-        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            header = Some(name.to_string());
-        }
-    }
-    if line.starts_with('[') {
-        return Some(line.trim_matches(|c| c == '[' || c == ']').to_string());
-    }
-    let key = line.split('=').next()?.trim().trim_matches('"');
-    if key.is_empty() {
-        return header;
-    }
-    Some(match header {
-        Some(h) => format!("{h}.{key}"),
-        None => key.to_string(),
-    })
-}
-
 fn format_name(f: SourceFormat) -> &'static str {
     match f {
         SourceFormat::Pku => "pku",
         SourceFormat::Hh => "hh",
         SourceFormat::Pyrit => "pyrit",
         SourceFormat::Sft => "sft",
-    }
-}
-
-pub(crate) fn diff_tables(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for k in keys {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match (a.get(k), b.get(k)) {
-            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
-                diff_tables(&key, x, y, out)
-            }
-            (x, y) if x != y => out.push(key),
-            _ => {}
-        }
-    }
-}
-
-/// Applies one `key=value` override to a TOML table. Keys are dotted; a numeric segment
-/// indexes an array (`data.sources.0.path=...`). The value is parsed as a TOML value
-/// (`1e-4`, `true`, `"text"`, `[1, 2]`, `{ format = "hh", path = "x" }`); anything that does
-/// not parse is taken as a plain string (`run.dir=runs/x`).
-pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
-    let err = |reason: String| TrainError::Override {
-        spec: spec.to_string(),
-        reason,
-    };
-    let (key, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| err("expected key=value".into()))?;
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(err(format!("`{key}` is not a dotted key")));
-    }
-    let value = parse_value(raw.trim());
-    let parts: Vec<&str> = key.split('.').collect();
-    let mut root = toml::Value::Table(std::mem::take(table));
-    let outcome = set_path(&mut root, &parts, value).map_err(err);
-    if let toml::Value::Table(t) = root {
-        *table = t;
-    }
-    outcome
-}
-
-/// Sets `parts` (a dotted key split at the dots) inside `root` to `value`, creating tables on
-/// the way; numeric parts index arrays.
-fn set_path(
-    root: &mut toml::Value,
-    parts: &[&str],
-    value: toml::Value,
-) -> std::result::Result<(), String> {
-    let mut node = root;
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let here = parts[..=i].join(".");
-        let parent = parts[..i].join(".");
-        node = match node {
-            toml::Value::Table(t) => {
-                if last {
-                    t.insert((*part).to_string(), value);
-                    return Ok(());
-                }
-                t.entry((*part).to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            }
-            toml::Value::Array(items) => {
-                let index: usize = part.parse().map_err(|_| {
-                    format!("`{parent}` is an array: index it with a number, not `{part}`")
-                })?;
-                let len = items.len();
-                let slot = items.get_mut(index).ok_or_else(|| {
-                    format!("`{here}`: index {index} is out of range (length {len})")
-                })?;
-                if last {
-                    *slot = value;
-                    return Ok(());
-                }
-                slot
-            }
-            _ => return Err(format!("`{parent}` is a value, not a table")),
-        };
-    }
-    Ok(())
-}
-
-fn parse_value(raw: &str) -> toml::Value {
-    let doc = format!("v = {raw}");
-    match toml::from_str::<toml::Table>(&doc) {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or(toml::Value::String(raw.to_string())),
-        Err(_) => toml::Value::String(raw.to_string()),
     }
 }

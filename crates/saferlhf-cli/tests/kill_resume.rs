@@ -1,0 +1,182 @@
+//! Crash safety of real runs: `saferlhf sft` and `saferlhf rlhf` are killed with SIGKILL at
+//! several points (after a checkpoint, in the middle of a step, and in the middle of a
+//! checkpoint write), resumed with `--resume` until they finish, and must end with exactly the
+//! tensors of an unbroken run. Tensors are compared by name and bytes (the safetensors header's
+//! metadata order is not stable).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The SFT run: 12 steps, a checkpoint every 2.
+fn sft_args(dir: &str) -> Vec<String> {
+    [
+        "sft",
+        "--config",
+        "configs/tiny-sft.toml",
+        "--set",
+        &format!("run.dir={dir}"),
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        "train.keep_last=3",
+        "--set",
+        "run.progress=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The RL run (RePO on random tiny models): 6 steps, a checkpoint every 2.
+fn rl_args(dir: &str) -> Vec<String> {
+    [
+        "rlhf",
+        "--config",
+        "configs/tiny-rlhf.toml",
+        "--set",
+        &format!("run.dir={dir}"),
+        "--set",
+        "objective=\"repo\"",
+        "--set",
+        "train.steps=6",
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        "train.keep_last=3",
+        "--set",
+        "run.progress=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn spawn(args: &[String], resume: bool, stall: Option<&str>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_saferlhf"));
+    cmd.current_dir(root())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if resume {
+        cmd.arg("--resume");
+    }
+    match stall {
+        Some(pattern) => cmd.env(saferlhf::core::fs::STALL_WRITE_ENV, pattern),
+        None => cmd.env_remove(saferlhf::core::fs::STALL_WRITE_ENV),
+    };
+    cmd.spawn().unwrap()
+}
+
+/// Waits until `ready` holds (or the child exits, or a minute passes), then SIGKILLs the child.
+/// Returns whether it was killed while still running.
+fn kill_when(child: &mut Child, ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if ready() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("the run neither reached the kill point nor exited");
+}
+
+fn complete_checkpoint(run: &Path, step: u64) -> bool {
+    run.join(format!("checkpoints/step-{step:08}/state.json"))
+        .is_file()
+}
+
+/// A checkpoint of `step` stalled in its temporary directory by the stall hook.
+fn stalled_checkpoint(run: &Path, step: u64) -> bool {
+    let prefix = format!(".tmp-step-{step:08}-");
+    std::fs::read_dir(run.join("checkpoints"))
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(&prefix)
+                    && e.path().join(saferlhf::core::fs::STALL_MARKER).exists()
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Runs `args` unbroken in `whole`, then in `broken` killed at: (1) right after the step-2
+/// checkpoint is complete, (2) inside the step-4 checkpoint write (everything written but the
+/// final rename), (3) inside a later step, and resumes until done; the final weights must match.
+fn check_kill_and_resume(tmp: &TempDir, args: fn(&str) -> Vec<String>, weights: &str) {
+    let whole = tmp.path("whole");
+    let out = Command::new(env!("CARGO_BIN_EXE_saferlhf"))
+        .current_dir(root())
+        .args(args(&whole))
+        .output()
+        .unwrap();
+    ok(&out);
+
+    let broken = tmp.path("broken");
+    let run = Path::new(&broken).to_path_buf();
+    let a = args(&broken);
+
+    // 1. After the step-2 checkpoint.
+    let mut child = spawn(&a, false, None);
+    assert!(kill_when(&mut child, || complete_checkpoint(&run, 2)));
+
+    // 2. In the middle of the step-4 checkpoint write.
+    let pattern = run.join("checkpoints/step-00000004").display().to_string();
+    let mut child = spawn(&a, true, Some(&pattern));
+    assert!(kill_when(&mut child, || stalled_checkpoint(&run, 4)));
+    assert!(
+        !complete_checkpoint(&run, 4),
+        "the stalled write must not be complete"
+    );
+    assert!(
+        complete_checkpoint(&run, 2),
+        "the previous checkpoint must be intact"
+    );
+
+    // 3. Somewhere after the step-4 checkpoint (mid-step), then run to the end.
+    let mut child = spawn(&a, true, None);
+    kill_when(&mut child, || complete_checkpoint(&run, 4));
+    let out = Command::new(env!("CARGO_BIN_EXE_saferlhf"))
+        .current_dir(root())
+        .args(&a)
+        .arg("--resume")
+        .env_remove(saferlhf::core::fs::STALL_WRITE_ENV)
+        .output()
+        .unwrap();
+    ok(&out);
+
+    let final_of = |dir: &str| Path::new(dir).join("final").join(weights);
+    let expected = safetensors_tensors(&final_of(&whole));
+    let got = safetensors_tensors(&final_of(&broken));
+    assert!(!expected.is_empty());
+    assert_eq!(
+        expected.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        got.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    for ((name, e), (_, g)) in expected.iter().zip(&got) {
+        assert!(
+            e == g,
+            "{name}: the killed-and-resumed run differs from the unbroken one"
+        );
+    }
+}
+
+#[test]
+fn a_killed_sft_run_resumes_to_the_unbroken_weights() {
+    let tmp = TempDir::new("kill-sft");
+    check_kill_and_resume(&tmp, sft_args, "model.safetensors");
+}
+
+#[test]
+fn a_killed_rl_run_resumes_to_the_unbroken_weights() {
+    let tmp = TempDir::new("kill-rl");
+    check_kill_and_resume(&tmp, rl_args, "model.safetensors");
+}
