@@ -119,12 +119,12 @@ if want ppo-lag || want repo; then
     fi
 fi
 
-# The policy an RL run ended with: final/, or the newest checkpoint's policy/ when it paused.
+# The policy an RL run ended with: final/, or the newest checkpoint's model/ when it paused.
 policy_of() {
     if [[ -d "$OUT/$1/final" ]]; then echo "$OUT/$1/final"; return; fi
     local d
     d=$(ls -d "$OUT/$1"/checkpoints/step-* 2>/dev/null | sort | tail -n 1)
-    [[ -n "$d" ]] && echo "$d/policy" || echo "$OUT/$1/final"
+    [[ -n "$d" ]] && echo "$d/model" || echo "$OUT/$1/final"
 }
 
 if want eval; then

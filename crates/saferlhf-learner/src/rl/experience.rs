@@ -19,21 +19,13 @@ use super::models::RlModels;
 use crate::error::{Result, TrainError};
 use crate::trainer::check_finite;
 
-/// One scored rollout, on the host.
+/// One scored rollout, on the host. Its batch layout (tokens, attention and action masks,
+/// shape, prompt width, response lengths) is a [`PaddedBatch`], reached through `Deref`
+/// (`exp.tokens`, `exp.mask`, `exp.batch`, ...).
 #[derive(Debug, Clone)]
 pub struct Experience {
-    /// Token ids `[batch, seq]` (left-padded prompts, right-padded responses).
-    pub tokens: Vec<i64>,
-    /// Real tokens `[batch, seq]`.
-    pub attention: Vec<bool>,
-    /// Action mask `[batch, width]` (`width = seq - 1`): true where token `t + 1` was generated.
-    pub mask: Vec<bool>,
-    /// Rows.
-    pub batch: usize,
-    /// Sequence length.
-    pub seq: usize,
-    /// Width of the left-padded prompt block.
-    pub prompt_len: usize,
+    /// Prompts and responses laid out as one batch.
+    pub layout: PaddedBatch,
     /// Log-probs of the policy that generated the batch.
     pub old_logprobs: TokenArray,
     /// Log-probs of the reference.
@@ -52,8 +44,6 @@ pub struct Experience {
     pub rewards: Vec<f32>,
     /// End scores of the cost model (empty without one).
     pub costs: Vec<f32>,
-    /// Response lengths in tokens.
-    pub lengths: Vec<usize>,
     /// Seconds spent generating.
     pub generation_seconds: f64,
 }
@@ -133,18 +123,10 @@ pub fn score(
 ) -> Result<Experience> {
     let eval_device = device.clone().without_autodiff();
     let policy = models.policy.valid();
-    let PaddedBatch {
-        tokens,
-        attention,
-        mask,
-        batch,
-        seq,
-        prompt_len,
-        lengths,
-    } = padded;
-    let width = seq - 1;
-    let tok = ints2(&tokens, [batch, seq], &eval_device);
-    let att = bools2(&attention, [batch, seq], &eval_device);
+    let (batch, seq) = (padded.batch, padded.seq);
+    let width = padded.width();
+    let tok = ints2(&padded.tokens, [batch, seq], &eval_device);
+    let att = bools2(&padded.attention, [batch, seq], &eval_device);
     let token_array = |t: Tensor<2>, what: &str| -> Result<TokenArray> {
         Ok(TokenArray::new(floats(t, what)?, batch, width))
     };
@@ -212,12 +194,7 @@ pub fn score(
         _ => None,
     };
     Ok(Experience {
-        tokens,
-        attention,
-        mask,
-        batch,
-        seq,
-        prompt_len,
+        layout: padded,
         old_logprobs,
         ref_logprobs,
         reward_values,
@@ -227,7 +204,14 @@ pub fn score(
         hidden,
         rewards,
         costs,
-        lengths,
         generation_seconds,
     })
+}
+
+impl std::ops::Deref for Experience {
+    type Target = PaddedBatch;
+
+    fn deref(&self) -> &PaddedBatch {
+        &self.layout
+    }
 }
