@@ -12,48 +12,39 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The SFT run: 12 steps, a checkpoint every 2.
-fn sft_args(dir: &str) -> Vec<String> {
-    [
-        "sft",
-        "--config",
-        "configs/tiny-sft.toml",
-        "--set",
-        &format!("run.dir={dir}"),
-        "--set",
-        "train.checkpoint_every=2",
-        "--set",
-        "train.keep_last=3",
-        "--set",
-        "run.progress=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// `command --config config`, with the run directory `dir`, a checkpoint every 2 steps and
+/// `extra` overrides.
+fn run_args(command: &str, config: &str, dir: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [command, "--config", config]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let sets = [
+        format!("run.dir={dir}"),
+        "train.checkpoint_every=2".into(),
+        "train.keep_last=3".into(),
+        "run.progress=false".into(),
+    ];
+    for set in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.push("--set".into());
+        args.push(set.to_string());
+    }
+    args
 }
 
-/// The RL run (RePO on random tiny models): 6 steps, a checkpoint every 2.
+/// The SFT run: 12 steps.
+fn sft_args(dir: &str) -> Vec<String> {
+    run_args("sft", "configs/tiny-sft.toml", dir, &[])
+}
+
+/// The RL run (RePO on random tiny models): 6 steps.
 fn rl_args(dir: &str) -> Vec<String> {
-    [
+    run_args(
         "rlhf",
-        "--config",
         "configs/tiny-rlhf.toml",
-        "--set",
-        &format!("run.dir={dir}"),
-        "--set",
-        "objective=\"repo\"",
-        "--set",
-        "train.steps=6",
-        "--set",
-        "train.checkpoint_every=2",
-        "--set",
-        "train.keep_last=3",
-        "--set",
-        "run.progress=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+        dir,
+        &["objective=\"repo\"", "train.steps=6"],
+    )
 }
 
 fn spawn(args: &[String], resume: bool, stall: Option<&str>) -> Child {

@@ -180,44 +180,68 @@ pub fn load_pairs(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Enc
         summary.per_source.push(pairs.len());
         all.extend(pairs);
     }
-    let (train, eval) = split_holdout_grouped(
+    let encode = |p: PreferencePair, summary: &mut DataSummary| -> Result<Option<EncodedPair>> {
+        let e = encoder.encode_pair(
+            &p.prompt,
+            &p.chosen,
+            &p.rejected,
+            p.chosen_safe,
+            p.rejected_safe,
+        )?;
+        if e.chosen.tokens == e.rejected.tokens {
+            summary.dropped_identical += 1;
+            return Ok(None);
+        }
+        summary.truncated += usize::from(e.chosen.truncated) + usize::from(e.rejected.truncated);
+        Ok(Some(e))
+    };
+    let fingerprint = |h: &mut Fingerprint, p: &EncodedPair| {
+        h.tokens(&p.chosen.tokens);
+        h.tokens(&p.rejected.tokens);
+        h.label(p.chosen_safe);
+        h.label(p.rejected_safe);
+    };
+    finish_dataset(
+        config,
         all,
-        config.data.eval_fraction,
-        config.run.seed,
-        |p: &PreferencePair| p.prompt.as_str(),
-    )?;
-    let encode = |pairs: Vec<PreferencePair>, summary: &mut DataSummary| -> Result<Vec<_>> {
-        let mut out = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            let e = encoder.encode_pair(
-                &p.prompt,
-                &p.chosen,
-                &p.rejected,
-                p.chosen_safe,
-                p.rejected_safe,
-            )?;
-            if e.chosen.tokens == e.rejected.tokens {
-                summary.dropped_identical += 1;
-                continue;
+        summary,
+        |p| p.prompt.as_str(),
+        encode,
+        fingerprint,
+    )
+}
+
+/// Splits `all` by prompt (`prompt_of`), encodes both halves (`encode` may drop an example),
+/// caps the held-out half at `data.eval_limit`, fingerprints the training half and checks the
+/// sizes: the common end of every loader.
+fn finish_dataset<T, E>(
+    config: &TrainConfig,
+    all: Vec<T>,
+    mut summary: DataSummary,
+    prompt_of: impl Fn(&T) -> &str,
+    encode: impl Fn(T, &mut DataSummary) -> Result<Option<E>>,
+    fingerprint: impl Fn(&mut Fingerprint, &E),
+) -> Result<Dataset<E>> {
+    let (train, eval) =
+        split_holdout_grouped(all, config.data.eval_fraction, config.run.seed, prompt_of)?;
+    let encode_all = |xs: Vec<T>, summary: &mut DataSummary| -> Result<Vec<E>> {
+        let mut out = Vec::with_capacity(xs.len());
+        for x in xs {
+            if let Some(e) = encode(x, summary)? {
+                out.push(e);
             }
-            summary.truncated +=
-                usize::from(e.chosen.truncated) + usize::from(e.rejected.truncated);
-            out.push(e);
         }
         Ok(out)
     };
-    let train = encode(train, &mut summary)?;
-    let mut eval = encode(eval, &mut summary)?;
+    let train = encode_all(train, &mut summary)?;
+    let mut eval = encode_all(eval, &mut summary)?;
     summary.eval_total = eval.len();
     if let Some(limit) = config.data.eval_limit {
         eval = spread(eval, limit);
     }
     let mut h = Fingerprint::new();
-    for p in &train {
-        h.tokens(&p.chosen.tokens);
-        h.tokens(&p.rejected.tokens);
-        h.label(p.chosen_safe);
-        h.label(p.rejected_safe);
+    for e in &train {
+        fingerprint(&mut h, e);
     }
     summary.train = train.len();
     summary.eval = eval.len();
@@ -258,41 +282,23 @@ pub fn load_sft_examples(config: &TrainConfig, encoder: &Encoder) -> Result<Data
         summary.per_source.push(examples.len());
         all.extend(examples);
     }
-    let (train, eval) = split_holdout_grouped(
-        all,
-        config.data.eval_fraction,
-        config.run.seed,
-        |e: &SftExample| e.prompt.as_str(),
-    )?;
-    let encode = |xs: Vec<SftExample>, summary: &mut DataSummary| -> Result<Vec<Encoded>> {
-        let mut out = Vec::with_capacity(xs.len());
-        for x in xs {
-            let e = encoder.encode(&x.prompt, &x.response, EndToken::UnlessTruncated)?;
-            summary.truncated += usize::from(e.truncated);
-            out.push(e);
-        }
-        Ok(out)
+    let encode = |x: SftExample, summary: &mut DataSummary| -> Result<Option<Encoded>> {
+        let e = encoder.encode(&x.prompt, &x.response, EndToken::UnlessTruncated)?;
+        summary.truncated += usize::from(e.truncated);
+        Ok(Some(e))
     };
-    let train = encode(train, &mut summary)?;
-    let mut eval = encode(eval, &mut summary)?;
-    summary.eval_total = eval.len();
-    if let Some(limit) = config.data.eval_limit {
-        eval = spread(eval, limit);
-    }
-    let mut h = Fingerprint::new();
-    for e in &train {
+    let fingerprint = |h: &mut Fingerprint, e: &Encoded| {
         h.tokens(&e.tokens);
         h.value(e.prompt_len as u64);
-    }
-    summary.train = train.len();
-    summary.eval = eval.len();
-    summary.fingerprint = h.finish();
-    check_sizes(&summary)?;
-    Ok(Dataset {
-        train,
-        eval,
+    };
+    finish_dataset(
+        config,
+        all,
         summary,
-    })
+        |e| e.prompt.as_str(),
+        encode,
+        fingerprint,
+    )
 }
 
 /// At most `limit` items of `items`, evenly spread (item `floor(i * n / limit)` for each i), in

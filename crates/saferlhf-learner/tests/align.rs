@@ -3,8 +3,12 @@
 //! stage-1 model as its reference, P-SACPO merging is exact at its endpoints and the mean at
 //! q = 0.5, and bad `[dpo]` / `[sacpo]` values name their key.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::{TempDir, root};
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
@@ -22,27 +26,6 @@ use saferlhf_learner::{TaskKind, TrainConfig, TrainOptions};
 use saferlhf_model::LlamaForCausalLM;
 use saferlhf_model::tokenizer::ChatTemplate;
 use saferlhf_model::weights::{load_hf_dir, save_hf_dir};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("saferlhf-align-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn tiny(seed: u64, device: &Device) -> LlamaForCausalLM {
     seeded_init(
@@ -167,7 +150,7 @@ fn tiny_sacpo(run: &Path, extra: &[&str]) -> TrainConfig {
 
 #[test]
 fn sacpo_stage_two_uses_beta_over_lambda_and_the_stage_one_model_as_reference() {
-    let tmp = TempDir::new("sacpo");
+    let tmp = TempDir::named("align", "sacpo");
     let run = tmp.0.join("run");
     let config = tiny_sacpo(&run, &[]);
     let device = Device::flex();
@@ -256,7 +239,7 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 
 #[test]
 fn merge_is_exact_at_the_ends_and_the_mean_at_one_half() {
-    let tmp = TempDir::new("merge");
+    let tmp = TempDir::named("align", "merge");
     let device = Device::flex();
     let (a, b) = (tmp.0.join("a"), tmp.0.join("b"));
     save_hf_dir(&tiny(1, &device), &tiny_llama_config(), &a).unwrap();

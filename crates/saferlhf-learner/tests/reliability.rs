@@ -2,6 +2,8 @@
 //! and named, a stale lock is taken over), and a failed checkpoint write that leaves the
 //! previous checkpoint intact, names the file and lets the run resume.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -9,10 +11,11 @@ use saferlhf_learner::checkpoint::{FINAL_DIR, list_checkpoints};
 use saferlhf_learner::{Resume, TaskKind, TrainConfig, TrainOptions, train};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("saferlhf-rel-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    // Kept (not removed on drop): each test removes it at its end.
+    let dir = common::TempDir::named("rel", name);
+    let path = dir.0.clone();
+    std::mem::forget(dir);
+    path
 }
 
 /// A few SFT examples and a 3-step tiny SFT run that checkpoints every step.
@@ -117,5 +120,94 @@ fn a_failed_checkpoint_write_keeps_the_previous_one_and_names_the_file() {
     };
     let summary = train(&config, &Device::flex(), &options).unwrap();
     assert!(summary.finished && summary.step == 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PPO with a reward that turns NaN from the second RL step on (a stand-in for a reward model
+/// that diverges).
+struct NanFromStep2 {
+    inner: Box<dyn saferlhf_learner::objectives::OnlineObjective>,
+    step: u64,
+}
+
+impl saferlhf_learner::objectives::OnlineObjective for NanFromStep2 {
+    fn name(&self) -> &'static str {
+        "nan_from_step_2"
+    }
+    fn uses_cost(&self) -> bool {
+        false
+    }
+    fn observe(&mut self, step: u64, rewards: &[f32], costs: &[f32]) {
+        self.step = step;
+        self.inner.observe(step, rewards, costs);
+    }
+    fn terminal_scores(&self, rewards: &[f32], costs: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (mut r, c) = self.inner.terminal_scores(rewards, costs);
+        if self.step >= 1 {
+            r.iter_mut().for_each(|x| *x = f32::NAN);
+        }
+        (r, c)
+    }
+    fn advantage_weights(
+        &self,
+        rewards: &[f32],
+        costs: &[f32],
+    ) -> saferlhf_learner::objectives::AdvantageWeights {
+        self.inner.advantage_weights(rewards, costs)
+    }
+}
+
+#[test]
+fn a_non_finite_rl_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    use saferlhf_learner::rl::{RlConfig, train_rl_with};
+    let dir = temp_dir("nan-rl");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = dir.join("run");
+    let config = RlConfig::load(
+        &root.join("configs/tiny-rlhf.toml"),
+        &[
+            "objective=\"ppo\"".into(),
+            format!(
+                "data.sources.0.path=\"{}\"",
+                root.join("tests/fixtures/tiny-prompts.txt").display()
+            ),
+            format!("run.dir=\"{}\"", run.display()),
+            "run.progress=false".into(),
+            "train.steps=3".into(),
+            "train.checkpoint_every=1".into(),
+        ],
+    )
+    .unwrap();
+    let objective = Box::new(NanFromStep2 {
+        inner: saferlhf_learner::objectives::build_online(
+            config.objective,
+            &config.lagrange,
+            &config.repo,
+        ),
+        step: 0,
+    });
+    let err = train_rl_with(
+        &config,
+        objective,
+        &Device::flex(),
+        &TrainOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("step 2") && err.contains("not finite"),
+        "{err}"
+    );
+    let kept: Vec<u64> = list_checkpoints(&run)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(kept, vec![1], "the step-1 checkpoint is the last good one");
+    assert!(!run.join(FINAL_DIR).exists());
+    assert!(
+        !run.join(".lock").exists(),
+        "the lock is released on the error"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

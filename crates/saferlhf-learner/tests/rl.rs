@@ -2,7 +2,9 @@
 //! updates lowering their losses on a fixed rollout for every objective, and micro-batching
 //! giving the same update as one full batch.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::root;
 
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
@@ -16,10 +18,6 @@ use saferlhf_learner::rl::{
     total_optimizer_steps, update,
 };
 use saferlhf_learner::schedule::LrSchedule;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn tiny_config(objective: &str) -> RlConfig {
     let prompts = root().join("tests/fixtures/tiny-prompts.txt");

@@ -2,30 +2,17 @@
 //! resume for all three tasks, config errors that name their key, crash leftovers, and a cost
 //! model on the real HH-RLHF harmless data when it is present.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use common::TempDir;
 
 use burn::tensor::Device;
 use saferlhf_learner::checkpoint::{CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE, list_checkpoints};
 use saferlhf_learner::rng::SplitMix64;
 use saferlhf_learner::{Resume, TaskKind, TrainConfig, TrainError, TrainOptions, train};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("saferlhf-train-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const WORDS: [&str; 12] = [
     "apple", "river", "stone", "cloud", "green", "quiet", "light", "table", "sun", "bird", "road",
@@ -124,7 +111,7 @@ fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn reward_model_learns_a_rule_to_high_held_out_accuracy() {
-    let tmp = TempDir::new("rule");
+    let tmp = TempDir::named("train", "rule");
     let data = tmp.0.join("pairs.jsonl");
     write_rule_pairs(&data, 300, 1);
     let run = tmp.0.join("run");
@@ -196,7 +183,7 @@ fn reward_model_learns_a_rule_to_high_held_out_accuracy() {
 /// Trains `steps` straight, and `stop` steps + resume to `steps`, and checks the final weights
 /// are bit-identical. Also plants a leftover temporary checkpoint directory before resuming.
 fn resume_is_exact(task: TaskKind, extra: &str) {
-    let tmp = TempDir::new(&format!("resume-{task}"));
+    let tmp = TempDir::named("train", &format!("resume-{task}"));
     let data = tmp.0.join("data.jsonl");
     if task == TaskKind::Sft {
         write_sft(&data, 40);
@@ -300,7 +287,7 @@ fn sft_resume_is_bit_exact() {
 
 #[test]
 fn resume_refuses_a_changed_config_and_a_corrupt_checkpoint() {
-    let tmp = TempDir::new("refuse");
+    let tmp = TempDir::named("train", "refuse");
     let data = tmp.0.join("data.jsonl");
     write_rule_pairs(&data, 40, 4);
     let run = tmp.0.join("run");
@@ -428,7 +415,7 @@ fn config_errors_name_the_key() {
 
 #[test]
 fn offset_and_limit_cut_a_source_into_disjoint_parts() {
-    let tmp = TempDir::new("offset");
+    let tmp = TempDir::named("train", "offset");
     let data = tmp.0.join("pairs.jsonl");
     write_rule_pairs(&data, 50, 5);
     // The same file twice: pairs 0..20, then pairs 20..50 (offset past the end would give 0).
@@ -490,7 +477,7 @@ fn hh_harmless() -> Option<PathBuf> {
 #[test]
 fn tiny_cost_model_trains_on_hh_rlhf_harmless() {
     let Some(hh) = hh_harmless() else { return };
-    let tmp = TempDir::new("hh");
+    let tmp = TempDir::named("train", "hh");
     let text = format!(
         r#"
         task = "cost"
@@ -542,7 +529,7 @@ fn smollm2_tokenizer_survives_the_model_directory_round_trip() {
         );
         return;
     }
-    let tmp = TempDir::new("tokenizer");
+    let tmp = TempDir::named("train", "tokenizer");
     let model = saferlhf_learner::config::ModelConfig {
         init: Some(gguf),
         ..Default::default()

@@ -139,28 +139,26 @@ pub fn score(
         "reference log-probs",
     )?;
     let positions = positions_from_mask(att.clone());
-    let reward_hidden =
-        models
-            .reward
+    // A score model's end scores and the hidden states they were read from.
+    let score_with = |hidden: Tensor<3>, end_scores: Tensor<1>, what: &str| {
+        floats(end_scores, what).map(|scores| (scores, hidden))
+    };
+    let (rewards, reward_hidden) = {
+        let reward = &models.reward;
+        let h = reward
             .backbone
             .forward_hidden(tok.clone(), positions.clone(), att.clone(), None);
+        let end = reward.score_hidden(h.clone(), att.clone()).end_scores;
+        score_with(h, end, "reward scores")?
+    };
     let hidden = reward_hidden.dims()[2];
-    let rewards = floats(
-        models
-            .reward
-            .score_hidden(reward_hidden.clone(), att.clone())
-            .end_scores,
-        "reward scores",
-    )?;
     let (costs, cost_hidden) = match &models.cost {
         Some(cost) => {
             let h = cost
                 .backbone
                 .forward_hidden(tok.clone(), positions, att.clone(), None);
-            let c = floats(
-                cost.score_hidden(h.clone(), att.clone()).end_scores,
-                "cost scores",
-            )?;
+            let end = cost.score_hidden(h.clone(), att.clone()).end_scores;
+            let (c, h) = score_with(h, end, "cost scores")?;
             (c, Some(h))
         }
         None => (Vec::new(), None),
