@@ -1,7 +1,7 @@
 //! Crash safety of real runs: `saferlhf sft` and `saferlhf rlhf` are killed with SIGKILL at
-//! several points (after a checkpoint, in the middle of a step, and in the middle of a
-//! checkpoint write), resumed with `--resume` until they finish, and must end with exactly the
-//! tensors of an unbroken run. Tensors are compared by name and bytes (the safetensors header's
+//! several points (twice in the middle of a checkpoint write, held there by the
+//! `SAFERLHF_STALL_WRITE` test hook, and once mid-step), resumed with `--resume` until they
+//! finish, and must end with exactly the tensors of an unbroken run. Tensors are compared by name and bytes (the safetensors header's
 //! metadata order is not stable).
 
 mod common;
@@ -99,10 +99,17 @@ fn stalled_checkpoint(run: &Path, step: u64) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `args` unbroken in `whole`, then in `broken` killed at: (1) right after the step-2
-/// checkpoint is complete, (2) inside the step-4 checkpoint write (everything written but the
-/// final rename), (3) inside a later step, and resumes until done; the final weights must match.
-fn check_kill_and_resume(tmp: &TempDir, args: fn(&str) -> Vec<String>, weights: &str) {
+/// Runs `args` unbroken in `whole`, then in `broken`: (1) killed inside the checkpoint write
+/// of step `stalls[0]` (every file written but the final rename; the step-2 checkpoint before
+/// it complete), (2) resumed and killed inside the write of step `stalls[1]`, (3) resumed and
+/// killed mid-step once the `stalls[1]` checkpoint is complete (best effort: a fast run may
+/// finish first), (4) resumed to the end. The final weights must match the unbroken run's.
+fn check_kill_and_resume(
+    tmp: &TempDir,
+    args: fn(&str) -> Vec<String>,
+    weights: &str,
+    stalls: [u64; 2],
+) {
     let whole = tmp.path("whole");
     let out = Command::new(env!("CARGO_BIN_EXE_saferlhf"))
         .current_dir(root())
@@ -114,27 +121,39 @@ fn check_kill_and_resume(tmp: &TempDir, args: fn(&str) -> Vec<String>, weights: 
     let broken = tmp.path("broken");
     let run = Path::new(&broken).to_path_buf();
     let a = args(&broken);
+    let stall_at = |step: u64| {
+        run.join(format!("checkpoints/step-{step:08}"))
+            .display()
+            .to_string()
+    };
 
-    // 1. After the step-2 checkpoint.
-    let mut child = spawn(&a, false, None);
-    assert!(kill_when(&mut child, || complete_checkpoint(&run, 2)));
-
-    // 2. In the middle of the step-4 checkpoint write.
-    let pattern = run.join("checkpoints/step-00000004").display().to_string();
-    let mut child = spawn(&a, true, Some(&pattern));
-    assert!(kill_when(&mut child, || stalled_checkpoint(&run, 4)));
+    // 1. Inside the first stalled checkpoint write.
+    let mut child = spawn(&a, false, Some(&stall_at(stalls[0])));
+    assert!(kill_when(&mut child, || stalled_checkpoint(
+        &run, stalls[0]
+    )));
     assert!(
-        !complete_checkpoint(&run, 4),
-        "the stalled write must not be complete"
+        !complete_checkpoint(&run, stalls[0]),
+        "the stalled write is not complete"
     );
     assert!(
         complete_checkpoint(&run, 2),
-        "the previous checkpoint must be intact"
+        "the previous checkpoint is intact"
     );
 
-    // 3. Somewhere after the step-4 checkpoint (mid-step), then run to the end.
+    // 2. Resumed, then killed inside the second stalled write.
+    let mut child = spawn(&a, true, Some(&stall_at(stalls[1])));
+    assert!(kill_when(&mut child, || stalled_checkpoint(
+        &run, stalls[1]
+    )));
+    assert!(complete_checkpoint(&run, stalls[0]));
+    assert!(!complete_checkpoint(&run, stalls[1]));
+
+    // 3. Resumed, then killed mid-step after the next checkpoint (if it is still running).
     let mut child = spawn(&a, true, None);
-    kill_when(&mut child, || complete_checkpoint(&run, 4));
+    kill_when(&mut child, || complete_checkpoint(&run, stalls[1]));
+
+    // 4. Resumed to the end.
     let out = Command::new(env!("CARGO_BIN_EXE_saferlhf"))
         .current_dir(root())
         .args(&a)
@@ -163,11 +182,11 @@ fn check_kill_and_resume(tmp: &TempDir, args: fn(&str) -> Vec<String>, weights: 
 #[test]
 fn a_killed_sft_run_resumes_to_the_unbroken_weights() {
     let tmp = TempDir::new("kill-sft");
-    check_kill_and_resume(&tmp, sft_args, "model.safetensors");
+    check_kill_and_resume(&tmp, sft_args, "model.safetensors", [4, 8]);
 }
 
 #[test]
 fn a_killed_rl_run_resumes_to_the_unbroken_weights() {
     let tmp = TempDir::new("kill-rl");
-    check_kill_and_resume(&tmp, rl_args, "model.safetensors");
+    check_kill_and_resume(&tmp, rl_args, "model.safetensors", [4, 6]);
 }
