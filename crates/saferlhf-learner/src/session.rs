@@ -68,10 +68,16 @@ pub struct TrainOptions {
 
 /// What the lifecycle needs of a run's config.
 pub trait SessionConfig: Sized {
-    /// The run directory.
-    fn run_dir(&self) -> &Path;
-    /// Whether to draw a progress bar.
-    fn progress(&self) -> bool;
+    /// The `[run]` section.
+    fn run(&self) -> &crate::config::RunConfig;
+    /// The run directory (`run.dir`).
+    fn run_dir(&self) -> &Path {
+        &self.run().dir
+    }
+    /// Whether to draw a progress bar (`run.progress`).
+    fn progress(&self) -> bool {
+        self.run().progress
+    }
     /// Periodic checkpoint cadence in steps (0: only at the end).
     fn checkpoint_every(&self) -> u64;
     /// How many complete checkpoints to keep.

@@ -152,11 +152,8 @@ pub(crate) fn build_optimizer<M: Module>(config: &OptimConfig, model: &M) -> Mod
 }
 
 impl SessionConfig for TrainConfig {
-    fn run_dir(&self) -> &std::path::Path {
-        &self.run.dir
-    }
-    fn progress(&self) -> bool {
-        self.run.progress
+    fn run(&self) -> &crate::config::RunConfig {
+        &self.run
     }
     fn checkpoint_every(&self) -> u64 {
         self.train.checkpoint_every

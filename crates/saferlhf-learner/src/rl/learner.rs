@@ -89,11 +89,8 @@ pub struct RlSummary {
 }
 
 impl SessionConfig for RlConfig {
-    fn run_dir(&self) -> &Path {
-        &self.run.dir
-    }
-    fn progress(&self) -> bool {
-        self.run.progress
+    fn run(&self) -> &crate::config::RunConfig {
+        &self.run
     }
     fn checkpoint_every(&self) -> u64 {
         self.train.checkpoint_every
