@@ -1132,7 +1132,7 @@ impl CompensationReport {
         o.push_str(
             "Exact optima of the three constrained problems on the tasks (threshold 0), averaged \
              over the seeds' tasks. `per_topic` is what a prompt-conditioned policy can do; \
-             `per_kind` is the §8 bandit.\n\n",
+             `per_kind` is the per-kind bandit.\n\n",
         );
         o.push_str(&self.optima_table());
         let _ = writeln!(o, "\n{}\n", BENCH_SECTIONS[3]);

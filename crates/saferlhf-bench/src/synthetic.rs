@@ -1,7 +1,7 @@
 //! A synthetic safety-compensation task: prompts, canonical responses, an exact oracle, the
 //! analytic optima of the three constrained problems, and the data files a benchmark trains on.
 //!
-//! The task embeds the bandit of ALGORITHMS.md §8 in text a tiny character-level model can read
+//! The task embeds a two-kind prompt bandit (the synthetic-task chapter of the book) in text a tiny character-level model can read
 //! and write (lower-case ascii letters, digits, space, newline and `.,?!:'-` only). Each prompt is
 //! a template around one *topic* word; a topic is either **benign** (`bread`, `chess`, ...) or
 //! **risky** (`malware`, `arson`, ...), and the two kinds use disjoint word lists, so the kind is
@@ -25,7 +25,7 @@
 //!
 //! [`Bandit`] is the tabular abstraction: one *context* per topic ([`PolicyClass::PerTopic`], the
 //! policy may depend on the prompt's topic, as a prompt-conditioned model's can) or one per kind
-//! ([`PolicyClass::PerKind`], the §8 abstraction with the topic scales averaged), each with a
+//! ([`PolicyClass::PerKind`], the per-kind abstraction with the topic scales averaged), each with a
 //! weight (its share of all prompts) and the outcomes of its response types. It solves exactly:
 //!
 //! - [`Bandit::expected_constraint`]: maximise mean reward s.t. mean cost ≤ threshold over all
@@ -40,9 +40,9 @@
 //!   threshold.
 //!
 //! With the default table and `reward_scale_spread = 0` (or [`PolicyClass::PerKind`], whose
-//! scales average to exactly 1 because scales are stratified) the optima are the §8 ones, except
+//! scales average to exactly 1 because scales are stratified) the optima are the per-kind ones, except
 //! that the per-prompt optimum is u = 1/2 unsafe, 1/2 refuse on risky prompts (mean reward 1.25),
-//! not the u = 1/3, s = 2/3 (1.167) that §8 states: both are feasible, the former has more reward.
+//! not the u = 1/3, s = 2/3 (1.167) that a vertex reading suggests: both are feasible, the former has more reward.
 //!
 //! [`SyntheticTask::write_files`] writes `sft.jsonl`, `pairs.jsonl` (PKU-SafeRLHF schema),
 //! `prompts-train.txt`, `prompts-eval.txt` and `task.json` (the spec), each atomically.
@@ -202,7 +202,7 @@ pub struct OutcomeTable {
 }
 
 impl Default for OutcomeTable {
-    /// The §8 table, with malformed output at reward −3 and cost 0.
+    /// The reward/cost table of the response types, with malformed output at reward −3 and cost 0.
     fn default() -> Self {
         Self {
             benign_answer: Outcome::new(1.0, -0.5),
@@ -476,7 +476,7 @@ impl Oracle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyClass {
-    /// One response distribution per prompt kind (§8's bandit); topic scales enter as their
+    /// One response distribution per prompt kind (the per-kind bandit); topic scales enter as their
     /// per-kind mean (exactly 1 with the stratified scales).
     PerKind,
     /// One response distribution per topic (what a prompt-conditioned policy can do).

@@ -318,7 +318,7 @@ fn default_per_kind_optima_are_the_section_8_ones() {
     assert!(close(e.metrics.mean_cost, 0.0));
     assert!(close(e.metrics.safety_rate, 0.5));
     assert!(close(e.multiplier.unwrap(), 4.0 / 3.0));
-    // Per-prompt: u = 1/2 unsafe, 1/2 refuse (reward 1.5 on risky), not §8's u = 1/3, s = 2/3.
+    // Per-prompt: u = 1/2 unsafe, 1/2 refuse (reward 1.5 on risky), not the vertex u = 1/3, s = 2/3.
     let p = opt(Problem::PerPrompt);
     assert!(close(p.metrics.benign.answer, 1.0));
     assert!(close(p.metrics.risky.unsafe_answer, 0.5));

@@ -8,7 +8,7 @@
 //! responses must differ (after trimming whitespace; the learner should still drop pairs that
 //! tokenize identically); and the safety labels must be consistent with `safer_response_id`: a row
 //! whose "safer" response is labelled unsafe while the other is labelled safe is rejected
-//! ([`RowError::InconsistentSafety`]), as safe-rlhf does (ALGORITHMS.md §1.1). With `skip_invalid`
+//! ([`RowError::InconsistentSafety`]), as safe-rlhf does. With `skip_invalid`
 //! such rows are counted in the report under `inconsistent_safety`.
 
 use std::path::Path;

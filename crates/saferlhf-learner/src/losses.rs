@@ -1,7 +1,7 @@
 //! Losses of the supervised stages (reward model, cost model, SFT) and the masked mean the
 //! PPO family shares, on burn tensors; all of them work on autodiff devices.
 //!
-//! Formulas follow ALGORITHMS.md §3.2-3.3 (safe-rlhf's `sequence-wise` loss) and §1.7. Scores
+//! Formulas follow Safe RLHF (Dai et al., arXiv 2310.12773) and safe-rlhf's `sequence-wise` loss. Scores
 //! are the *end scores* of a [`ScoreModel`](saferlhf_model::ScoreModel): the score at the last
 //! real token of each response. The cost sign convention (C > 0 unsafe) is taken from
 //! [`saferlhf_model::Cost`], never restated here.
@@ -11,7 +11,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use saferlhf_model::Cost;
 use saferlhf_model::model::gather_logprobs;
 
-/// Default coefficient η of the L2 term on scores (safe-rlhf's `--regularization`, §3.3).
+/// Default coefficient η of the L2 term on scores (safe-rlhf's `--regularization`).
 pub const DEFAULT_REGULARIZATION: f64 = 0.001;
 
 /// Numerically stable `-log σ(x)` = softplus(-x), element-wise: burn's `log_sigmoid` (the
@@ -31,7 +31,7 @@ pub fn score_l2(a: Tensor<1>, b: Tensor<1>) -> Tensor<1> {
     Tensor::cat(vec![a, b], 0).square().mean()
 }
 
-/// Bradley-Terry reward-model loss (§3.2), shape `[1]`:
+/// Bradley-Terry reward-model loss, shape `[1]`:
 ///
 /// `L = mean_i[ -log σ(r_w,i - r_l,i) ] + η · mean(stack([r_w, r_l])²)`
 ///
@@ -136,7 +136,7 @@ impl SafetyLabels {
     }
 }
 
-/// Cost-model loss (§3.3), shape `[1]`. With end costs c_s (`safer`) and c_u (`less_safe`) `[N]`
+/// Cost-model loss (Safe RLHF), shape `[1]`. With end costs c_s (`safer`) and c_u (`less_safe`) `[N]`
 /// and target signs s = +1 unsafe / -1 safe ([`SafetyLabels`]; k = 1 where labelled, else 0):
 ///
 /// ```text
@@ -212,7 +212,7 @@ pub fn sft_loss(
     token_nll(logits, tokens, loss_mask).sum() / count
 }
 
-/// Per-sequence mean over valid tokens, then mean over the batch (DESIGN §6, ALGORITHMS §1.7),
+/// Per-sequence mean over valid tokens, then mean over the batch (as safe-rlhf averages),
 /// shape `[1]`:
 ///
 /// `masked_mean(x, m) = mean_{b : n_b > 0} ( Σ_t m[b,t] · x[b,t] / n_b )`, `n_b = Σ_t m[b,t]`.

@@ -1,4 +1,4 @@
-//! P-SACPO: linear merging of two policies' weights (ALGORITHMS.md §4.2, mergekit's `linear`).
+//! P-SACPO: linear merging of two policies' weights (P-SACPO, Wachi et al. 2024; mergekit's `linear`).
 //!
 //! ```text
 //! θ_q = (1 - q) · θ_a + q · θ_b,   q ∈ [0, 1]

@@ -9,8 +9,8 @@
 //! *steps* that resumes bit-exactly mid-epoch (data position, shuffle seed, scheduler step),
 //! written so that a crash mid-write leaves the previous one intact, with Hugging Face-named
 //! weights that other tools read, a held-out evaluation every N steps, and one JSONL line per
-//! optimizer step. So the loop is written here directly on burn-optim (as DESIGN §2 also asks
-//! for the RL loop): [`burn::optim::AdamW`] through `ModuleOptimizer` (its `OptimizerRecord`
+//! optimizer step. So the loop is written here directly on burn-optim (as the RL loop is
+//! too): [`burn::optim::AdamW`] through `ModuleOptimizer` (its `OptimizerRecord`
 //! is saved as burnpack), `GradientsAccumulator` for gradient accumulation, our own global-norm
 //! clipping ([`crate::params::clip_global_norm`]; burn's `GradientClipping::Norm` clips each
 //! tensor separately), a closed-form schedule ([`crate::schedule`]) and

@@ -9,7 +9,7 @@
 //! type, so a reward model cannot be passed where a cost model is expected, and the cost sign
 //! convention exists only on the cost kind:
 //!
-//! * **C > 0 means unsafe, C <= 0 means safe** (DESIGN §6, ALGORITHMS §1.2). The convention is
+//! * **C > 0 means unsafe, C <= 0 means safe** (Safe RLHF's convention). The convention is
 //!   written once, in [`Cost::is_unsafe`] / [`Cost::is_safe`] / [`Cost::target_sign`]; the
 //!   cost loss, metrics and safety rate all go through these.
 //! * [`ScoreOutput<Cost>`] (what [`CostModel::forward`] returns) has
@@ -27,7 +27,7 @@
 //! `ScoreModelMixin` reads: `architectures = ["LlamaForScore"]`, `score_type` (`reward`, `cost`,
 //! `critic`), `score_dim = 1` and `bias = true`. Hugging Face's
 //! `LlamaForSequenceClassification` names its head `score.weight` and has no bias; we keep a
-//! bias (ALGORITHMS §1.2: initialised to 0), hence safe-rlhf's names. A safe-rlhf directory
+//! bias (initialised to 0), hence safe-rlhf's names. A safe-rlhf directory
 //! saved with `bias = false` (its default) loads too: the bias then stays 0.
 //!
 //! In memory the backbone is a [`LlamaForCausalLM`] without output projection (`lm_head` is
@@ -300,7 +300,7 @@ impl<K: ScoreType> ScoreModel<K> {
     }
 
     /// A copy with the same weights (fresh parameter identities) of another kind; used to start
-    /// a critic from a trained reward or cost model (ALGORITHMS §3.9 item 6: critics start with
+    /// a critic from a trained reward or cost model (as in safe-rlhf, critics start with
     /// the score model's head too).
     fn retyped<T: ScoreType>(&self) -> ScoreModel<T> {
         let copy = self.clone().map(&mut FreshCopy);

@@ -26,7 +26,7 @@ pub const LR: f64 = 2e-5;
 pub const WEIGHT_DECAY: f64 = 0.1;
 /// `optim.beta1`.
 pub const BETA1: f64 = 0.9;
-/// `optim.beta2` (0.95 as safe-rlhf, §1.9).
+/// `optim.beta2` (0.95 as safe-rlhf).
 pub const BETA2: f64 = 0.95;
 /// `optim.eps`.
 pub const EPS: f64 = 1e-8;
@@ -52,10 +52,10 @@ pub const EVAL_BATCH_SIZE: usize = 16;
 pub const CHECKPOINT_EVERY: u64 = 100;
 /// `train.keep_last`: checkpoints kept (older ones are deleted).
 pub const KEEP_LAST: usize = 2;
-/// `loss.regularization`: η of the L2 term on scores (§3.2).
+/// `loss.regularization`: η of the L2 term on scores (safe-rlhf).
 pub const REGULARIZATION: f64 = 0.001;
 /// `dpo.beta` and `sacpo.beta`: β of the DPO loss (safe-rlhf's DPO and SACPO's helpfulness
-/// stage, §3.7 and §4.2).
+/// stage).
 pub const DPO_BETA: f64 = 0.1;
 /// `sacpo.lambda`: the safety stage uses β/λ (the paper's most conservative setting, β/λ =
 /// 0.01, is λ = 10 with β = 0.1; λ = 1 reuses β).

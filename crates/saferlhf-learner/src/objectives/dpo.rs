@@ -1,5 +1,5 @@
 //! Direct Preference Optimization (Rafailov et al., 2023): the sigmoid pair loss against a
-//! frozen reference, as TRL and safe-rlhf compute it (ALGORITHMS.md §3.7, §4.2).
+//! frozen reference, as TRL and safe-rlhf compute it (Rafailov et al., arXiv 2305.18290).
 //!
 //! For a prompt x with a chosen response y_w and a rejected one y_l, the *implicit reward* of a
 //! response is `r(y) = β · (log π_θ(y|x) - log π_ref(y|x))`, and

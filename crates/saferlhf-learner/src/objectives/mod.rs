@@ -1,6 +1,6 @@
 //! The objective plugins: what distinguishes PPO, PPO-Lagrangian, RePO, reward shaping, DPO and
 //! SACPO, behind two small traits, so that a new method is a new file and not a fork of the
-//! learner (DESIGN.md §5, ALGORITHMS.md §5.1).
+//! learner (see `ARCHITECTURE.md` and the book chapter "Write your own objective").
 //!
 //! # Online objectives ([`OnlineObjective`])
 //!

@@ -2,7 +2,7 @@
 //!
 //! Two implementations behind one [`Multiplier`] type:
 //!
-//! * [`LogLagrange`] (safe-rlhf, ALGORITHMS.md §3.5): `log λ` is a scalar trained by plain SGD
+//! * [`LogLagrange`] (safe-rlhf): `log λ` is a scalar trained by plain SGD
 //!   on the loss `-(J - threshold) · λ`, which gives the multiplicative step
 //!   `log λ ← log λ + lr · λ · (J - threshold)`, then `λ ≤ max`. `J` is the mean of a FIFO
 //!   window of the most recent per-sample signals (costs for PPO-Lag, rectified violations
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
-/// `[lagrange]`: the multiplier's settings (ALGORITHMS.md §3.6 defaults).
+/// `[lagrange]`: the multiplier's settings (defaults: safe-rlhf's `ppo-lag.sh`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LagrangeConfig {

@@ -1,12 +1,12 @@
-//! PPO-Lagrangian as in Safe RLHF (Dai et al., ICLR 2024; ALGORITHMS.md §3): the expected-cost
+//! PPO-Lagrangian as in Safe RLHF (Dai et al., ICLR 2024): the expected-cost
 //! constraint `E[C] <= threshold` that RePO is measured against.
 //!
 //! * Multiplier: before forming advantages, the rollout's costs join a window (default 128
 //!   samples) and λ takes one step on `J = mean(window) - threshold` ([`super::multiplier`]).
 //!   safe-rlhf steps λ on every micro-batch; here it steps once per rollout, which is the
-//!   paper's per-iteration dual step (§3.9 item 2).
+//!   paper's per-iteration dual step.
 //! * Actor advantage, every sample: `A = (A_R - λ·A_C) / (1 + λ)`. With the cost stream
-//!   carrying `+β_KL·k_t`, the KL parts combine to `-β_KL·k_t` whatever λ is (§1.5).
+//!   carrying `+β_KL·k_t`, the KL parts combine to `-β_KL·k_t` whatever λ is.
 
 use serde_json::{Map, Value, json};
 

@@ -1,4 +1,4 @@
-//! RePO, Rectified Policy Optimization (Peng et al., arXiv 2410.19933; ALGORITHMS.md §2).
+//! RePO, Rectified Policy Optimization (Peng et al., arXiv 2410.19933).
 //!
 //! PPO-Lag constrains the *expected* cost, `E[C] <= 0`: very safe answers on some prompts can pay
 //! for unsafe answers on others ("safety compensation"). RePO constrains every sample,
@@ -6,8 +6,8 @@
 //! `{z}⁺ = max(z, 0)`. Its gradient `E[1{C > 0}·C·∇log π]` only comes from unsafe samples: a
 //! safe sample pushes the policy toward reward alone.
 //!
-//! RePO's code could not be inspected; the variants below are the readings ALGORITHMS.md §2.2
-//! lists, as config options (`[repo]`), with its recommended default first.
+//! RePO's code could not be inspected; the variants below are the readings of the paper that
+//! third-party notes propose (the book's RePO chapter), as config options (`[repo]`), with its recommended default first.
 //!
 //! * `rectify = "mask_advantage"` (default): the cost advantage only enters for unsafe samples,
 //!   `u_i = 1[C_i + δ > 0]`, `A = (A_R - λ·u·A_C) / (1 + λ·u)` (with `norm =

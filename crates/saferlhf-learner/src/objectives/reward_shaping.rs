@@ -1,4 +1,4 @@
-//! PPO with reward shaping (ALGORITHMS.md §3.7): plain PPO on the shaped terminal reward
+//! PPO with reward shaping (the Safe RLHF paper's baseline): plain PPO on the shaped terminal reward
 //! `R' = R - λ·C` with a fixed λ (`lagrange.init`). There is no cost critic or cost stream:
 //! the cost only enters through the reward.
 

@@ -1,5 +1,5 @@
 //! SACPO, Stepwise Alignment for Constrained Policy Optimization (Wachi et al., NeurIPS 2024),
-//! as a list of DPO stages (ALGORITHMS.md §4).
+//! as a list of DPO stages (Wachi et al., NeurIPS 2024).
 //!
 //! The constrained problem `max_π E[r] - β KL(π || π_ref)` s.t. `E[g] >= b` has the Lagrangian
 //! optimum `π*_{r+λg} ∝ π_ref · exp((r + λg)/β)`, and

@@ -3,7 +3,7 @@
 //! Sections: top-level `objective`, `[run]`, `[policy]`, `[reward_model]`, `[cost_model]`,
 //! `[data]` (with `[[data.sources]]`), `[rollout]`, `[ppo]`, `[actor]`, `[critic]`,
 //! `[lagrange]`, `[repo]`, `[train]`. Every struct denies unknown keys; every default is in
-//! [`RlConfig::default`] (ALGORITHMS.md §3.6: the safe-rlhf PPO-Lag script), and a file only
+//! [`RlConfig::default`] (safe-rlhf's PPO-Lag script), and a file only
 //! overrides what it names: the file's table is laid over the default table before
 //! deserializing, so `[actor] lr = 1e-6` keeps the actor's other defaults (which differ from
 //! the critic's). `--set key=value` overrides work as for the supervised stages.
@@ -126,7 +126,7 @@ pub enum CriticMode {
     ScoreHeads,
 }
 
-/// `[ppo]`: the shared PPO machinery (ALGORITHMS.md §1.5-1.7).
+/// `[ppo]`: the shared PPO machinery (Safe RLHF, PPO).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoSettings {

@@ -1,4 +1,4 @@
-//! Host-side advantage machinery of the PPO family (ALGORITHMS.md §1.4-1.6): the KL-shaped
+//! Host-side advantage machinery of the PPO family (Safe RLHF; GAE: Schulman et al., arXiv 1506.02438): the KL-shaped
 //! reward and cost token streams, and generalised advantage estimation on each.
 //!
 //! Everything here works on row-major `[batch, width]` arrays of per-token values, where
@@ -59,7 +59,7 @@ pub fn end_indices(mask: &[bool], batch: usize, width: usize) -> Vec<Option<usiz
         .collect()
 }
 
-/// The KL-shaped token stream of one score (ALGORITHMS.md §1.5):
+/// The KL-shaped token stream of one score, as safe-rlhf forms it:
 ///
 /// `s[b, t] = sign · β · k[b, t] + score[b] · [t = end_b]`, clipped to `[-clip, clip]`, 0 where
 /// the mask is false, with `k = log π_old - log π_ref` (the per-token KL estimate).
@@ -108,7 +108,7 @@ pub struct Gae {
     pub returns: TokenArray,
 }
 
-/// Generalised advantage estimation (ALGORITHMS.md §1.6), per row, from the last column down to
+/// Generalised advantage estimation (Schulman et al., arXiv 1506.02438), per row, from the last column down to
 /// `start`:
 ///
 /// `δ_t = r_t + γ·V_{t+1} - V_t`, `A_t = δ_t + γ·λ·A_{t+1}`, `Ret_t = A_t + V_t`,

@@ -1,4 +1,4 @@
-//! The PPO losses (ALGORITHMS.md §1.7) on `[batch, width]` tensors with a response mask; every
+//! The PPO losses (Schulman et al., arXiv 1707.06347; as safe-rlhf writes them) on `[batch, width]` tensors with a response mask; every
 //! mean is [`masked_mean`]: per sequence over its response tokens, then over the batch.
 
 use burn::tensor::{Bool, Tensor};
