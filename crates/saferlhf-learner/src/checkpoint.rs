@@ -255,6 +255,27 @@ pub fn read_state<S: DeserializeOwned>(checkpoint: &Path) -> Result<S> {
         .map_err(|e| TrainError::checkpoint(&path, format!("invalid {STATE_FILE}: {e}")))
 }
 
+/// Saves an optimizer's state (burnpack) at `path`, atomically.
+pub(crate) fn save_optimizer(
+    optim: &burn::optim::ModuleOptimizer,
+    path: &std::path::Path,
+) -> Result<()> {
+    saferlhf_core::fs::injected_failure(path)?;
+    optim
+        .save(path)
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot write the optimizer state: {e}")))
+}
+
+/// Loads an optimizer's state saved by [`save_optimizer`].
+pub(crate) fn load_optimizer(
+    optim: burn::optim::ModuleOptimizer,
+    path: &std::path::Path,
+) -> Result<burn::optim::ModuleOptimizer> {
+    optim
+        .load(path)
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot read the optimizer state: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,3 +119,12 @@ impl TrainError {
 
 /// Result alias of the training machinery.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// An error naming the step and the quantity when `value` is not finite.
+pub(crate) fn check_finite(step: u64, what: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::NonFinite { step, what, value })
+    }
+}

@@ -39,10 +39,11 @@ use serde_json::{Map, Value, json};
 
 use crate::checkpoint::{
     DataCursor, MODEL_DIR, OPTIMIZER_FILE, RngState, STATE_FORMAT, SchedulerState, TrainState,
+    load_optimizer, save_optimizer,
 };
 use crate::config::{OptimConfig, TaskKind, TrainConfig};
 use crate::data::DataSummary;
-use crate::error::{Result, TrainError};
+use crate::error::{Result, TrainError, check_finite};
 use crate::metrics::TaskMetrics;
 use crate::models::{ModelMeta, encoder_for, load_tokenizer, save_text_side};
 use crate::params::{clip_global_norm, no_decay_ids, stable_ids};
@@ -426,31 +427,4 @@ fn run<T: Task>(
         data: summary,
         seconds: end.seconds,
     })
-}
-
-/// An error naming the step and the quantity when `value` is not finite.
-pub(crate) fn check_finite(step: u64, what: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(TrainError::NonFinite { step, what, value })
-    }
-}
-
-/// Saves an optimizer's state (burnpack) at `path`, atomically.
-pub(crate) fn save_optimizer(optim: &ModuleOptimizer, path: &std::path::Path) -> Result<()> {
-    saferlhf_core::fs::injected_failure(path)?;
-    optim
-        .save(path)
-        .map_err(|e| TrainError::checkpoint(path, format!("cannot write the optimizer state: {e}")))
-}
-
-/// Loads an optimizer's state saved by [`save_optimizer`].
-pub(crate) fn load_optimizer(
-    optim: ModuleOptimizer,
-    path: &std::path::Path,
-) -> Result<ModuleOptimizer> {
-    optim
-        .load(path)
-        .map_err(|e| TrainError::checkpoint(path, format!("cannot read the optimizer state: {e}")))
 }

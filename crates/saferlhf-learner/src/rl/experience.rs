@@ -16,8 +16,8 @@ use super::config::RlConfig;
 use super::critic::CriticNet;
 use super::gae::TokenArray;
 use super::models::RlModels;
+use crate::error::check_finite;
 use crate::error::{Result, TrainError};
-use crate::trainer::check_finite;
 
 /// One scored rollout, on the host. Its batch layout (tokens, attention and action masks,
 /// shape, prompt width, response lengths) is a [`PaddedBatch`], reached through `Deref`

@@ -37,12 +37,12 @@ use super::models::{RlModels, load_models, policy_model_config};
 use super::prompts::{PromptCursor, load_prompt_ids};
 use super::update::{Optimizers, update};
 use crate::checkpoint::{CRITIC_OPTIMIZER_FILE, CRITICS_FILE, MODEL_DIR, OPTIMIZER_FILE};
+use crate::checkpoint::{load_optimizer, save_optimizer};
 use crate::config::TaskKind;
 use crate::error::{Result, TrainError};
 use crate::models::{ModelMeta, save_text_side};
 use crate::objectives::{OnlineObjective, build_online};
 use crate::session::{Session, SessionConfig, TrainOptions};
-use crate::trainer::{load_optimizer, save_optimizer};
 
 /// Where an RL run stands (`state.json` in each checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

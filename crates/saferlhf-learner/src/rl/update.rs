@@ -21,10 +21,11 @@ use super::gae::TokenArray;
 use super::loss::{clipped_surrogate, clipped_value_loss, update_diagnostics};
 use crate::config::OptimConfig;
 use crate::error::Result;
+use crate::error::check_finite;
 use crate::losses::masked_mean;
 use crate::params::clip_global_norm;
 use crate::schedule::LrSchedule;
-use crate::trainer::{build_optimizer, check_finite};
+use crate::trainer::build_optimizer;
 
 /// Rows `rows` of a `[batch, cols]` row-major array.
 fn gather_rows<T: Copy>(values: &[T], cols: usize, rows: &[usize]) -> Vec<T> {
