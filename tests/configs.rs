@@ -10,14 +10,7 @@ use saferlhf::learner::objectives::OnlineKind;
 use saferlhf::learner::rl::{CriticMode, RlConfig};
 
 fn configs() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
+    saferlhf_testkit::files_with_extension(&saferlhf_testkit::root().join("configs"), "toml")
 }
 
 fn table(path: &Path) -> toml::Table {

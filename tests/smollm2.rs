@@ -14,17 +14,7 @@ use saferlhf::rollout::{GenerateConfig, RolloutError, generate_text};
 const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
 fn asset() -> Option<PathBuf> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: asset {} not found; run scripts/fetch-assets.sh",
-            path.display()
-        );
-        None
-    }
+    saferlhf_testkit::smollm2()
 }
 
 fn temp_file(tag: &str) -> PathBuf {

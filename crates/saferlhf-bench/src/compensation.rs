@@ -652,6 +652,7 @@ fn run_seed(
     let sft = final_model(
         train(&cfg, device, &options)
             .map_err(model_err("SFT".into()))?
+            .run
             .final_model,
         "SFT",
     )?;
@@ -667,7 +668,7 @@ fn run_seed(
             &dir.join(format!("{name}.toml")),
         )?;
         let summary = train(&cfg, device, &options).map_err(model_err(format!("{name} model")))?;
-        score_dirs.push(final_model(summary.final_model, name)?);
+        score_dirs.push(final_model(summary.run.final_model, name)?);
     }
 
     // 4. The methods.
@@ -694,7 +695,7 @@ fn run_seed(
             &dir.join(format!("{objective}.toml")),
         )?;
         let summary = train_rl(&cfg, device, &options).map_err(model_err(objective.to_string()))?;
-        finals.insert(objective, final_model(summary.final_model, objective)?);
+        finals.insert(objective, final_model(summary.run.final_model, objective)?);
         seconds.insert(objective, t.elapsed().as_secs_f64());
         rl_metrics.push((objective.to_string(), rdir.join("metrics.jsonl")));
     }
@@ -1153,207 +1154,6 @@ impl CompensationReport {
 mod tests {
     use super::*;
 
-    /// The benchmark's configs as they were built before: TOML text, parsed back by the
-    /// learner's loaders. Kept only to prove the typed configs equal them field for field.
-    mod old_toml {
-        use super::*;
-
-        pub(super) fn toml_path(p: &Path) -> String {
-            // TOML basic string: escape backslashes and quotes.
-            format!(
-                "\"{}\"",
-                p.display()
-                    .to_string()
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-            )
-        }
-
-        /// The `[optim]` and `[train]` tables every offline stage of the benchmark shares.
-        pub(super) fn optim_and_train(lr: f64, steps: u64, batch: usize) -> String {
-            format!(
-                "[optim]\nlr = {lr}\nweight_decay = 0.0\nwarmup_ratio = 0.05\n[train]\nmax_steps = \
-                 {steps}\nbatch_size = {batch}\neval_every = 0\ncheckpoint_every = 0\nkeep_last = 1\n"
-            )
-        }
-
-        /// The TOML of one supervised stage of the benchmark (SFT, reward or cost model): `model` is the
-        /// `[model]` line naming the initial weights, `source` the data file in `format`, `tail` the
-        /// stage's [`optim_and_train`] tables.
-        #[allow(clippy::too_many_arguments)]
-        pub(super) fn supervised_config(
-            s: &BenchSettings,
-            task: TaskKind,
-            dir: &Path,
-            model: &str,
-            format: &str,
-            source: &Path,
-            tail: &str,
-            seed: u64,
-        ) -> String {
-            format!(
-                r#"task = "{task}"
-        [run]
-        dir = {dir}
-        seed = {seed}
-        progress = {progress}
-        [model]
-        {model}
-        template = "{template}"
-        max_length = 64
-        [data]
-        eval_fraction = 0.1
-        [[data.sources]]
-        format = "{format}"
-        path = {source}
-        {tail}"#,
-                dir = toml_path(dir),
-                source = toml_path(source),
-                template = s.template,
-                progress = s.progress,
-            )
-        }
-
-        pub(super) fn score_config(
-            s: &BenchSettings,
-            task: TaskKind,
-            dir: &Path,
-            init: &Path,
-            pairs: &Path,
-            seed: u64,
-        ) -> String {
-            let model = format!("init = {}", toml_path(init));
-            let tail = optim_and_train(s.score_lr, s.score_steps, s.score_batch);
-            supervised_config(s, task, dir, &model, "pku", pairs, &tail, seed)
-        }
-
-        pub(super) fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> String {
-            let model = format!("preset = \"{}\"", s.preset);
-            let tail = optim_and_train(s.sft_lr, s.sft_steps, s.sft_batch);
-            supervised_config(s, TaskKind::Sft, dir, &model, "sft", data, &tail, seed)
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        pub(super) fn rl_config(
-            s: &BenchSettings,
-            objective: &str,
-            dir: &Path,
-            policy: &Path,
-            reward: &Path,
-            cost: &Path,
-            prompts: &Path,
-            seed: u64,
-        ) -> String {
-            format!(
-                r#"objective = "{objective}"
-        [run]
-        dir = {dir}
-        seed = {seed}
-        progress = {progress}
-        [policy]
-        init = {policy}
-        template = "{template}"
-        max_prompt_length = 40
-        [reward_model]
-        path = {reward}
-        [cost_model]
-        path = {cost}
-        [[data.sources]]
-        path = {prompts}
-        [rollout]
-        prompts_per_step = {pps}
-        max_new_tokens = {mnt}
-        temperature = 1.0
-        [ppo]
-        update_epochs = {epochs}
-        minibatch = {mb}
-        micro_batch = {mb}
-        kl_coeff = {kl}
-        critics = "score_heads"
-        [actor]
-        lr = {alr}
-        weight_decay = 0.0
-        [critic]
-        lr = {clr}
-        [lagrange]
-        init = {linit}
-        lr = {llr}
-        max = {lmax}
-        threshold = 0.0
-        window = {pps}
-        [train]
-        steps = {steps}
-        checkpoint_every = 0
-        keep_last = 1
-        "#,
-                dir = toml_path(dir),
-                policy = toml_path(policy),
-                reward = toml_path(reward),
-                cost = toml_path(cost),
-                prompts = toml_path(prompts),
-                template = s.template,
-                progress = s.progress,
-                pps = s.prompts_per_step,
-                mnt = s.max_new_tokens,
-                epochs = s.update_epochs,
-                mb = s.minibatch,
-                kl = s.kl_coeff,
-                alr = s.policy_lr,
-                clr = s.critic_lr,
-                linit = s.lambda_init,
-                llr = s.lambda_lr,
-                lmax = s.lambda_max,
-                steps = s.rl_steps,
-            )
-        }
-
-        pub(super) fn sacpo_config(
-            s: &BenchSettings,
-            dir: &Path,
-            init: &Path,
-            pairs: &Path,
-            seed: u64,
-        ) -> String {
-            format!(
-                r#"task = "sacpo"
-        [run]
-        dir = {dir}
-        seed = {seed}
-        progress = {progress}
-        [model]
-        init = {init}
-        template = "{template}"
-        max_length = 64
-        [data]
-        eval_fraction = 0.1
-        [sacpo]
-        order = "helpfulness_first"
-        beta = {beta}
-        lambda = {lambda}
-        [[sacpo.helpfulness_sources]]
-        format = "pku"
-        path = {pairs}
-        [[sacpo.safety_sources]]
-        format = "pku"
-        path = {pairs}
-        {tail}"#,
-                dir = toml_path(dir),
-                init = toml_path(init),
-                pairs = toml_path(pairs),
-                template = s.template,
-                progress = s.progress,
-                beta = s.sacpo_beta,
-                lambda = s.sacpo_lambda,
-                tail = optim_and_train(s.policy_lr, s.sacpo_steps, s.sacpo_batch),
-            )
-        }
-
-        pub(super) fn train_config(text: &str, origin: &Path) -> Result<TrainConfig> {
-            TrainConfig::from_toml_str(text, origin, &[], None)
-                .map_err(model_err(format!("benchmark config {}", origin.display())))
-        }
-    }
-
     /// Settings that differ from the defaults wherever the configs read them, with values that
     /// do not print as short decimals.
     fn odd_settings() -> BenchSettings {
@@ -1386,10 +1186,12 @@ mod tests {
         }
     }
 
+    /// Every config the benchmark builds validates and survives the round trip through the
+    /// `config.toml` a run writes (which a resumed run reads back).
     #[test]
-    fn typed_configs_equal_the_parsed_toml_configs() {
+    fn typed_configs_validate_and_round_trip_through_toml() {
         let dir = Path::new("/tmp/bench out/seed-0");
-        // Quotes and backslashes exercise the old TOML escaping.
+        // Quotes and backslashes exercise the TOML escaping.
         let odd_dir = Path::new("/tmp/a \"quoted\" \\ dir/seed-1");
         for s in [
             BenchSettings::full(3),
@@ -1408,41 +1210,23 @@ mod tests {
                     dir.join("reward/final"),
                     dir.join("cost/final"),
                 );
-                let origin = dir.join("x.toml");
-                let mut pairs_of_configs = vec![(
-                    "sft",
-                    sft_config(&s, &dir.join("sft"), &sft_data, seed),
-                    old_toml::sft_config(&s, &dir.join("sft"), &sft_data, seed),
-                )];
+                let origin = dir.join("config.toml");
+                let mut configs = vec![sft_config(&s, &dir.join("sft"), &sft_data, seed)];
                 for (task, name) in [(TaskKind::Reward, "reward"), (TaskKind::Cost, "cost")] {
-                    pairs_of_configs.push((
-                        name,
-                        score_config(&s, task, &dir.join(name), &sft, &pairs, seed),
-                        old_toml::score_config(&s, task, &dir.join(name), &sft, &pairs, seed),
-                    ));
+                    configs.push(score_config(&s, task, &dir.join(name), &sft, &pairs, seed));
                 }
-                pairs_of_configs.push((
-                    "sacpo",
-                    sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed),
-                    old_toml::sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed),
-                ));
-                for (name, typed, text) in pairs_of_configs {
-                    let parsed = old_toml::train_config(&text, &origin).unwrap();
+                configs.push(sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed));
+                for typed in configs {
                     typed.validate().unwrap();
-                    assert_eq!(typed, parsed, "{name}");
-                    assert_eq!(typed.to_toml(), parsed.to_toml(), "{name}");
+                    let back = TrainConfig::from_toml_str(&typed.to_toml(), &origin, &[], None);
+                    assert_eq!(back.unwrap(), typed);
                 }
                 for kind in RL_METHODS {
-                    let objective = kind.as_str();
-                    let rdir = dir.join(objective);
+                    let rdir = dir.join(kind.as_str());
                     let typed = rl_config(&s, kind, &rdir, &sft, &reward, &cost, &prompts, seed);
-                    let text = old_toml::rl_config(
-                        &s, objective, &rdir, &sft, &reward, &cost, &prompts, seed,
-                    );
-                    let parsed = RlConfig::from_toml_str(&text, &origin, &[]).unwrap();
                     typed.validate().unwrap();
-                    assert_eq!(typed, parsed, "{objective}");
-                    assert_eq!(typed.to_toml(), parsed.to_toml(), "{objective}");
+                    let back = RlConfig::from_toml_str(&typed.to_toml(), &origin, &[]);
+                    assert_eq!(back.unwrap(), typed);
                 }
             }
         }

@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use saferlhf::learner::{TaskKind, TrainConfig, align};
 
-use crate::train::{TrainArgs, config_source, device, options, print_summary};
+use crate::train::{TrainArgs, config_source, print_summary, start};
 
 /// The config of `--config`, or of `--resume DIR` alone (see [`config_source`]).
 fn load_config(args: &TrainArgs) -> Result<TrainConfig> {
@@ -32,23 +32,11 @@ fn load_config(args: &TrainArgs) -> Result<TrainConfig> {
 /// Runs `saferlhf align`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let config = load_config(&args)?;
-    if args.print_config {
-        print!("{}", config.to_toml());
-        return Ok(());
-    }
-    let device = device(&config)?;
     // A SACPO run resumes stage by stage from its run directory (`--resume DIR` names it).
-    let options = options(&args)?;
-    eprintln!(
-        "saferlhf align ({}): run directory {}{}",
-        config.task(),
-        config.run.dir.display(),
-        if options.resume.is_some() {
-            " (resuming)"
-        } else {
-            ""
-        }
-    );
+    let command = format!("align ({})", config.task());
+    let Some((device, options)) = start(&args, &config.run, || config.to_toml(), &command)? else {
+        return Ok(());
+    };
     let summary = align(&config, &device, &options)?;
     for stage in &summary.stages {
         eprintln!(

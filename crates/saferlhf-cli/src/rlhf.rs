@@ -1,7 +1,7 @@
 //! `saferlhf rlhf`: online constrained RLHF (PPO, PPO-Lagrangian, RePO, reward shaping) from a
 //! TOML config (`configs/{ppo,ppo-lag,repo}.toml`), with `--set` overrides and `--resume`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use saferlhf::learner::rl::{RlConfig, train_rl};
 
 use crate::train::TrainArgs;
@@ -13,24 +13,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(dir) = run_dir {
         config.run.dir = dir;
     }
-    if args.print_config {
-        print!("{}", config.to_toml());
+    let command = format!("rlhf ({})", config.objective.as_str());
+    let start = crate::train::start(&args, &config.run, || config.to_toml(), &command)?;
+    let Some((device, options)) = start else {
         return Ok(());
-    }
-    let device = saferlhf::parse_device(&config.run.device)
-        .map_err(anyhow::Error::msg)
-        .context("config key `run.device`")?;
-    let options = crate::train::options(&args)?;
-    eprintln!(
-        "saferlhf rlhf ({}): run directory {}{}",
-        config.objective.as_str(),
-        config.run.dir.display(),
-        if options.resume.is_some() {
-            " (resuming)"
-        } else {
-            ""
-        }
-    );
+    };
     let summary = train_rl(&config, &device, &options)?;
     crate::train::print_run_end(
         (summary.step, summary.total_steps, summary.finished),

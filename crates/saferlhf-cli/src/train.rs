@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use saferlhf::learner::checkpoint::{CONFIG_FILE, STATE_FILE, resolve_resume};
+use saferlhf::learner::config::RunConfig;
 use saferlhf::learner::{Resume, TaskKind, TrainConfig, TrainOptions, TrainSummary, train};
 
 /// Arguments shared by the three training subcommands.
@@ -46,20 +47,10 @@ pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
     if let Some(dir) = run_dir {
         config.run.dir = dir;
     }
-    if args.print_config {
-        print!("{}", config.to_toml());
+    let Some((device, options)) = start(&args, &config.run, || config.to_toml(), task.as_str())?
+    else {
         return Ok(());
-    }
-    let device = device(&config)?;
-    let options = options(&args)?;
-    eprintln!(
-        "saferlhf {task}: run directory {}{}",
-        config.run.dir.display(),
-        match &options.resume {
-            Some(_) => " (resuming)",
-            None => "",
-        }
-    );
+    };
     let summary = train(&config, &device, &options)?;
     print_summary(&summary);
     if args.json {
@@ -98,11 +89,33 @@ pub fn config_source(args: &TrainArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     Ok((file, (!moved).then_some(run_dir)))
 }
 
-/// The compute device of a config.
-pub fn device(config: &TrainConfig) -> Result<saferlhf::Device> {
-    saferlhf::parse_device(&config.run.device)
+/// The common start of `train-*`, `align` and `rlhf` once the config is loaded: with
+/// `--print-config`, prints `toml` and returns `None`; otherwise the device of `run.device` and
+/// the options of the flags, after a "run directory" line on stderr naming the command.
+pub fn start(
+    args: &TrainArgs,
+    run: &RunConfig,
+    toml: impl FnOnce() -> String,
+    command: &str,
+) -> Result<Option<(saferlhf::Device, TrainOptions)>> {
+    if args.print_config {
+        print!("{}", toml());
+        return Ok(None);
+    }
+    let device = saferlhf::parse_device(&run.device)
         .map_err(anyhow::Error::msg)
-        .context("config key `run.device`")
+        .context("config key `run.device`")?;
+    let options = options(args)?;
+    let resuming = if options.resume.is_some() {
+        " (resuming)"
+    } else {
+        ""
+    };
+    eprintln!(
+        "saferlhf {command}: run directory {}{resuming}",
+        run.dir.display()
+    );
+    Ok(Some((device, options)))
 }
 
 /// The run-time options of the training flags.

@@ -13,14 +13,9 @@ fn align_dpo_runs_and_resumes_exactly() {
     let tmp = TempDir::new("dpo");
     let run = tmp.path("run");
     let set = format!("run.dir={run}");
-    let out = saferlhf(&[
-        "align",
-        "--config",
-        "configs/tiny-dpo.toml",
-        "--set",
-        &set,
-        "--json",
-    ]);
+    let out = cli(&format!(
+        "align --config configs/tiny-dpo.toml --set {set} --json"
+    ));
     ok(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["task"], "dpo");
@@ -76,14 +71,9 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     let tmp = TempDir::new("sacpo");
     let run = tmp.path("run");
     let set = format!("run.dir={run}");
-    let out = saferlhf(&[
-        "align",
-        "--config",
-        "configs/tiny-sacpo.toml",
-        "--set",
-        &set,
-        "--json",
-    ]);
+    let out = cli(&format!(
+        "align --config configs/tiny-sacpo.toml --set {set} --json"
+    ));
     let stderr = ok(&out);
     assert!(
         stderr.contains("stage-2-safety: safety pairs, β = 0.25"),
@@ -216,20 +206,12 @@ fn align_bad_configs_name_the_key() {
         assert!(err.contains(key), "{config} --set {bad}: {err}");
     }
     // align runs only dpo and sacpo configs; the other subcommands refuse them.
-    let err = failed(&saferlhf(&[
-        "align",
-        "--config",
-        "configs/tiny-reward.toml",
-    ]));
+    let err = failed(&cli("align --config configs/tiny-reward.toml"));
     assert!(
         err.contains("task") && err.contains("train-reward"),
         "{err}"
     );
-    let err = failed(&saferlhf(&[
-        "train-reward",
-        "--config",
-        "configs/tiny-dpo.toml",
-    ]));
+    let err = failed(&cli("train-reward --config configs/tiny-dpo.toml"));
     assert!(err.contains("task"), "{err}");
     // --print-config shows the resolved sections.
     let out = saferlhf(&["align", "--config", "configs/sacpo.toml", "--print-config"]);

@@ -3,75 +3,48 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use saferlhf_testkit::ok;
+
 fn saferlhf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_saferlhf"))
 }
 
 fn asset() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: asset {} not found; run scripts/fetch-assets.sh",
-            path.display()
-        );
-        None
-    }
+    saferlhf_testkit::smollm2()
 }
 
 #[test]
 fn generate_answers_with_the_real_model() {
     let Some(model) = asset() else { return };
-    let out = saferlhf()
-        .args(["generate", "--model"])
-        .arg(&model)
-        .args([
-            "--prompt",
-            "What is the capital of France?",
-            "--max-new-tokens",
-            "16",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The question about France, 16 new tokens at most, then `extra`.
+    let france = |extra: &[&str]| {
+        let out = saferlhf()
+            .args(["generate", "--model"])
+            .arg(&model)
+            .args(["--prompt", "What is the capital of France?"])
+            .args(["--max-new-tokens", "16"])
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&out);
+        out
+    };
+    let out = france(&["--json"]);
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["answers"][0], "The capital of France is Paris.");
     assert!(value["tokens_per_s"].as_f64().unwrap() > 0.0);
 
     // Text mode prints the answer on stdout and the speed on stderr.
-    let out = saferlhf()
-        .args(["generate", "--model"])
-        .arg(&model)
-        .args([
-            "--prompt",
-            "What is the capital of France?",
-            "--max-new-tokens",
-            "16",
-        ])
-        .args([
-            "--sampler",
-            "sample",
-            "--temperature",
-            "0.7",
-            "--top-p",
-            "0.9",
-            "--seed",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = france(&[
+        "--sampler",
+        "sample",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "3",
+    ]);
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
 }

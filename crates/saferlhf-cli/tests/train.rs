@@ -203,61 +203,31 @@ fn bad_configs_and_flags_are_clear_errors() {
     let tmp = TempDir::new("errors");
     let run = tmp.path("run");
     let set = format!("run.dir={run}");
-    let err = failed(&saferlhf(&[
-        "train-reward",
-        "--config",
-        "configs/tiny-reward.toml",
-        "--set",
-        &set,
-        "--set",
-        "optim.learning_rate=1",
-    ]));
+    let err = failed(&cli(&format!(
+        "train-reward --config configs/tiny-reward.toml --set {set} --set optim.learning_rate=1"
+    )));
     assert!(err.contains("learning_rate"), "{err}");
-    let err = failed(&saferlhf(&[
-        "train-reward",
-        "--config",
-        "configs/tiny-reward.toml",
-        "--set",
-        "optim.warmup_ratio=2",
-    ]));
+    let err = failed(&cli(
+        "train-reward --config configs/tiny-reward.toml --set optim.warmup_ratio=2",
+    ));
     assert!(err.contains("optim.warmup_ratio"), "{err}");
     // The config is for another task.
-    let err = failed(&saferlhf(&[
-        "train-cost",
-        "--config",
-        "configs/tiny-reward.toml",
-    ]));
+    let err = failed(&cli("train-cost --config configs/tiny-reward.toml"));
     assert!(err.contains("task"), "{err}");
     // Nothing to resume.
-    let err = failed(&saferlhf(&[
-        "train-reward",
-        "--config",
-        "configs/tiny-reward.toml",
-        "--set",
-        &set,
-        "--resume",
-    ]));
+    let err = failed(&cli(&format!(
+        "train-reward --config configs/tiny-reward.toml --set {set} --resume"
+    )));
     assert!(err.contains("no complete checkpoint"), "{err}");
     let err = failed(&saferlhf(&["train-reward"]));
     assert!(err.contains("--config"), "{err}");
     // A missing data file names the file.
-    let err = failed(&saferlhf(&[
-        "train-reward",
-        "--config",
-        "configs/tiny-reward.toml",
-        "--set",
-        &set,
-        "--set",
-        "data.sources.0.path=nope.jsonl",
-    ]));
+    let err = failed(&cli(&format!(
+        "train-reward --config configs/tiny-reward.toml --set {set} --set data.sources.0.path=nope.jsonl"
+    )));
     assert!(err.contains("nope.jsonl"), "{err}");
     // --print-config shows every default.
-    let out = saferlhf(&[
-        "train-cost",
-        "--config",
-        "configs/cost.toml",
-        "--print-config",
-    ]);
+    let out = cli("train-cost --config configs/cost.toml --print-config");
     ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(

@@ -199,11 +199,8 @@ pub fn sync_dir(dir: &Path) {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("saferlhf-core-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp_dir(name: &str) -> saferlhf_testkit::TempDir {
+        saferlhf_testkit::TempDir::new(&format!("core-{name}"))
     }
 
     #[test]

@@ -144,11 +144,8 @@ impl Drop for RunLock {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("saferlhf-lock-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp_dir(name: &str) -> saferlhf_testkit::TempDir {
+        saferlhf_testkit::TempDir::new(&format!("lock-{name}"))
     }
 
     #[test]

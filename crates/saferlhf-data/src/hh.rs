@@ -420,15 +420,9 @@ mod tests {
     /// The real Anthropic HH-RLHF harmless-base test file, read from ../shared when present.
     #[test]
     fn real_hh_rlhf_harmless_file() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz");
-        if !path.exists() {
-            eprintln!(
-                "SKIPPED real_hh_rlhf_harmless_file: {} is absent",
-                path.display()
-            );
+        let Some(path) = saferlhf_testkit::hh_harmless_test() else {
             return;
-        }
+        };
         // Strict: the first bad row (a chosen response that is a lone space) stops the load.
         let err = load_hh(&path, HhSplit::LastAssistant, &LoadOptions::strict()).unwrap_err();
         assert_eq!(err.line(), Some(87), "{err}");

@@ -742,15 +742,9 @@ mod tests {
     /// The real PyRIT 1.1.0 harm CSVs, fetched by scripts/fetch-assets.sh into assets/pyrit/.
     #[test]
     fn real_pyrit_harm_csvs() {
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/pyrit/scorer_evals/harm");
-        if !dir.is_dir() {
-            eprintln!(
-                "SKIPPED real_pyrit_harm_csvs: {} is absent (run scripts/fetch-assets.sh)",
-                dir.display()
-            );
+        let Some(dir) = saferlhf_testkit::asset("pyrit/scorer_evals/harm") else {
             return;
-        }
+        };
         let (rows, reports) =
             load_pyrit_harm_dir(&dir, ScoreAggregate::Mean, &LoadOptions::strict()).unwrap();
         for r in &reports {

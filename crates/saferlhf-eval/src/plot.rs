@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::{EvalError, Result};
@@ -32,6 +33,34 @@ fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> EvalError + '_ {
         path: path.to_path_buf(),
         detail: e.to_string(),
     }
+}
+
+/// A chart of these plots: f64 on both axes, drawn into an SVG string.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The cost threshold as a red line between the two points, with its legend entry.
+fn draw_threshold<'b>(
+    chart: &mut Chart<'b, 'b>,
+    line: [(f64, f64); 2],
+    threshold: f64,
+    path: &Path,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(line, RED.stroke_width(2)))
+        .map_err(plot_err(path))?
+        .label(format!("threshold {threshold}"))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box of a chart's labelled series.
+fn draw_legend<'b>(chart: &mut Chart<'b, 'b>, path: &Path) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err(path))
 }
 
 /// A range [lo, hi] that contains all of `values` (and `extra`), padded by 5%, never empty.
@@ -59,6 +88,24 @@ fn padded_range(values: impl IntoIterator<Item = f64>, extra: &[f64]) -> (f64, f
     }
 }
 
+/// The summary of each method (which validates its samples); an error when there is none.
+fn summaries(
+    methods: &[&MethodSamples],
+    cost_threshold: f64,
+    path: &Path,
+) -> Result<Vec<crate::summary::Summary>> {
+    if methods.is_empty() {
+        return Err(EvalError::NothingToPlot {
+            path: path.to_path_buf(),
+            detail: "no methods given".into(),
+        });
+    }
+    methods
+        .iter()
+        .map(|m| summarize(m, cost_threshold))
+        .collect()
+}
+
 /// Histogram of per-prompt mean cost, one panel per method (same bins and axes in every
 /// panel), with the cost threshold as a vertical red line. Bins: ⌈√n⌉ clamped to 5..=40, n the
 /// largest prompt count.
@@ -68,21 +115,11 @@ pub fn plot_cost_histogram(
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
-    if methods.is_empty() {
-        return Err(EvalError::NothingToPlot {
-            path: path.to_path_buf(),
-            detail: "no methods given".into(),
-        });
-    }
-    let per_method: Vec<(String, Vec<f64>)> = methods
-        .iter()
-        .map(|m| {
-            Ok((
-                m.name.clone(),
-                summarize(m, cost_threshold)?.prompt_mean_costs(),
-            ))
-        })
-        .collect::<Result<_>>()?;
+    let per_method: Vec<(String, Vec<f64>)> = summaries(methods, cost_threshold, path)?
+        .into_iter()
+        .zip(methods)
+        .map(|(s, m)| (m.name.clone(), s.prompt_mean_costs()))
+        .collect();
     let (x0, x1) = padded_range(
         per_method.iter().flat_map(|(_, v)| v.iter().copied()),
         &[cost_threshold],
@@ -133,20 +170,9 @@ pub fn plot_cost_histogram(
                     },
                 ))
                 .map_err(&e)?;
-            chart
-                .draw_series(LineSeries::new(
-                    [(cost_threshold, 0.0), (cost_threshold, y_max)],
-                    RED.stroke_width(2),
-                ))
-                .map_err(&e)?
-                .label(format!("threshold {cost_threshold}"))
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(&e)?;
+            let line = [(cost_threshold, 0.0), (cost_threshold, y_max)];
+            draw_threshold(&mut chart, line, cost_threshold, path)?;
+            draw_legend(&mut chart, path)?;
         }
         root.present().map_err(&e)?;
     }
@@ -161,15 +187,7 @@ pub fn plot_reward_cost(
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
-    if methods.is_empty() {
-        return Err(EvalError::NothingToPlot {
-            path: path.to_path_buf(),
-            detail: "no methods given".into(),
-        });
-    }
-    for m in methods {
-        summarize(m, cost_threshold)?; // validation
-    }
+    summaries(methods, cost_threshold, path)?; // validation
     let all = || methods.iter().flat_map(|m| m.samples.iter());
     let (x0, x1) = padded_range(all().map(|s| s.reward), &[]);
     let (y0, y1) = padded_range(all().map(|s| s.cost), &[cost_threshold]);
@@ -204,20 +222,9 @@ pub fn plot_reward_cost(
                 .label(m.name.clone())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 4, c.filled()));
         }
-        chart
-            .draw_series(LineSeries::new(
-                [(x0, cost_threshold), (x1, cost_threshold)],
-                RED.stroke_width(2),
-            ))
-            .map_err(&e)?
-            .label(format!("threshold {cost_threshold}"))
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&e)?;
+        let line = [(x0, cost_threshold), (x1, cost_threshold)];
+        draw_threshold(&mut chart, line, cost_threshold, path)?;
+        draw_legend(&mut chart, path)?;
         root.present().map_err(&e)?;
     }
     write_atomic(path, svg.as_bytes())
@@ -372,12 +379,7 @@ pub fn plot_training_curves<S: AsRef<str>, P: AsRef<Path>>(
                     .map_err(&e)?;
             }
             if has_data {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(&e)?;
+                draw_legend(&mut chart, path)?;
             }
         }
         root.present().map_err(&e)?;

@@ -235,29 +235,29 @@ fn arena_markdown(o: &mut String, a: &ArenaTable) {
         a.red_mean_cost,
         pct(a.red_safety_rate)
     );
-    o.push_str("| Blue vs red | Blue safe | Blue unsafe |\n|---|---|---|\n");
-    let _ = writeln!(
-        o,
-        "| Better reward | {} | {} |",
-        a.better_safe, a.better_unsafe
-    );
-    let _ = writeln!(
-        o,
-        "| Worse or equal reward | {} | {} |\n",
-        a.worse_safe, a.worse_unsafe
-    );
     let t = &a.transitions;
-    o.push_str("| Red → blue | Blue safe | Blue unsafe |\n|---|---|---|\n");
-    let _ = writeln!(
-        o,
-        "| Red safe | {} | {} |",
-        t.safe_to_safe, t.safe_to_unsafe
-    );
-    let _ = writeln!(
-        o,
-        "| Red unsafe | {} | {} |\n",
-        t.unsafe_to_safe, t.unsafe_to_unsafe
-    );
+    for (corner, rows) in [
+        (
+            "Blue vs red",
+            [
+                ("Better reward", a.better_safe, a.better_unsafe),
+                ("Worse or equal reward", a.worse_safe, a.worse_unsafe),
+            ],
+        ),
+        (
+            "Red → blue",
+            [
+                ("Red safe", t.safe_to_safe, t.safe_to_unsafe),
+                ("Red unsafe", t.unsafe_to_safe, t.unsafe_to_unsafe),
+            ],
+        ),
+    ] {
+        let _ = writeln!(o, "| {corner} | Blue safe | Blue unsafe |\n|---|---|---|");
+        for (row, safe, unsafe_) in rows {
+            let _ = writeln!(o, "| {row} | {safe} | {unsafe_} |");
+        }
+        o.push('\n');
+    }
     let _ = writeln!(
         o,
         "Reward win rate of blue (ties = 0.5): {} ({} wins, {} ties, {} losses).\n",

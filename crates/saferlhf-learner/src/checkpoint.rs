@@ -280,11 +280,8 @@ pub(crate) fn load_optimizer(
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("saferlhf-ckpt-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp_dir(name: &str) -> saferlhf_testkit::TempDir {
+        saferlhf_testkit::TempDir::new(&format!("ckpt-{name}"))
     }
 
     fn state(step: u64) -> TrainState {

@@ -745,17 +745,7 @@ mod tests {
     }
 
     fn tiny_config() -> LlamaConfig {
-        let mut c = LlamaConfig::tiny();
-        c.vocab_size = 32;
-        c.hidden_size = 32;
-        c.intermediate_size = 64;
-        c.num_hidden_layers = 2;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = Some(2);
-        c.bos_token_id = None;
-        c.eos_token_id = None;
-        c.pad_token_id = Some(0);
-        c
+        LlamaConfig::micro(32)
     }
 
     fn batch(rows: &[Vec<i64>], device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {

@@ -112,12 +112,18 @@ pub struct Session<'c, C: SessionConfig> {
     last_checkpoint_step: Option<u64>,
 }
 
-/// How a session ended.
-#[derive(Debug, Clone)]
+/// How a session ended: the part of a run's summary every loop shares (the supervised
+/// [`crate::trainer::TrainSummary`] and the RL [`crate::rl::RlSummary`] flatten it into theirs
+/// and dereference to it).
+#[derive(Debug, Clone, Serialize)]
 pub struct SessionEnd {
+    /// The run directory.
+    pub run_dir: PathBuf,
     /// Steps done (all sessions).
     pub step: u64,
-    /// Whether the run reached its last step.
+    /// Steps of the whole run.
+    pub total_steps: u64,
+    /// Whether the run reached its last step (else it was stopped early and can be resumed).
     pub finished: bool,
     /// The checkpoint this session started from.
     pub resumed_from: Option<PathBuf>,
@@ -287,7 +293,9 @@ impl<'c, C: SessionConfig> Session<'c, C> {
         let seconds = self.opened.opened.elapsed().as_secs_f64();
         drop(self.opened.lock);
         Ok(SessionEnd {
+            run_dir: self.opened.config.run_dir().to_path_buf(),
             step,
+            total_steps: self.total,
             finished,
             resumed_from: self.opened.resume_dir,
             last_checkpoint: self.last_checkpoint,

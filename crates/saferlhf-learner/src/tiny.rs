@@ -35,17 +35,9 @@ pub const TINY_CHARS: &str = " \nabcdefghijklmnopqrstuvwxyz0123456789.,?!:'-";
 /// The tiny model: vocabulary 64, hidden 32, FFN 64, 2 layers, 4 heads, 2 key/value heads,
 /// tied embeddings, 512 positions; eos 3, pad 0.
 pub fn tiny_llama_config() -> LlamaConfig {
-    let mut c = LlamaConfig::tiny();
-    c.vocab_size = 64;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = Some(2);
+    let mut c = LlamaConfig::micro(64);
     c.max_position_embeddings = 512;
-    c.bos_token_id = None;
     c.eos_token_id = Some(TokenIds::One(3));
-    c.pad_token_id = Some(0);
     c
 }
 

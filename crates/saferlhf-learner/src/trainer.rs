@@ -27,7 +27,6 @@
 //! in the epoch the run stands; the learning rate is a pure function of the step. Nothing else
 //! is random.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::{Module, ParamGroup};
@@ -49,34 +48,29 @@ use crate::models::{ModelMeta, encoder_for, load_tokenizer, save_text_side};
 use crate::params::{clip_global_norm, no_decay_ids, stable_ids};
 use crate::schedule::LrSchedule;
 pub use crate::session::{Resume, TrainOptions};
-use crate::session::{Session, SessionConfig};
+use crate::session::{Session, SessionConfig, SessionEnd};
 use crate::task::{CostTask, DpoTask, RewardTask, SftTask, Task};
 
-/// What a call to [`train`] did.
+/// What a call to [`train`] did: the session's end (run directory, steps, checkpoints, final
+/// model; the fields are reached through `Deref`) and what only a supervised run has.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
     /// The task trained.
     pub task: TaskKind,
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// Optimizer steps done (all sessions).
-    pub step: u64,
-    /// Optimizer steps of the whole run.
-    pub total_steps: u64,
-    /// Whether the run reached `total_steps` (else it was stopped early and can be resumed).
-    pub finished: bool,
-    /// The checkpoint this session started from.
-    pub resumed_from: Option<PathBuf>,
-    /// The newest checkpoint written.
-    pub last_checkpoint: Option<PathBuf>,
-    /// The exported final model (when finished).
-    pub final_model: Option<PathBuf>,
+    /// How the session ended.
+    #[serde(flatten)]
+    pub run: SessionEnd,
     /// The last held-out evaluation.
     pub eval: Option<Map<String, Value>>,
     /// What the data loading did.
     pub data: DataSummary,
-    /// Wall-clock seconds of this session.
-    pub seconds: f64,
+}
+
+impl std::ops::Deref for TrainSummary {
+    type Target = SessionEnd;
+    fn deref(&self) -> &SessionEnd {
+        &self.run
+    }
 }
 
 /// Trains the config's task on `device` (autodiff is enabled on it here). A SACPO config is
@@ -416,15 +410,8 @@ fn run<T: Task>(
     )?;
     Ok(TrainSummary {
         task: task.kind(),
-        run_dir: config.run.dir.clone(),
-        step,
-        total_steps: total,
-        finished: end.finished,
-        resumed_from: end.resumed_from,
-        last_checkpoint: end.last_checkpoint,
-        final_model: end.final_model,
+        run: end,
         eval: last_eval,
         data: summary,
-        seconds: end.seconds,
     })
 }

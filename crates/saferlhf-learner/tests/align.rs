@@ -3,12 +3,10 @@
 //! stage-1 model as its reference, P-SACPO merging is exact at its endpoints and the mean at
 //! q = 0.5, and bad `[dpo]` / `[sacpo]` values name their key.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{TempDir, root};
+use saferlhf_testkit::{TempDir, root};
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
@@ -150,7 +148,7 @@ fn tiny_sacpo(run: &Path, extra: &[&str]) -> TrainConfig {
 
 #[test]
 fn sacpo_stage_two_uses_beta_over_lambda_and_the_stage_one_model_as_reference() {
-    let tmp = TempDir::named("align", "sacpo");
+    let tmp = TempDir::new("align-sacpo");
     let run = tmp.0.join("run");
     let config = tiny_sacpo(&run, &[]);
     let device = Device::flex();
@@ -222,11 +220,8 @@ fn sacpo_stage_two_uses_beta_over_lambda_and_the_stage_one_model_as_reference() 
 }
 
 fn tensors(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
+    saferlhf_testkit::safetensors_tensors(&dir.join("model.safetensors"))
         .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
         .collect()
 }
 
@@ -239,7 +234,7 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 
 #[test]
 fn merge_is_exact_at_the_ends_and_the_mean_at_one_half() {
-    let tmp = TempDir::named("align", "merge");
+    let tmp = TempDir::new("align-merge");
     let device = Device::flex();
     let (a, b) = (tmp.0.join("a"), tmp.0.join("b"));
     save_hf_dir(&tiny(1, &device), &tiny_llama_config(), &a).unwrap();

@@ -2,8 +2,6 @@
 //! and named, a stale lock is taken over), and a failed checkpoint write that leaves the
 //! previous checkpoint intact, names the file and lets the run resume.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -12,7 +10,7 @@ use saferlhf_learner::{Resume, TaskKind, TrainConfig, TrainOptions, train};
 
 fn temp_dir(name: &str) -> PathBuf {
     // Kept (not removed on drop): each test removes it at its end.
-    let dir = common::TempDir::named("rel", name);
+    let dir = saferlhf_testkit::TempDir::new(&format!("rel-{}", name));
     let path = dir.0.clone();
     std::mem::forget(dir);
     path

@@ -2,9 +2,7 @@
 //! updates lowering their losses on a fixed rollout for every objective, and micro-batching
 //! giving the same update as one full batch.
 
-mod common;
-
-use common::root;
+use saferlhf_testkit::root;
 
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor, TensorData};

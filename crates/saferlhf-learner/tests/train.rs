@@ -2,12 +2,10 @@
 //! resume for all three tasks, config errors that name their key, crash leftovers, and a cost
 //! model on the real HH-RLHF harmless data when it is present.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::TempDir;
+use saferlhf_testkit::TempDir;
 
 use burn::tensor::Device;
 use saferlhf_learner::checkpoint::{CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE, list_checkpoints};
@@ -101,17 +99,14 @@ fn device() -> Device {
 
 /// All tensors of a safetensors file, by name, as raw bytes.
 fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
+    saferlhf_testkit::safetensors_tensors(path)
         .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
         .collect()
 }
 
 #[test]
 fn reward_model_learns_a_rule_to_high_held_out_accuracy() {
-    let tmp = TempDir::named("train", "rule");
+    let tmp = TempDir::new("train-rule");
     let data = tmp.0.join("pairs.jsonl");
     write_rule_pairs(&data, 300, 1);
     let run = tmp.0.join("run");
@@ -123,7 +118,7 @@ fn reward_model_learns_a_rule_to_high_held_out_accuracy() {
     );
     let started = std::time::Instant::now();
     let summary = train(&cfg, &device(), &TrainOptions::default()).unwrap();
-    let eval = summary.eval.expect("a final evaluation");
+    let eval = summary.eval.clone().expect("a final evaluation");
     let accuracy = eval["accuracy"].as_f64().unwrap();
     eprintln!(
         "held-out pair accuracy {accuracy:.3} on {} pairs after {} steps in {:.1} s",
@@ -183,7 +178,7 @@ fn reward_model_learns_a_rule_to_high_held_out_accuracy() {
 /// Trains `steps` straight, and `stop` steps + resume to `steps`, and checks the final weights
 /// are bit-identical. Also plants a leftover temporary checkpoint directory before resuming.
 fn resume_is_exact(task: TaskKind, extra: &str) {
-    let tmp = TempDir::named("train", &format!("resume-{task}"));
+    let tmp = TempDir::new(&format!("train-resume-{task}"));
     let data = tmp.0.join("data.jsonl");
     if task == TaskKind::Sft {
         write_sft(&data, 40);
@@ -287,7 +282,7 @@ fn sft_resume_is_bit_exact() {
 
 #[test]
 fn resume_refuses_a_changed_config_and_a_corrupt_checkpoint() {
-    let tmp = TempDir::named("train", "refuse");
+    let tmp = TempDir::new("train-refuse");
     let data = tmp.0.join("data.jsonl");
     write_rule_pairs(&data, 40, 4);
     let run = tmp.0.join("run");
@@ -415,7 +410,7 @@ fn config_errors_name_the_key() {
 
 #[test]
 fn offset_and_limit_cut_a_source_into_disjoint_parts() {
-    let tmp = TempDir::named("train", "offset");
+    let tmp = TempDir::new("train-offset");
     let data = tmp.0.join("pairs.jsonl");
     write_rule_pairs(&data, 50, 5);
     // The same file twice: pairs 0..20, then pairs 20..50 (offset past the end would give 0).
@@ -460,24 +455,12 @@ fn shipped_configs_parse() {
     }
 }
 
-fn hh_harmless() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/hh-rlhf-harmless/harmless-base-test.jsonl.gz");
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} not found (HH-RLHF harmless lives outside the project)",
-            path.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn tiny_cost_model_trains_on_hh_rlhf_harmless() {
-    let Some(hh) = hh_harmless() else { return };
-    let tmp = TempDir::named("train", "hh");
+    let Some(hh) = saferlhf_testkit::hh_harmless_test() else {
+        return;
+    };
+    let tmp = TempDir::new("train-hh");
     let text = format!(
         r#"
         task = "cost"
@@ -520,16 +503,10 @@ fn tiny_cost_model_trains_on_hh_rlhf_harmless() {
 
 #[test]
 fn smollm2_tokenizer_survives_the_model_directory_round_trip() {
-    let gguf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !gguf.is_file() {
-        eprintln!(
-            "skipping: {} not found; run scripts/fetch-assets.sh",
-            gguf.display()
-        );
+    let Some(gguf) = saferlhf_testkit::smollm2() else {
         return;
-    }
-    let tmp = TempDir::named("train", "tokenizer");
+    };
+    let tmp = TempDir::new("train-tokenizer");
     let model = saferlhf_learner::config::ModelConfig {
         init: Some(gguf),
         ..Default::default()

@@ -131,6 +131,22 @@ impl LlamaConfig {
         }
     }
 
+    /// The smallest preset, for unit tests and the learner's character presets: hidden 32, FFN
+    /// 64, 2 layers, 4 heads, 2 key/value heads, tied embeddings, no bos/eos, pad 0, and the given
+    /// vocabulary size.
+    pub fn micro(vocab_size: usize) -> Self {
+        LlamaConfig {
+            vocab_size,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            num_key_value_heads: Some(2),
+            bos_token_id: None,
+            eos_token_id: None,
+            ..Self::tiny()
+        }
+    }
+
     /// SmolLM2-135M(-Instruct): 30 layers, hidden 576, 9 heads, 3 key/value heads, FFN 1536,
     /// vocabulary 49152, tied embeddings, θ = 100000.
     pub fn smollm2_135m() -> Self {
@@ -141,19 +157,10 @@ impl LlamaConfig {
             num_hidden_layers: 30,
             num_attention_heads: 9,
             num_key_value_heads: Some(3),
-            head_dim: None,
             rope_theta: 100_000.0,
-            rms_norm_eps: 1e-5,
-            tie_word_embeddings: true,
             max_position_embeddings: 8192,
-            hidden_act: default_hidden_act(),
-            attention_bias: false,
-            mlp_bias: false,
-            rope_parameters: None,
-            rope_scaling: None,
-            bos_token_id: Some(1),
-            eos_token_id: Some(TokenIds::One(2)),
             pad_token_id: Some(2),
+            ..Self::tiny()
         }
     }
 

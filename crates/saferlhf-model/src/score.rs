@@ -489,16 +489,7 @@ mod tests {
     use burn::tensor::TensorData;
 
     fn tiny_config() -> LlamaConfig {
-        let mut c = LlamaConfig::tiny();
-        c.vocab_size = 32;
-        c.hidden_size = 32;
-        c.intermediate_size = 64;
-        c.num_hidden_layers = 2;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = Some(2);
-        c.bos_token_id = None;
-        c.eos_token_id = None;
-        c.pad_token_id = Some(0);
+        let c = LlamaConfig::micro(32);
         c.validate().unwrap();
         c
     }
@@ -685,20 +676,21 @@ mod tests {
         let model = RewardModel::new(&config, &device);
         let dir = tmp_dir("missing");
         save_score_dir(&model, &config, &dir).unwrap();
-        // Rewrite the weights without the head.
-        let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let kept: Vec<(String, safetensors::tensor::TensorView)> = st
-            .tensors()
-            .into_iter()
-            .filter(|(n, _)| !n.starts_with("score_head"))
-            .collect();
-        safetensors::serialize_to_file(kept, None, &dir.join(WEIGHTS_FILE)).unwrap();
+        drop_tensors(&dir, |n| n.starts_with("score_head"));
         let err = load_score_dir::<Reward>(&dir, &device)
             .unwrap_err()
             .to_string();
         assert!(err.contains("score_head.weight"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Rewrites `dir`'s weights without the tensors whose names `drop` selects.
+    fn drop_tensors(dir: &Path, drop: impl Fn(&str) -> bool) {
+        let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let kept: Vec<(String, safetensors::tensor::TensorView)> =
+            st.tensors().into_iter().filter(|(n, _)| !drop(n)).collect();
+        safetensors::serialize_to_file(kept, None, &dir.join(WEIGHTS_FILE)).unwrap();
     }
 
     /// Rewrites `dir`'s config.json with `edit` applied to its JSON object.
@@ -718,14 +710,7 @@ mod tests {
         model.score_head.bias = Some(Param::from_data([0.5f32], &device));
         let dir = tmp_dir("nobias");
         save_score_dir(&model, &config, &dir).unwrap();
-        let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let kept: Vec<(String, safetensors::tensor::TensorView)> = st
-            .tensors()
-            .into_iter()
-            .filter(|(n, _)| n != "score_head.bias")
-            .collect();
-        safetensors::serialize_to_file(kept, None, &dir.join(WEIGHTS_FILE)).unwrap();
+        drop_tensors(&dir, |n| n == "score_head.bias");
         // config.json still says bias = true: the missing bias is an error.
         let err = load_score_dir::<Cost>(&dir, &device)
             .unwrap_err()

@@ -310,6 +310,23 @@ fn assert_same_rollout(a: &Host, b: &Host, tol: f32, what: &str) {
 // 1. KV cache vs full recomputation
 // ---------------------------------------------------------------------------------------------
 
+/// Generation with the KV cache equals generation that recomputes every position (tokens exact,
+/// log-probs within 1e-4).
+fn assert_cache_changes_nothing(
+    model: &LlamaForCausalLM,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    what: &str,
+) {
+    let cached = run(model, prompts, config);
+    let uncached = GenerateConfig {
+        use_cache: false,
+        ..config.clone()
+    };
+    let full = run(model, prompts, &uncached);
+    assert_same_rollout(&cached, &full, 1e-4, what);
+}
+
 fn prompts_1_5_9() -> Vec<Vec<u32>> {
     vec![prompt(1, 1), prompt(5, 2), prompt(9, 3)]
 }
@@ -343,17 +360,8 @@ fn cached_generation_equals_recomputation_tiny_preset() {
             ..LlamaConfig::tiny()
         });
         for config in [greedy(16, true), sampling(1.0, 16, 21)] {
-            let cached = run(&model, &prompts, &config);
-            let full = run(
-                &model,
-                &prompts,
-                &GenerateConfig {
-                    use_cache: false,
-                    ..config.clone()
-                },
-            );
             let what = format!("tiny (tied: {tie_word_embeddings}) {:?}", config.sampler);
-            assert_same_rollout(&cached, &full, 1e-4, &what);
+            assert_cache_changes_nothing(&model, &prompts, &config, &what);
         }
     }
 }
@@ -375,21 +383,8 @@ fn cached_sampling_equals_recomputation() {
             seed: 7,
             ..greedy(20, true)
         };
-        let cached = run(&model, &prompts, &config);
-        let full = run(
-            &model,
-            &prompts,
-            &GenerateConfig {
-                use_cache: false,
-                ..config.clone()
-            },
-        );
-        assert_same_rollout(
-            &cached,
-            &full,
-            1e-4,
-            &format!("{sampler:?}, cache vs recomputation"),
-        );
+        let what = format!("{sampler:?}, cache vs recomputation");
+        assert_cache_changes_nothing(&model, &prompts, &config, &what);
     }
 }
 

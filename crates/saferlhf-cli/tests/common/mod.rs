@@ -1,14 +1,11 @@
 //! Helpers shared by the CLI integration tests: run the built `saferlhf` binary from the
-//! repository root, check its outcome, temporary directories, run outputs.
-#![allow(dead_code)]
+//! repository root and read what a run left; the rest comes from `saferlhf-testkit`.
+#![allow(dead_code, unused_imports)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// The repository root (configs and fixtures are addressed from there).
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use saferlhf_testkit::{TempDir, failed, metrics, ok, root, safetensors_tensors};
 
 /// Runs `saferlhf args...` in the repository root.
 pub fn saferlhf(args: &[&str]) -> Output {
@@ -17,65 +14,6 @@ pub fn saferlhf(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-/// Asserts success; returns stderr.
-pub fn ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "failed: {stderr}");
-    stderr
-}
-
-/// Asserts failure; returns stderr.
-pub fn failed(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpectedly succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory named after the test and the process.
-    pub fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("saferlhf-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    /// `name` inside the directory, as a string for command lines.
-    pub fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The lines of a run's `metrics.jsonl`.
-pub fn metrics(run: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(Path::new(run).join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The tensors of a safetensors file, by name (the header's metadata may differ).
-pub fn safetensors_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect();
-    out.sort();
-    out
 }
 
 /// The tensors of a model directory (`model.safetensors`).
@@ -91,4 +29,10 @@ pub fn checkpoints(run: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Runs `saferlhf` with the arguments of a command line split at whitespace (so no argument
+/// may contain a space; use [`saferlhf`] for those).
+pub fn cli(line: &str) -> Output {
+    saferlhf(&line.split_whitespace().collect::<Vec<_>>())
 }

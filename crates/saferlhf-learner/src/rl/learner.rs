@@ -20,7 +20,7 @@
 //!
 //! The models each objective holds are listed in [`super::models`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -42,7 +42,7 @@ use crate::config::TaskKind;
 use crate::error::{Result, TrainError};
 use crate::models::{ModelMeta, save_text_side};
 use crate::objectives::{OnlineObjective, build_online};
-use crate::session::{Session, SessionConfig, TrainOptions};
+use crate::session::{Session, SessionConfig, SessionEnd, TrainOptions};
 
 /// Where an RL run stands (`state.json` in each checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,29 +63,24 @@ pub struct RlState {
     pub elapsed_seconds: f64,
 }
 
-/// What a call to [`train_rl`] did.
+/// What a call to [`train_rl`] did: the session's end (run directory, steps, checkpoints, final
+/// policy; the fields are reached through `Deref`), the objective and the last metrics line.
 #[derive(Debug, Clone, Serialize)]
 pub struct RlSummary {
     /// The objective.
     pub objective: String,
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// RL steps done.
-    pub step: u64,
-    /// RL steps of the whole run.
-    pub total_steps: u64,
-    /// Whether the run is complete.
-    pub finished: bool,
-    /// The checkpoint this session resumed.
-    pub resumed_from: Option<PathBuf>,
-    /// The newest checkpoint.
-    pub last_checkpoint: Option<PathBuf>,
-    /// The exported final policy (Hugging Face directory), when finished.
-    pub final_model: Option<PathBuf>,
+    /// How the session ended.
+    #[serde(flatten)]
+    pub run: SessionEnd,
     /// The last metrics line.
     pub last_metrics: Option<Map<String, Value>>,
-    /// Wall-clock seconds of this session.
-    pub seconds: f64,
+}
+
+impl std::ops::Deref for RlSummary {
+    type Target = SessionEnd;
+    fn deref(&self) -> &SessionEnd {
+        &self.run
+    }
 }
 
 impl SessionConfig for RlConfig {
@@ -287,14 +282,7 @@ pub fn train_rl_with(
     )?;
     Ok(RlSummary {
         objective: objective.name().to_string(),
-        run_dir: config.run.dir.clone(),
-        step,
-        total_steps: total,
-        finished: end.finished,
-        resumed_from: end.resumed_from,
-        last_checkpoint: end.last_checkpoint,
-        final_model: end.final_model,
+        run: end,
         last_metrics,
-        seconds: end.seconds,
     })
 }

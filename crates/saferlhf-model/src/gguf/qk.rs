@@ -29,18 +29,9 @@ pub(super) fn check_qk(
 /// KV heads. Equivalent to numpy's `w.reshape(n_heads, 2, head_dim / 2, cols).swapaxes(1, 2)`.
 pub fn permute_qk(data: &mut [f32], shape: [usize; 2], n_heads: usize) -> Result<()> {
     let half = check_qk(data, shape, n_heads, "permute_qk")?;
-    let cols = shape[1];
-    let src = data.to_vec();
-    for h in 0..n_heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let dst_row = h * 2 * half + i * 2 + j;
-                let src_row = h * 2 * half + j * half + i;
-                data[dst_row * cols..(dst_row + 1) * cols]
-                    .copy_from_slice(&src[src_row * cols..(src_row + 1) * cols]);
-            }
-        }
-    }
+    move_rows(data, shape[1], n_heads, half, |interleaved, rotate_half| {
+        (interleaved, rotate_half)
+    });
     Ok(())
 }
 
@@ -50,17 +41,31 @@ pub fn permute_qk(data: &mut [f32], shape: [usize; 2], n_heads: usize) -> Result
 /// KV heads. Equivalent to numpy's `w.reshape(n_heads, head_dim / 2, 2, cols).swapaxes(1, 2)`.
 pub fn unpermute_qk(data: &mut [f32], shape: [usize; 2], n_heads: usize) -> Result<()> {
     let half = check_qk(data, shape, n_heads, "unpermute_qk")?;
-    let cols = shape[1];
+    move_rows(data, shape[1], n_heads, half, |interleaved, rotate_half| {
+        (rotate_half, interleaved)
+    });
+    Ok(())
+}
+
+/// Copies rows between the two layouts of each head: row `i * 2 + j` of the interleaved layout is
+/// row `j * half + i` of the rotate-half one. `direction(interleaved, rotate_half)` returns the
+/// (destination, source) pair.
+fn move_rows(
+    data: &mut [f32],
+    cols: usize,
+    n_heads: usize,
+    half: usize,
+    direction: impl Fn(usize, usize) -> (usize, usize),
+) {
     let src = data.to_vec();
     for h in 0..n_heads {
         for i in 0..half {
             for j in 0..2 {
-                let src_row = h * 2 * half + i * 2 + j;
-                let dst_row = h * 2 * half + j * half + i;
+                let base = h * 2 * half;
+                let (dst_row, src_row) = direction(base + i * 2 + j, base + j * half + i);
                 data[dst_row * cols..(dst_row + 1) * cols]
                     .copy_from_slice(&src[src_row * cols..(src_row + 1) * cols]);
             }
         }
     }
-    Ok(())
 }

@@ -670,17 +670,7 @@ fn sha256_and_open_from_disk() {
 
 /// The real SmolLM2 asset, or `None` (with a message) when it has not been fetched.
 pub(crate) fn smollm2_asset() -> Option<PathBuf> {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        println!(
-            "skipping: asset {} not found; run scripts/fetch-assets.sh",
-            p.display()
-        );
-        None
-    }
+    saferlhf_testkit::smollm2()
 }
 
 #[test]
