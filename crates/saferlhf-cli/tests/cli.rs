@@ -62,64 +62,26 @@ fn fails_with(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_input_gives_clear_errors() {
-    fails_with(
-        &[
-            "generate",
-            "--model",
-            "/nonexistent/model.gguf",
-            "--prompt",
-            "hi",
-        ],
-        "/nonexistent/model.gguf",
-    );
-    fails_with(
-        &[
-            "generate", "--model", "x.gguf", "--prompt", "hi", "--device", "tpu",
-        ],
-        "unknown device",
-    );
-    fails_with(
-        &[
-            "generate",
-            "--model",
-            "x.gguf",
-            "--prompt",
-            "hi",
-            "--template",
-            "alpaca",
-        ],
-        "unknown chat template",
-    );
+    // `generate --model MODEL --prompt hi` with more arguments.
+    let hi = |model: &str, more: &[&str], needle: &str| {
+        fails_with(
+            &[&["generate", "--model", model, "--prompt", "hi"], more].concat(),
+            needle,
+        )
+    };
+    hi("/nonexistent/model.gguf", &[], "/nonexistent/model.gguf");
+    hi("x.gguf", &["--device", "tpu"], "unknown device");
+    hi("x.gguf", &["--template", "alpaca"], "unknown chat template");
     let Some(model) = asset() else { return };
     let model = model.to_string_lossy().into_owned();
     fails_with(
         &["generate", "--model", &model, "--prompt", " "],
         "empty prompt",
     );
-    fails_with(
-        &[
-            "generate",
-            "--model",
-            &model,
-            "--prompt",
-            "hi",
-            "--sampler",
-            "sample",
-            "--temperature",
-            "0",
-        ],
+    hi(
+        &model,
+        &["--sampler", "sample", "--temperature", "0"],
         "temperature",
     );
-    fails_with(
-        &[
-            "generate",
-            "--model",
-            &model,
-            "--prompt",
-            "hi",
-            "--max-new-tokens",
-            "9000",
-        ],
-        "context",
-    );
+    hi(&model, &["--max-new-tokens", "9000"], "context");
 }

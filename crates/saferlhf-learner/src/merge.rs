@@ -47,36 +47,6 @@ pub struct MergeSummary {
     pub parameters: usize,
 }
 
-/// The weight files of a model directory: `model.safetensors`, or the shards its index lists.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join(WEIGHTS_FILE);
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let index = dir.join(WEIGHTS_INDEX_FILE);
-    let text = std::fs::read_to_string(&index).map_err(|_| {
-        TrainError::checkpoint(
-            dir,
-            format!(
-                "no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}: not a Hugging Face model directory"
-            ),
-        )
-    })?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(&index, e.to_string()))?;
-    let mut files: Vec<String> = json["weight_map"]
-        .as_object()
-        .map(|m| {
-            m.values()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files.dedup();
-    Ok(files.into_iter().map(|f| dir.join(f)).collect())
-}
-
 /// The first key path where two JSON values differ (`""` for the root).
 fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
     use serde_json::Value;
@@ -206,7 +176,7 @@ pub fn merge_models(
 
     // Every tensor of both sides, by name.
     let read = |dir: &Path| -> Result<Vec<Vec<u8>>> {
-        weight_files(dir)?
+        saferlhf_model::weights::weight_files(dir)?
             .iter()
             .map(|f| std::fs::read(f).map_err(|e| TrainError::io(f, e)))
             .collect()

@@ -34,7 +34,7 @@ use crate::tiny::preset_config;
 /// A supervised task: the model it trains and how.
 pub trait Task {
     /// The trained module.
-    type Model: Module;
+    type Model: Module + SavedModel;
     /// One tokenized training example.
     type Example: Clone;
 
@@ -82,10 +82,40 @@ pub trait Task {
     }
 
     /// Writes the weights (Hugging Face names) and `config.json` into `dir`.
-    fn save(&self, model: &Self::Model, config: &LlamaConfig, dir: &Path) -> Result<()>;
+    fn save(&self, model: &Self::Model, config: &LlamaConfig, dir: &Path) -> Result<()> {
+        model.save_dir(config, dir)
+    }
 
     /// Loads weights written by [`Task::save`].
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, Self::Model)>;
+    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, Self::Model)> {
+        Self::Model::load_dir(dir, device)
+    }
+}
+
+/// A model a task trains, written as (and read from) a Hugging Face-style directory.
+pub trait SavedModel: Sized {
+    /// Writes the weights and `config.json` into `dir`.
+    fn save_dir(&self, config: &LlamaConfig, dir: &Path) -> Result<()>;
+    /// Reads a directory written by [`SavedModel::save_dir`].
+    fn load_dir(dir: &Path, device: &Device) -> Result<(LlamaConfig, Self)>;
+}
+
+impl SavedModel for LlamaForCausalLM {
+    fn save_dir(&self, config: &LlamaConfig, dir: &Path) -> Result<()> {
+        Ok(save_hf_dir(self, config, dir)?)
+    }
+    fn load_dir(dir: &Path, device: &Device) -> Result<(LlamaConfig, Self)> {
+        Ok(load_hf_dir(dir, device)?)
+    }
+}
+
+impl<K: PairTask> SavedModel for ScoreModel<K> {
+    fn save_dir(&self, config: &LlamaConfig, dir: &Path) -> Result<()> {
+        Ok(save_score_dir(self, config, dir)?)
+    }
+    fn load_dir(dir: &Path, device: &Device) -> Result<(LlamaConfig, Self)> {
+        Ok(load_score_dir::<K>(dir, device)?)
+    }
 }
 
 /// Loads the policy a run starts from: the char-tiny preset (seeded) or a GGUF / HF directory.
@@ -204,14 +234,6 @@ impl Task for SftTask {
         let m = SftMetrics::new(scalar(&loss), b.response_tokens);
         (loss, TaskMetrics::Sft(m), b.real_tokens)
     }
-
-    fn save(&self, model: &LlamaForCausalLM, config: &LlamaConfig, dir: &Path) -> Result<()> {
-        Ok(save_hf_dir(model, config, dir)?)
-    }
-
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-        Ok(load_hf_dir(dir, device)?)
-    }
 }
 
 /// How a score model of kind `K` learns from pairs: the loss and metrics of its task.
@@ -315,14 +337,6 @@ impl<K: PairTask> Task for ScoreTask<K> {
         let (chosen, rejected, b) = pair_scores(model, batch, pad_id, device);
         let (loss, m) = K::pair_loss(chosen, rejected, &b, regularization, device);
         (loss, m, b.real_tokens)
-    }
-
-    fn save(&self, model: &ScoreModel<K>, config: &LlamaConfig, dir: &Path) -> Result<()> {
-        Ok(save_score_dir(model, config, dir)?)
-    }
-
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, ScoreModel<K>)> {
-        Ok(load_score_dir::<K>(dir, device)?)
     }
 }
 
@@ -548,13 +562,5 @@ impl Task for DpoTask {
         let loss = self.objective.loss(&logps);
         let m = DpoMetrics::new(self.objective.beta(), &logps, scalar(&loss));
         (loss, TaskMetrics::Dpo(m), tokens)
-    }
-
-    fn save(&self, model: &LlamaForCausalLM, config: &LlamaConfig, dir: &Path) -> Result<()> {
-        Ok(save_hf_dir(model, config, dir)?)
-    }
-
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-        Ok(load_hf_dir(dir, device)?)
     }
 }

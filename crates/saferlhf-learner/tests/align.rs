@@ -304,49 +304,39 @@ fn align_config_errors_name_the_key() {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         TrainConfig::load(&root().join(file), &sets, None)
     };
-    for (file, set, key) in [
-        ("configs/tiny-dpo.toml", "dpo.beta=0", "dpo.beta"),
-        ("configs/tiny-dpo.toml", "dpo.beta=-0.1", "dpo.beta"),
+    let dpo: &[(&str, &str)] = &[
+        ("dpo.beta=0", "dpo.beta"),
+        ("dpo.beta=-0.1", "dpo.beta"),
+        ("dpo.preference=\"kindness\"", "preference"),
+        ("dpo.sum_from=\"start\"", "sum_from"),
+        ("dpo.betta=1", "betta"),
+        ("sacpo.lambda=2", "sacpo"),
+        ("data.sources.0.format=\"sft\"", "data.sources.0.format"),
+    ];
+    let sacpo: &[(&str, &str)] = &[
+        ("sacpo.lambda=0", "sacpo.lambda"),
+        ("sacpo.lambda=-1", "sacpo.lambda"),
+        ("sacpo.beta=0", "sacpo.beta"),
+        ("sacpo.order=\"both\"", "order"),
+        ("dpo.beta=0.1", "dpo"),
+        ("sacpo.safety_sources=[]", "sacpo.safety_sources"),
         (
-            "configs/tiny-dpo.toml",
-            "dpo.preference=\"kindness\"",
-            "preference",
-        ),
-        (
-            "configs/tiny-dpo.toml",
-            "dpo.sum_from=\"start\"",
-            "sum_from",
-        ),
-        ("configs/tiny-dpo.toml", "dpo.betta=1", "betta"),
-        ("configs/tiny-dpo.toml", "sacpo.lambda=2", "sacpo"),
-        (
-            "configs/tiny-dpo.toml",
-            "data.sources.0.format=\"sft\"",
-            "data.sources.0.format",
-        ),
-        ("configs/tiny-sacpo.toml", "sacpo.lambda=0", "sacpo.lambda"),
-        ("configs/tiny-sacpo.toml", "sacpo.lambda=-1", "sacpo.lambda"),
-        ("configs/tiny-sacpo.toml", "sacpo.beta=0", "sacpo.beta"),
-        ("configs/tiny-sacpo.toml", "sacpo.order=\"both\"", "order"),
-        ("configs/tiny-sacpo.toml", "dpo.beta=0.1", "dpo"),
-        (
-            "configs/tiny-sacpo.toml",
-            "sacpo.safety_sources=[]",
-            "sacpo.safety_sources",
-        ),
-        (
-            "configs/tiny-sacpo.toml",
             "sacpo.helpfulness_sources.0.limit=0",
             "sacpo.helpfulness_sources.0.limit",
         ),
         (
-            "configs/tiny-sacpo.toml",
             "data.sources=[{format = \"pku\", path = \"x\"}]",
             "data.sources",
         ),
+    ];
+    for (file, cases) in [
+        ("configs/tiny-dpo.toml", dpo),
+        ("configs/tiny-sacpo.toml", sacpo),
     ] {
-        let err = load(file, &[set]).unwrap_err().to_string();
-        assert!(err.contains(key), "{file} --set {set}: {err}");
+        for &(set, key) in cases {
+            let err = load(file, &[set]).unwrap_err().to_string();
+            assert!(err.contains(key), "{file} --set {set}: {err}");
+        }
     }
     // The shipped configs parse, and a DPO config gets its [dpo] defaults written out.
     for (file, task) in [

@@ -52,6 +52,11 @@ const EOS_CANDIDATES: [&str; 5] = [
     "<|im_end|>",
 ];
 
+/// The id of the first of [`EOS_CANDIDATES`] in the vocabulary.
+fn known_eos(inner: &tokenizers::Tokenizer) -> Option<u32> {
+    EOS_CANDIDATES.iter().find_map(|t| inner.token_to_id(t))
+}
+
 /// GGUF token types (llama.cpp `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
@@ -129,19 +134,16 @@ impl Tokenizer {
         };
         let eos_id = match config_token("eos_token")? {
             Some(id) => id,
-            None => EOS_CANDIDATES
-                .iter()
-                .find_map(|t| inner.token_to_id(t))
-                .ok_or_else(|| {
-                    tok_err(
-                        path,
-                        format!(
-                            "cannot tell the end-of-sequence token: no eos_token in a \
-                             tokenizer_config.json beside it and none of {EOS_CANDIDATES:?} \
-                             in the vocabulary"
-                        ),
-                    )
-                })?,
+            None => known_eos(&inner).ok_or_else(|| {
+                tok_err(
+                    path,
+                    format!(
+                        "cannot tell the end-of-sequence token: no eos_token in a \
+                         tokenizer_config.json beside it and none of {EOS_CANDIDATES:?} \
+                         in the vocabulary"
+                    ),
+                )
+            })?,
         };
         let bos_id = config_token("bos_token")?;
         let pad_id = config_token("pad_token")?.unwrap_or(eos_id);
@@ -282,15 +284,12 @@ impl Tokenizer {
         };
         let eos_id = match id_key("tokenizer.ggml.eos_token_id")? {
             Some(id) => id,
-            None => EOS_CANDIDATES
-                .iter()
-                .find_map(|t| inner.token_to_id(t))
-                .ok_or_else(|| {
-                    tok_err(
-                        path,
-                        "no tokenizer.ggml.eos_token_id and no known end-of-sequence token",
-                    )
-                })?,
+            None => known_eos(&inner).ok_or_else(|| {
+                tok_err(
+                    path,
+                    "no tokenizer.ggml.eos_token_id and no known end-of-sequence token",
+                )
+            })?,
         };
         let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
         let pad_id = id_key("tokenizer.ggml.padding_token_id")?.unwrap_or(eos_id);
@@ -747,33 +746,28 @@ mod tests {
             e.contains("tokenizer.ggml.model") && e.contains("missing"),
             "{e}"
         );
-        let g = Writer::new()
-            .kv("tokenizer.ggml.model", GgufValue::String("llama".into()))
-            .build();
-        let e = err(Tokenizer::from_gguf(
-            &GgufFile::from_bytes(g, "spm.gguf").unwrap(),
-        ));
+        // The error of a GGUF file named `name` whose writer `w` sets the tokenizer keys.
+        let of = |name: &str, w: Writer| {
+            err(Tokenizer::from_gguf(
+                &GgufFile::from_bytes(w.build(), name).unwrap(),
+            ))
+        };
+        let gpt2 = |merge: &str| {
+            Writer::new()
+                .kv("tokenizer.ggml.model", GgufValue::String("gpt2".into()))
+                .kv("tokenizer.ggml.pre", GgufValue::String("smollm".into()))
+                .kv("tokenizer.ggml.tokens", strs(&["a", "b"]))
+                .kv("tokenizer.ggml.merges", strs(&[merge]))
+        };
+        let llama = Writer::new().kv("tokenizer.ggml.model", GgufValue::String("llama".into()));
+        let e = of("spm.gguf", llama);
         assert!(e.contains("`llama` is not supported"), "{e}");
-        let g = Writer::new()
-            .kv("tokenizer.ggml.model", GgufValue::String("gpt2".into()))
-            .kv("tokenizer.ggml.pre", GgufValue::String("smollm".into()))
-            .kv("tokenizer.ggml.tokens", strs(&["a", "b"]))
-            .kv("tokenizer.ggml.merges", strs(&["ab"]))
-            .build();
-        let e = err(Tokenizer::from_gguf(
-            &GgufFile::from_bytes(g, "m.gguf").unwrap(),
-        ));
+        let e = of("m.gguf", gpt2("ab"));
         assert!(e.contains("merge 0 \"ab\""), "{e}");
-        let g = Writer::new()
-            .kv("tokenizer.ggml.model", GgufValue::String("gpt2".into()))
-            .kv("tokenizer.ggml.pre", GgufValue::String("smollm".into()))
-            .kv("tokenizer.ggml.tokens", strs(&["a", "b"]))
-            .kv("tokenizer.ggml.merges", strs(&["a c"]))
-            .kv("tokenizer.ggml.eos_token_id", GgufValue::U32(0))
-            .build();
-        let e = err(Tokenizer::from_gguf(
-            &GgufFile::from_bytes(g, "m.gguf").unwrap(),
-        ));
+        let e = of(
+            "m.gguf",
+            gpt2("a c").kv("tokenizer.ggml.eos_token_id", GgufValue::U32(0)),
+        );
         assert!(e.contains("m.gguf") && e.contains("BPE"), "{e}");
     }
 

@@ -123,7 +123,9 @@ pub(crate) fn apply_hf_safetensors<M: ModuleSnapshot>(
     Ok(result)
 }
 
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The weight files of a Hugging Face model directory: `model.safetensors`, or the shards its
+/// `model.safetensors.index.json` lists (sorted, each once).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join(WEIGHTS_FILE);
     if single.is_file() {
         return Ok(vec![single]);

@@ -201,194 +201,190 @@ pub fn generate_with(
     // products split their work over: a product started there is shared with the pool's other
     // threads directly, where from an outside thread every one of the hundreds of products per
     // step would be handed over and waited for, costing two thread switches each.
-    rayon::scope(|_| generate_on_pool(model, packed, prompts, config, device))
-}
-
-fn generate_on_pool(
-    model: &LlamaForCausalLM,
-    packed: Option<&DecodeWeights>,
-    prompts: &[Vec<u32>],
-    config: &GenerateConfig,
-    device: &Device,
-) -> Result<Rollout, RolloutError> {
-    let start = Instant::now();
-    config
-        .sampler
-        .validate()
-        .map_err(|reason| RolloutError::Config {
-            field: "sampler",
-            reason,
-        })?;
-    if config.max_new_tokens == 0 {
-        return Err(RolloutError::Config {
-            field: "max_new_tokens",
-            reason: "must be at least 1".into(),
-        });
-    }
-    let vocab = model.vocab_size();
-    if config.pad_id as usize >= vocab {
-        return Err(RolloutError::Config {
-            field: "pad_id",
-            reason: format!("{} is outside the vocabulary of {vocab}", config.pad_id),
-        });
-    }
-    let padded = left_pad(prompts, config.pad_id)?;
-    for (index, prompt) in prompts.iter().enumerate() {
-        if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
-            return Err(RolloutError::TokenOutOfVocab { index, id, vocab });
-        }
-        if prompt.len() + config.max_new_tokens > model.max_positions() {
-            return Err(RolloutError::PromptTooLong {
-                index,
-                len: prompt.len(),
-                new: config.max_new_tokens,
-                max: model.max_positions(),
+    rayon::scope(|_| {
+        let start = Instant::now();
+        config
+            .sampler
+            .validate()
+            .map_err(|reason| RolloutError::Config {
+                field: "sampler",
+                reason,
+            })?;
+        if config.max_new_tokens == 0 {
+            return Err(RolloutError::Config {
+                field: "max_new_tokens",
+                reason: "must be at least 1".into(),
             });
         }
-    }
+        let vocab = model.vocab_size();
+        if config.pad_id as usize >= vocab {
+            return Err(RolloutError::Config {
+                field: "pad_id",
+                reason: format!("{} is outside the vocabulary of {vocab}", config.pad_id),
+            });
+        }
+        let padded = left_pad(prompts, config.pad_id)?;
+        for (index, prompt) in prompts.iter().enumerate() {
+            if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+                return Err(RolloutError::TokenOutOfVocab { index, id, vocab });
+            }
+            if prompt.len() + config.max_new_tokens > model.max_positions() {
+                return Err(RolloutError::PromptTooLong {
+                    index,
+                    len: prompt.len(),
+                    new: config.max_new_tokens,
+                    max: model.max_positions(),
+                });
+            }
+        }
 
-    let (batch, width) = (padded.batch, padded.width);
-    let total = width + config.max_new_tokens;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    // Host copies of the growing sequences, row-major with a stride of `total`.
-    let mut tokens = vec![config.pad_id; batch * total];
-    let mut mask = vec![false; batch * total];
-    for row in 0..batch {
-        tokens[row * total..row * total + width]
-            .copy_from_slice(&padded.tokens[row * width..(row + 1) * width]);
-        mask[row * total..row * total + width]
-            .copy_from_slice(&padded.mask[row * width..(row + 1) * width]);
-    }
-    // RoPE position of the next token of each row = number of real tokens so far.
-    let mut next_pos: Vec<i64> = (0..batch)
-        .map(|r| {
-            padded.mask[r * width..(r + 1) * width]
-                .iter()
-                .filter(|&&m| m)
-                .count() as i64
-        })
-        .collect();
-
-    let (kv_heads, head_dim) = model.kv_shape();
-    let mut cache = config
-        .use_cache
-        .then(|| KvCache::new(model.num_layers(), batch, kv_heads, head_dim, total, device));
-
-    // On the CPU backend, decode steps multiply a few rows by every weight: with the weights
-    // packed, each step streams them at memory speed.
-    let packed = packed.filter(|_| config.use_cache);
-    let logits_of = |hidden: Tensor<3>| match packed {
-        Some(packed) => model.logits_packed(hidden, packed),
-        None => model.logits(hidden),
-    };
-
-    // Prefill: the whole prompt block at once; keep only the last position's logits.
-    let prompt_tokens = int_tensor(&padded.tokens, [batch, width], device);
-    let prompt_mask = bool_tensor(&padded.mask, [batch, width], device);
-    let positions = positions_from_mask(prompt_mask.clone());
-    let hidden = model.forward_hidden(prompt_tokens, positions, prompt_mask, cache.as_mut());
-    let hidden_dim = hidden.dims()[2];
-    let mut logits = logits_of(hidden.slice([0..batch, width - 1..width, 0..hidden_dim]))
-        .reshape([batch, vocab]);
-
-    let mut finished = vec![false; batch];
-    let mut stopped = vec![false; batch];
-    let mut responses = vec![Vec::new(); batch];
-    let mut step_logprobs = Vec::with_capacity(config.max_new_tokens);
-    let mut steps = 0;
-    for step in 0..config.max_new_tokens {
-        let (ids, logp) = sample_next(logits, &config.sampler, &mut rng);
-        let ids: Vec<i64> = ids
-            .try_into_vec_as::<i64>()
-            .map_err(|e| ModelError::InvalidInput(format!("reading sampled ids: {e:?}")))?;
-        let col = width + step;
-        let mut live = vec![false; batch];
+        let (batch, width) = (padded.batch, padded.width);
+        let total = width + config.max_new_tokens;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        // Host copies of the growing sequences, row-major with a stride of `total`.
+        let mut tokens = vec![config.pad_id; batch * total];
+        let mut mask = vec![false; batch * total];
         for row in 0..batch {
-            if finished[row] {
-                continue;
-            }
-            let id = ids[row] as u32;
-            tokens[row * total + col] = id;
-            mask[row * total + col] = true;
-            live[row] = true;
-            responses[row].push(id);
-            if config.stop_ids.contains(&id) {
-                finished[row] = true;
-                stopped[row] = true;
-            }
+            tokens[row * total..row * total + width]
+                .copy_from_slice(&padded.tokens[row * width..(row + 1) * width]);
+            mask[row * total..row * total + width]
+                .copy_from_slice(&padded.mask[row * width..(row + 1) * width]);
         }
-        let live_t = Tensor::<1, Bool>::from_data(TensorData::new(live, [batch]), device);
-        step_logprobs.push(logp.mask_fill(live_t.bool_not(), 0.0));
-        steps = step + 1;
-        if finished.iter().all(|&f| f) || steps == config.max_new_tokens {
-            break;
-        }
-
-        // Feed the new tokens (finished rows get a masked pad) and compute the next logits.
-        let keys = col + 1;
-        let key_mask: Vec<bool> = (0..batch)
-            .flat_map(|r| mask[r * total..r * total + keys].iter().copied())
+        // RoPE position of the next token of each row = number of real tokens so far.
+        let mut next_pos: Vec<i64> = (0..batch)
+            .map(|r| {
+                padded.mask[r * width..(r + 1) * width]
+                    .iter()
+                    .filter(|&&m| m)
+                    .count() as i64
+            })
             .collect();
-        let key_mask = bool_tensor(&key_mask, [batch, keys], device);
-        let hidden = match cache.as_mut() {
-            Some(cache) => {
-                let new: Vec<u32> = (0..batch).map(|r| tokens[r * total + col]).collect();
-                let pos: Vec<i64> = next_pos.clone();
-                let positions =
-                    Tensor::<2, Int>::from_data(TensorData::new(pos, [batch, 1]), device);
-                let new = int_tensor(&new, [batch, 1], device);
-                match packed {
-                    Some(packed) => {
-                        model.forward_hidden_packed(new, positions, key_mask, Some(cache), packed)
-                    }
-                    None => model.forward_hidden(new, positions, key_mask, Some(cache)),
+
+        let (kv_heads, head_dim) = model.kv_shape();
+        let mut cache = config
+            .use_cache
+            .then(|| KvCache::new(model.num_layers(), batch, kv_heads, head_dim, total, device));
+
+        // On the CPU backend, decode steps multiply a few rows by every weight: with the weights
+        // packed, each step streams them at memory speed.
+        let packed = packed.filter(|_| config.use_cache);
+        let logits_of = |hidden: Tensor<3>| match packed {
+            Some(packed) => model.logits_packed(hidden, packed),
+            None => model.logits(hidden),
+        };
+
+        // Prefill: the whole prompt block at once; keep only the last position's logits.
+        let prompt_tokens = int_tensor(&padded.tokens, [batch, width], device);
+        let prompt_mask = bool_tensor(&padded.mask, [batch, width], device);
+        let positions = positions_from_mask(prompt_mask.clone());
+        let hidden = model.forward_hidden(prompt_tokens, positions, prompt_mask, cache.as_mut());
+        let hidden_dim = hidden.dims()[2];
+        let mut logits = logits_of(hidden.slice([0..batch, width - 1..width, 0..hidden_dim]))
+            .reshape([batch, vocab]);
+
+        let mut finished = vec![false; batch];
+        let mut stopped = vec![false; batch];
+        let mut responses = vec![Vec::new(); batch];
+        let mut step_logprobs = Vec::with_capacity(config.max_new_tokens);
+        let mut steps = 0;
+        for step in 0..config.max_new_tokens {
+            let (ids, logp) = sample_next(logits, &config.sampler, &mut rng);
+            let ids: Vec<i64> = ids
+                .try_into_vec_as::<i64>()
+                .map_err(|e| ModelError::InvalidInput(format!("reading sampled ids: {e:?}")))?;
+            let col = width + step;
+            let mut live = vec![false; batch];
+            for row in 0..batch {
+                if finished[row] {
+                    continue;
+                }
+                let id = ids[row] as u32;
+                tokens[row * total + col] = id;
+                mask[row * total + col] = true;
+                live[row] = true;
+                responses[row].push(id);
+                if config.stop_ids.contains(&id) {
+                    finished[row] = true;
+                    stopped[row] = true;
                 }
             }
-            None => {
-                let seq: Vec<u32> = (0..batch)
-                    .flat_map(|r| tokens[r * total..r * total + keys].iter().copied())
-                    .collect();
-                let positions = positions_from_mask(key_mask.clone());
-                let hidden = model.forward_hidden(
-                    int_tensor(&seq, [batch, keys], device),
-                    positions,
-                    key_mask,
-                    None,
-                );
-                hidden.slice([0..batch, keys - 1..keys, 0..hidden_dim])
+            let live_t = Tensor::<1, Bool>::from_data(TensorData::new(live, [batch]), device);
+            step_logprobs.push(logp.mask_fill(live_t.bool_not(), 0.0));
+            steps = step + 1;
+            if finished.iter().all(|&f| f) || steps == config.max_new_tokens {
+                break;
             }
-        };
-        for (row, pos) in next_pos.iter_mut().enumerate() {
-            if mask[row * total + col] {
-                *pos += 1;
-            }
-        }
-        logits = logits_of(hidden).reshape([batch, vocab]);
-    }
 
-    let used = width + steps;
-    let trim = |values: &[u32]| -> Vec<u32> {
-        (0..batch)
-            .flat_map(|r| values[r * total..r * total + used].iter().copied())
-            .collect()
-    };
-    let trim_mask = |values: &[bool]| -> Vec<bool> {
-        (0..batch)
-            .flat_map(|r| values[r * total..r * total + used].iter().copied())
-            .collect()
-    };
-    let response_mask: Vec<bool> = (0..batch)
-        .flat_map(|r| (0..used).map(move |c| (r, c)))
-        .map(|(r, c)| c >= width && mask[r * total + c])
-        .collect();
-    Ok(Rollout {
-        sequences: int_tensor(&trim(&tokens), [batch, used], device),
-        attention_mask: bool_tensor(&trim_mask(&mask), [batch, used], device),
-        response_mask: bool_tensor(&response_mask, [batch, used], device),
-        logprobs: Tensor::stack(step_logprobs, 1),
-        prompt_len: width,
-        responses,
-        stopped,
-        seconds: start.elapsed().as_secs_f64(),
+            // Feed the new tokens (finished rows get a masked pad) and compute the next logits.
+            let keys = col + 1;
+            let key_mask: Vec<bool> = (0..batch)
+                .flat_map(|r| mask[r * total..r * total + keys].iter().copied())
+                .collect();
+            let key_mask = bool_tensor(&key_mask, [batch, keys], device);
+            let hidden = match cache.as_mut() {
+                Some(cache) => {
+                    let new: Vec<u32> = (0..batch).map(|r| tokens[r * total + col]).collect();
+                    let pos: Vec<i64> = next_pos.clone();
+                    let positions =
+                        Tensor::<2, Int>::from_data(TensorData::new(pos, [batch, 1]), device);
+                    let new = int_tensor(&new, [batch, 1], device);
+                    match packed {
+                        Some(packed) => model.forward_hidden_packed(
+                            new,
+                            positions,
+                            key_mask,
+                            Some(cache),
+                            packed,
+                        ),
+                        None => model.forward_hidden(new, positions, key_mask, Some(cache)),
+                    }
+                }
+                None => {
+                    let seq: Vec<u32> = (0..batch)
+                        .flat_map(|r| tokens[r * total..r * total + keys].iter().copied())
+                        .collect();
+                    let positions = positions_from_mask(key_mask.clone());
+                    let hidden = model.forward_hidden(
+                        int_tensor(&seq, [batch, keys], device),
+                        positions,
+                        key_mask,
+                        None,
+                    );
+                    hidden.slice([0..batch, keys - 1..keys, 0..hidden_dim])
+                }
+            };
+            for (row, pos) in next_pos.iter_mut().enumerate() {
+                if mask[row * total + col] {
+                    *pos += 1;
+                }
+            }
+            logits = logits_of(hidden).reshape([batch, vocab]);
+        }
+
+        let used = width + steps;
+        let trim = |values: &[u32]| -> Vec<u32> {
+            (0..batch)
+                .flat_map(|r| values[r * total..r * total + used].iter().copied())
+                .collect()
+        };
+        let trim_mask = |values: &[bool]| -> Vec<bool> {
+            (0..batch)
+                .flat_map(|r| values[r * total..r * total + used].iter().copied())
+                .collect()
+        };
+        let response_mask: Vec<bool> = (0..batch)
+            .flat_map(|r| (0..used).map(move |c| (r, c)))
+            .map(|(r, c)| c >= width && mask[r * total + c])
+            .collect();
+        Ok(Rollout {
+            sequences: int_tensor(&trim(&tokens), [batch, used], device),
+            attention_mask: bool_tensor(&trim_mask(&mask), [batch, used], device),
+            response_mask: bool_tensor(&response_mask, [batch, used], device),
+            logprobs: Tensor::stack(step_logprobs, 1),
+            prompt_len: width,
+            responses,
+            stopped,
+            seconds: start.elapsed().as_secs_f64(),
+        })
     })
 }
