@@ -37,7 +37,7 @@ use saferlhf_learner::config::{
 };
 use saferlhf_learner::objectives::{LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder};
 use saferlhf_learner::rl::config::{
-    PolicyConfig, PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings,
+    PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings,
     ScoreSource,
 };
 use saferlhf_learner::rl::{CriticMode, RlConfig, train_rl};
@@ -495,10 +495,11 @@ fn rl_config(
             progress: s.progress,
             ..d.run
         },
-        policy: PolicyConfig {
+        policy: ModelConfig {
             init: Some(policy.to_path_buf()),
             template: s.template.clone(),
-            max_prompt_length: 40,
+            // Prompts of at most 40 tokens.
+            max_length: 40 + s.max_new_tokens,
             ..d.policy
         },
         reward_model: ScoreSource {

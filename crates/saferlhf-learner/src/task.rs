@@ -19,7 +19,7 @@ use saferlhf_model::{
 };
 
 use crate::collate::{Encoded, EncodedPair, Encoder, PairBatch, pair_batch, sft_batch};
-use crate::config::{TaskKind, TrainConfig};
+use crate::config::{ModelConfig, TaskKind, TrainConfig};
 use crate::data::{Dataset, load_pairs, load_sft_examples};
 use crate::error::{Result, TrainError};
 use crate::losses::{
@@ -118,20 +118,38 @@ impl<K: PairTask> SavedModel for ScoreModel<K> {
     }
 }
 
-/// Loads the policy a run starts from: the char-tiny preset (seeded) or a GGUF / HF directory.
-fn init_policy(config: &TrainConfig, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-    if let Some(preset) = &config.model.preset {
+/// The policy a run starts from, as `section` (`model` or `policy`) of a config names it: the
+/// `preset` (seeded by `seed`), or `init`, a Hugging Face directory or a GGUF file.
+pub fn initial_policy(
+    model: &ModelConfig,
+    section: &str,
+    seed: u64,
+    device: &Device,
+) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+    if let Some(preset) = &model.preset {
         let c = preset_config(preset).ok_or_else(|| {
-            TrainError::config("model.preset", format!("unknown preset `{preset}`"))
+            TrainError::config(
+                format!("{section}.preset"),
+                format!("unknown preset `{preset}`"),
+            )
         })?;
-        let model = LlamaForCausalLM::new(&c, device);
-        return Ok((c, seeded_init(model, config.run.seed, &[])));
+        let policy = LlamaForCausalLM::new(&c, device);
+        return Ok((c, seeded_init(policy, seed, &[])));
     }
-    let Some(init) = &config.model.init else {
-        return Err(TrainError::config("model.init", "missing"));
+    let Some(init) = &model.init else {
+        return Err(TrainError::config(format!("{section}.init"), "missing"));
     };
-    let p = load_pretrained(init, device)?;
-    Ok((p.config, p.model))
+    if init.is_dir() {
+        Ok(load_hf_dir(init, device)?)
+    } else {
+        let p = load_pretrained(init, device)?;
+        Ok((p.config, p.model))
+    }
+}
+
+/// The policy a supervised run starts from ([`initial_policy`] of `[model]`).
+fn init_policy(config: &TrainConfig, device: &Device) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+    initial_policy(&config.model, "model", config.run.seed, device)
 }
 
 /// Whether a directory holds a score model (its `config.json` has `score_type`).

@@ -68,8 +68,9 @@ pub mod rl {
     pub const RUN_DIR: &str = "runs/rlhf";
     /// `policy.template`.
     pub const TEMPLATE: &str = "chatml";
-    /// `policy.max_prompt_length`: most prompt tokens (templated).
-    pub const MAX_PROMPT_LENGTH: usize = 256;
+    /// `policy.max_length`: most tokens of prompt (templated) + response; prompts keep their
+    /// last `max_length - rollout.max_new_tokens` tokens (256 with the default 128 new tokens).
+    pub const MAX_LENGTH: usize = 384;
     /// `rollout.prompts_per_step`.
     pub const PROMPTS_PER_STEP: usize = 16;
     /// `rollout.max_new_tokens`.

@@ -124,7 +124,8 @@ impl Default for RunConfig {
     }
 }
 
-/// `[model]`: what is trained and how text becomes tokens.
+/// `[model]` of the supervised stages and `[policy]` of an RL run: what is trained and how text
+/// becomes tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {

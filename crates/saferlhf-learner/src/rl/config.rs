@@ -12,40 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{OptimConfig, RunConfig, defaults, load};
+use crate::config::{ModelConfig, OptimConfig, RunConfig, defaults, load};
 use crate::error::{Result, TrainError};
 use crate::objectives::{LagrangeConfig, OnlineKind, RePoConfig};
-
-/// `[policy]`: the policy to train (its initial weights are also the frozen reference).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {
-    /// Initial weights: a `.gguf` file or a Hugging Face directory (e.g. an SFT run's `final/`).
-    /// Exactly one of `init` and `preset` must be set.
-    pub init: Option<PathBuf>,
-    /// A built-in random model instead of `init`: `tiny` (for tests) or `small` (hidden 64, 3
-    /// layers; same character tokenizer), seeded by `run.seed`.
-    pub preset: Option<String>,
-    /// Chat template the prompts are rendered with: `chatml`, `smollm2`, `saferlhf` or `raw`.
-    /// The reward and cost models must have been trained with the same one.
-    pub template: String,
-    /// System turn for the `chatml` template.
-    pub system: Option<String>,
-    /// Most prompt tokens (templated); longer prompts keep their last tokens.
-    pub max_prompt_length: usize,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            init: None,
-            preset: None,
-            template: defaults::rl::TEMPLATE.into(),
-            system: None,
-            max_prompt_length: defaults::rl::MAX_PROMPT_LENGTH,
-        }
-    }
-}
 
 /// `[reward_model]` / `[cost_model]`: a trained score model (frozen during RL).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -200,8 +169,11 @@ pub struct RlConfig {
     pub objective: OnlineKind,
     /// `[run]`.
     pub run: RunConfig,
-    /// `[policy]`.
-    pub policy: PolicyConfig,
+    /// `[policy]`: the policy to train, whose initial weights are also the frozen reference; the
+    /// supervised stages' `[model]` section. Its `template` must be the one the reward and cost
+    /// models were trained with; `max_length` counts prompt and response, so prompts keep their
+    /// last `max_length - rollout.max_new_tokens` tokens.
+    pub policy: ModelConfig,
     /// `[reward_model]`.
     pub reward_model: ScoreSource,
     /// `[cost_model]` (not used by `ppo`).
@@ -233,7 +205,11 @@ impl Default for RlConfig {
                 dir: PathBuf::from(defaults::rl::RUN_DIR),
                 ..RunConfig::default()
             },
-            policy: PolicyConfig::default(),
+            policy: ModelConfig {
+                template: defaults::rl::TEMPLATE.into(),
+                max_length: defaults::rl::MAX_LENGTH,
+                ..ModelConfig::default()
+            },
             reward_model: ScoreSource::default(),
             cost_model: ScoreSource::default(),
             data: PromptData::default(),
@@ -285,6 +261,17 @@ impl RlConfig {
         })?;
         for spec in overrides {
             load::apply_override(&mut user, spec)?;
+        }
+        if user
+            .get("policy")
+            .and_then(|p| p.as_table())
+            .is_some_and(|p| p.contains_key("max_prompt_length"))
+        {
+            return Err(TrainError::config(
+                "policy.max_prompt_length",
+                "no longer a key: set policy.max_length, the most tokens of prompt + response \
+                 (the old value plus rollout.max_new_tokens keeps the same prompts)",
+            ));
         }
         if !user.contains_key("objective") {
             return Err(TrainError::config(
@@ -361,8 +348,15 @@ impl RlConfig {
                 _ => {}
             }
         }
-        if self.policy.max_prompt_length == 0 {
-            return bad("policy.max_prompt_length", "must be >= 1".into());
+        if self.policy.max_length <= self.rollout.max_new_tokens {
+            return bad(
+                "policy.max_length",
+                format!(
+                    "{} leaves no room for a prompt: it counts the prompt and the response, so it \
+                     must exceed rollout.max_new_tokens ({})",
+                    self.policy.max_length, self.rollout.max_new_tokens
+                ),
+            );
         }
         if self.data.sources.is_empty() {
             return bad("data.sources", "no prompt files given".into());
@@ -468,6 +462,31 @@ lr = 1e-3
         let back = RlConfig::from_toml_str(&c.to_toml(), Path::new("x"), &[]).unwrap();
         assert_eq!(back, c);
         assert!(back.resume_conflicts(&c).is_empty());
+    }
+
+    #[test]
+    fn policy_is_a_model_section_whose_max_length_holds_prompt_and_response() {
+        let c = load(MINIMAL, &[]).unwrap();
+        // The RL defaults of `[policy]`, not the supervised `[model]` ones.
+        assert_eq!(c.policy.max_length, defaults::rl::MAX_LENGTH);
+        assert_eq!(c.policy.max_length - c.rollout.max_new_tokens, 256);
+        let c = load(MINIMAL, &["policy.max_length=20", "rollout.max_new_tokens=12"]).unwrap();
+        assert_eq!(c.policy.max_length, 20);
+        for sets in [
+            ["policy.max_length=12", "rollout.max_new_tokens=12"],
+            ["policy.max_length=5", "rollout.max_new_tokens=12"],
+        ] {
+            let err = load(MINIMAL, &sets).unwrap_err().to_string();
+            assert!(err.contains("policy.max_length"), "{err}");
+        }
+        // The key it replaced is named, with what to do.
+        let err = load(MINIMAL, &["policy.max_prompt_length=48"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policy.max_prompt_length") && err.contains("policy.max_length"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::advantages::{self, Advantages};
 use super::config::RlConfig;
 use super::experience::{self, Experience};
 use super::metrics::{short, step_metrics};
-use super::models::{RlModels, load_models, policy_model_config};
+use super::models::{RlModels, load_models};
 use super::prompts::{PromptCursor, load_prompt_ids};
 use super::update::{Optimizers, update};
 use crate::checkpoint::{CRITIC_OPTIMIZER_FILE, CRITICS_FILE, MODEL_DIR, OPTIMIZER_FILE};
@@ -199,7 +199,7 @@ pub fn train_rl_with(
         };
     let total = config.train.steps;
     let mut session = opened.start(objective.name(), total, step, elapsed_before)?;
-    let meta = ModelMeta::new(TaskKind::Sft, &policy_model_config(config));
+    let meta = ModelMeta::new(TaskKind::Sft, &config.policy);
     let mut last_metrics = None;
 
     let fill = |models: &RlModels, optim: &Optimizers, dir: &Path| -> Result<()> {

@@ -18,14 +18,13 @@ use saferlhf_model::tokenizer::Tokenizer;
 use saferlhf_model::weights::load_hf_dir;
 use saferlhf_model::{
     Cost, CostModel, LlamaConfig, LlamaForCausalLM, Reward, RewardModel, ScoreModel, ScoreType,
-    load_pretrained,
 };
 
 use super::config::{CriticMode, RlConfig, ScoreSource};
 use super::critic::{CriticNet, Critics};
 use crate::checkpoint::{CRITICS_FILE, MODEL_DIR};
 use crate::collate::Encoder;
-use crate::config::ModelConfig;
+use crate::task::initial_policy;
 use crate::error::{Result, TrainError};
 use crate::models::{encoder_for, load_score_model, load_tokenizer};
 use crate::objectives::OnlineObjective;
@@ -50,39 +49,13 @@ pub struct RlModels {
     pub encoder: Encoder,
 }
 
-pub(crate) fn policy_model_config(config: &RlConfig) -> ModelConfig {
-    ModelConfig {
-        init: config.policy.init.clone(),
-        preset: config.policy.preset.clone(),
-        template: config.policy.template.clone(),
-        system: config.policy.system.clone(),
-        max_length: config.policy.max_prompt_length + config.rollout.max_new_tokens,
-    }
-}
 
 /// The initial policy (also the reference): `policy.init` or the seeded `char-tiny` preset.
 pub fn load_initial_policy(
     config: &RlConfig,
     device: &Device,
 ) -> Result<(LlamaConfig, LlamaForCausalLM)> {
-    if let Some(preset) = &config.policy.preset {
-        let c = preset_config(preset).ok_or_else(|| {
-            TrainError::config("policy.preset", format!("unknown preset `{preset}`"))
-        })?;
-        let model = LlamaForCausalLM::new(&c, device);
-        return Ok((c, seeded_init(model, config.run.seed, &[])));
-    }
-    let init = config
-        .policy
-        .init
-        .as_ref()
-        .ok_or_else(|| TrainError::config("policy.init", "missing"))?;
-    if init.is_dir() {
-        Ok(load_hf_dir(init, device)?)
-    } else {
-        let p = load_pretrained(init, device)?;
-        Ok((p.config, p.model))
-    }
+    initial_policy(&config.policy, "policy", config.run.seed, device)
 }
 
 fn load_score<K: ScoreType>(
@@ -153,7 +126,7 @@ pub fn load_models(
 ) -> Result<RlModels> {
     let train_device = device.clone().autodiff();
     let eval_device = device.clone().without_autodiff();
-    let model_config = policy_model_config(config);
+    let model_config = config.policy.clone();
     let tokenizer = load_tokenizer(&model_config)?;
     let encoder = encoder_for(&model_config, tokenizer.clone())?;
     let (policy_config, reference) = load_initial_policy(config, &eval_device)?;
@@ -171,14 +144,12 @@ pub fn load_models(
             ),
         ));
     }
-    let total = config.policy.max_prompt_length + config.rollout.max_new_tokens;
-    if total > policy_config.max_position_embeddings {
+    if config.policy.max_length > policy_config.max_position_embeddings {
         return Err(TrainError::config(
-            "rollout.max_new_tokens",
+            "policy.max_length",
             format!(
-                "policy.max_prompt_length + rollout.max_new_tokens = {total} exceeds the \
-                 model's {} positions",
-                policy_config.max_position_embeddings
+                "{} exceeds the model's {} positions",
+                config.policy.max_length, policy_config.max_position_embeddings
             ),
         ));
     }

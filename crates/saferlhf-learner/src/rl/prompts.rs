@@ -8,7 +8,7 @@ use crate::collate::Encoder;
 use crate::error::{Result, TrainError};
 
 /// Loads the training prompts of the config, templated and tokenized (keeping the last
-/// `policy.max_prompt_length` tokens of a long prompt).
+/// `policy.max_length - rollout.max_new_tokens` tokens of a long prompt).
 pub fn load_prompt_ids(
     config: &RlConfig,
     encoder: &Encoder,
@@ -38,7 +38,8 @@ pub fn load_prompt_ids(
         }
         texts.extend(prompts);
     }
-    let max = config.policy.max_prompt_length;
+    // Validation guarantees room for at least one prompt token.
+    let max = config.policy.max_length - config.rollout.max_new_tokens;
     let mut ids = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         if text.trim().is_empty() {
