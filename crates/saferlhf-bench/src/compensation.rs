@@ -37,8 +37,7 @@ use saferlhf_learner::config::{
 };
 use saferlhf_learner::objectives::{LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder};
 use saferlhf_learner::rl::config::{
-    PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings,
-    ScoreSource,
+    PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings, ScoreSource,
 };
 use saferlhf_learner::rl::{CriticMode, RlConfig, train_rl};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};

@@ -50,12 +50,12 @@ fn align_dpo_runs_and_resumes_exactly() {
     // Stopped after 3 steps, resumed in a new process: the same final weights.
     let split = tmp.path("split");
     let set = format!("run.dir={split}");
-    let args = ["align", "--config", "configs/tiny-dpo.toml", "--set", &set];
-    let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "3"]].concat()));
+    let base = format!("align --config configs/tiny-dpo.toml --set {set}");
+    let stderr = ok(&cli(&format!("{base} --stop-at-step 3")));
     assert!(stderr.contains("stopped early"), "{stderr}");
-    let err = failed(&saferlhf(&args));
+    let err = failed(&cli(&base));
     assert!(err.contains("--resume"), "{err}");
-    ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
+    ok(&cli(&format!("{base} --resume")));
     assert_eq!(metrics(&split).len(), 8);
     assert!(
         tensors(&format!("{run}/final")) == tensors(&format!("{split}/final")),
@@ -92,23 +92,15 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     // finish: the same weights in both stages as the uninterrupted run.
     let split = tmp.path("split");
     let set = format!("run.dir={split}");
-    let args = [
-        "align",
-        "--config",
-        "configs/tiny-sacpo.toml",
-        "--set",
-        &set,
-    ];
-    let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "4"]].concat()));
+    let base = format!("align --config configs/tiny-sacpo.toml --set {set}");
+    let stderr = ok(&cli(&format!("{base} --stop-at-step 4")));
     assert!(stderr.contains("not finished"), "{stderr}");
     assert!(!Path::new(&split).join("stage-2-safety").exists());
-    ok(&saferlhf(
-        &[&args[..], &["--resume", "--stop-at-step", "8"]].concat(),
-    ));
+    ok(&cli(&format!("{base} --resume --stop-at-step 8")));
     assert!(Path::new(&split).join("stage-1-helpfulness/final").is_dir());
     let split2 = format!("{split}/stage-2-safety");
     assert_eq!(metrics(&split2).len(), 2);
-    let stderr = ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
+    let stderr = ok(&cli(&format!("{base} --resume")));
     assert!(stderr.contains("aligned model"), "{stderr}");
     assert_eq!(metrics(&split2).len(), 6);
     for stage in ["stage-1-helpfulness", "stage-2-safety"] {
@@ -159,29 +151,15 @@ fn align_sacpo_resumes_at_the_right_stage_and_merges() {
         "--json",
     ]);
     ok(&out);
-    let err = failed(&saferlhf(&[
-        "merge",
-        "--a",
-        &a,
-        "--b",
-        &b,
-        "--q",
-        "-0.5",
-        "--out",
-        &tmp.path("bad"),
-    ]));
+    let err = failed(&cli(&format!(
+        "merge --a {a} --b {b} --q -0.5 --out {bad}",
+        bad = tmp.path("bad")
+    )));
     assert!(err.contains("`q`"), "{err}");
-    let err = failed(&saferlhf(&[
-        "merge",
-        "--a",
-        &a,
-        "--b",
-        "tests/fixtures/tiny-llama-tied",
-        "--q",
-        "0.5",
-        "--out",
-        &tmp.path("bad"),
-    ]));
+    let err = failed(&cli(&format!(
+        "merge --a {a} --b tests/fixtures/tiny-llama-tied --q 0.5 --out {bad}",
+        bad = tmp.path("bad")
+    )));
     assert!(err.contains("config.json differs"), "{err}");
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TempDir, failed, ok, saferlhf};
+use common::{TempDir, cli, failed, ok, saferlhf};
 
 use saferlhf::bench::compensation::{BENCH_SECTIONS, METHODS};
 use saferlhf::eval::MARKDOWN_SECTIONS;
@@ -60,13 +60,10 @@ fn quick_benchmark_then_eval_write_complete_reports() {
         assert_svg(&out.join(svg));
     }
     // A second run into the same directory refuses to mix results.
-    let err = failed(&saferlhf(&[
-        "bench",
-        "compensation",
-        "--quick",
-        "--out",
-        &p(&out),
-    ]));
+    let err = failed(&cli(&format!(
+        "bench compensation --quick --out {out}",
+        out = p(&out)
+    )));
     assert!(err.contains("--out"), "{err}");
 
     // `saferlhf eval` on the benchmark's policies with the oracle, a reference, a comparison

@@ -43,14 +43,9 @@ fn check_run(run: &str, steps: usize, task: &str) {
 fn train_reward_runs_resumes_exactly_and_scores() {
     let tmp = TempDir::new("reward");
     let run = tmp.path("run");
-    let out = saferlhf(&[
-        "train-reward",
-        "--config",
-        "configs/tiny-reward.toml",
-        "--set",
-        &format!("run.dir={run}"),
-        "--json",
-    ]);
+    let out = cli(&format!(
+        "train-reward --config configs/tiny-reward.toml --set run.dir={run} --json"
+    ));
     ok(&out);
     check_run(&run, 12, "reward");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -60,20 +55,14 @@ fn train_reward_runs_resumes_exactly_and_scores() {
     // The same run stopped after 5 steps and resumed (in new processes) ends bit-identical.
     let split = tmp.path("split");
     let set = format!("run.dir={split}");
-    let args = [
-        "train-reward",
-        "--config",
-        "configs/tiny-reward.toml",
-        "--set",
-        &set,
-    ];
-    let stderr = ok(&saferlhf(&[&args[..], &["--stop-at-step", "5"]].concat()));
+    let base = format!("train-reward --config configs/tiny-reward.toml --set {set}");
+    let stderr = ok(&cli(&format!("{base} --stop-at-step 5")));
     assert!(stderr.contains("stopped early"), "{stderr}");
     assert_eq!(checkpoints(&split), vec!["step-00000005"]);
     // Without --resume the run directory is not clobbered.
-    let err = failed(&saferlhf(&args));
+    let err = failed(&cli(&base));
     assert!(err.contains("--resume"), "{err}");
-    ok(&saferlhf(&[&args[..], &["--resume"]].concat()));
+    ok(&cli(&format!("{base} --resume")));
     assert_eq!(metrics(&split).len(), 12);
     assert!(
         tensors_of_run(&run) == tensors_of_run(&split),
@@ -131,15 +120,9 @@ fn train_reward_runs_resumes_exactly_and_scores() {
 fn train_cost_and_score_mark_unsafe_rows() {
     let tmp = TempDir::new("cost");
     let run = tmp.path("run");
-    ok(&saferlhf(&[
-        "train-cost",
-        "--config",
-        "configs/tiny-cost.toml",
-        "--set",
-        &format!("run.dir={run}"),
-        "--set",
-        "train.max_steps=12",
-    ]));
+    ok(&cli(&format!(
+        "train-cost --config configs/tiny-cost.toml --set run.dir={run} --set train.max_steps=12"
+    )));
     check_run(&run, 12, "cost");
     let last = metrics(&run).pop().unwrap();
     for key in [
@@ -152,15 +135,9 @@ fn train_cost_and_score_mark_unsafe_rows() {
     }
     let input = tmp.path("rows.jsonl");
     std::fs::write(&input, "{\"prompt\": \"hi\", \"response\": \"good.\"}\n").unwrap();
-    let out = saferlhf(&[
-        "score",
-        "--model",
-        &format!("{run}/final"),
-        "--kind",
-        "cost",
-        "--input",
-        &input,
-    ]);
+    let out = cli(&format!(
+        "score --model {run}/final --kind cost --input {input}"
+    ));
     let stderr = ok(&out);
     assert!(stderr.contains("safety rate"), "{stderr}");
     let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -172,13 +149,9 @@ fn train_cost_and_score_mark_unsafe_rows() {
 fn sft_trains_and_the_result_generates() {
     let tmp = TempDir::new("sft");
     let run = tmp.path("run");
-    ok(&saferlhf(&[
-        "sft",
-        "--config",
-        "configs/tiny-sft.toml",
-        "--set",
-        &format!("run.dir={run}"),
-    ]));
+    ok(&cli(&format!(
+        "sft --config configs/tiny-sft.toml --set run.dir={run}"
+    )));
     check_run(&run, 12, "sft");
     let last = metrics(&run).pop().unwrap();
     assert!(last["eval"]["perplexity"].as_f64().unwrap() > 1.0);

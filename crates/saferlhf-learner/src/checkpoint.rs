@@ -135,6 +135,14 @@ pub fn parse_checkpoint_name(name: &str) -> Option<u64> {
     name.strip_prefix("step-")?.parse().ok()
 }
 
+/// The steps of a run directory's complete checkpoints, oldest first.
+pub fn checkpoint_steps(run_dir: &Path) -> Result<Vec<u64>> {
+    Ok(list_checkpoints(run_dir)?
+        .into_iter()
+        .map(|c| c.0)
+        .collect())
+}
+
 /// Complete checkpoints of a run directory (those with a `state.json`), oldest first.
 pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let dir = run_dir.join(CHECKPOINTS_DIR);
@@ -328,22 +336,14 @@ mod tests {
         // A crash mid-write leaves a temporary directory; an incomplete step dir is ignored too.
         std::fs::create_dir_all(run.join("checkpoints/.tmp-step-00000009-1")).unwrap();
         std::fs::create_dir_all(run.join("checkpoints/step-00000008")).unwrap();
-        let steps: Vec<u64> = list_checkpoints(&run)
-            .unwrap()
-            .iter()
-            .map(|c| c.0)
-            .collect();
+        let steps = checkpoint_steps(&run).unwrap();
         assert_eq!(steps, vec![1, 2, 3]);
         let latest = latest_checkpoint(&run).unwrap().unwrap();
         assert_eq!(read_state::<TrainState>(&latest).unwrap(), state(3));
         assert_eq!(resolve_resume(&run).unwrap(), latest);
         assert_eq!(resolve_resume(&latest).unwrap(), latest);
         prune_checkpoints(&run, 2).unwrap();
-        let steps: Vec<u64> = list_checkpoints(&run)
-            .unwrap()
-            .iter()
-            .map(|c| c.0)
-            .collect();
+        let steps = checkpoint_steps(&run).unwrap();
         assert_eq!(steps, vec![2, 3]);
         // The next write clears the leftover temporary directory.
         write_checkpoint(&run, 5, |d| write_state(d, &state(5))).unwrap();

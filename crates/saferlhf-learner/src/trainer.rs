@@ -219,25 +219,9 @@ fn run<T: Task>(
         Some(dir) => task.load(&dir.join(MODEL_DIR), &train_device)?,
         None => task.init_model(config, &train_device)?,
     };
-    if tokenizer.vocab_size() > llama.vocab_size {
-        return Err(TrainError::config(
-            "model.init",
-            format!(
-                "the tokenizer has {} ids but the model only {} embeddings",
-                tokenizer.vocab_size(),
-                llama.vocab_size
-            ),
-        ));
-    }
-    if config.model.max_length > llama.max_position_embeddings {
-        return Err(TrainError::config(
-            "model.max_length",
-            format!(
-                "{} exceeds the model's {} positions",
-                config.model.max_length, llama.max_position_embeddings
-            ),
-        ));
-    }
+    config
+        .model
+        .check_model("model", tokenizer.vocab_size(), &llama)?;
     let mut model = stable_ids(model);
     let mut optim = build_optimizer(&config.optim, &model);
     let schedule = LrSchedule::new(&config.optim, total);

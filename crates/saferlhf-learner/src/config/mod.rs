@@ -158,6 +158,87 @@ impl Default for ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// Checks the section's values; `section` (`model` or `policy`) starts the dotted key an
+    /// error names.
+    pub fn validate(&self, section: &str) -> Result<()> {
+        let key = |k: &str| format!("{section}.{k}");
+        let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
+        match (&self.init, &self.preset) {
+            (None, None) => {
+                return bad(
+                    &key("init"),
+                    format!(
+                        "missing: set {section}.init (a .gguf file or Hugging Face directory) \
+                         or {section}.preset"
+                    ),
+                );
+            }
+            (Some(_), Some(_)) => {
+                return bad(
+                    &key("preset"),
+                    format!("set either {section}.init or {section}.preset, not both"),
+                );
+            }
+            (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
+                return bad(
+                    &key("preset"),
+                    format!("unknown preset `{p}` (known: char-tiny, char-small)"),
+                );
+            }
+            _ => {}
+        }
+        if let Err(e) = saferlhf_model::tokenizer::ChatTemplate::from_str(&self.template) {
+            return bad(&key("template"), e.to_string());
+        }
+        if self.system.is_some() && self.template != "chatml" {
+            return bad(
+                &key("system"),
+                format!(
+                    "only applies to the chatml template, not `{}`",
+                    self.template
+                ),
+            );
+        }
+        if self.max_length < 8 {
+            return bad(
+                &key("max_length"),
+                format!("must be >= 8, got {}", self.max_length),
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks that the loaded model (`llama`) fits this section: the tokenizer's ids have
+    /// embeddings and `max_length` has positions.
+    pub fn check_model(
+        &self,
+        section: &str,
+        tokenizer_vocab: usize,
+        llama: &saferlhf_model::LlamaConfig,
+    ) -> Result<()> {
+        if tokenizer_vocab > llama.vocab_size {
+            return Err(TrainError::config(
+                format!("{section}.init"),
+                format!(
+                    "the tokenizer has {tokenizer_vocab} ids but the model only {} embeddings",
+                    llama.vocab_size
+                ),
+            ));
+        }
+        if self.max_length > llama.max_position_embeddings {
+            return Err(TrainError::config(
+                format!("{section}.max_length"),
+                format!(
+                    "{} exceeds the model's {} positions",
+                    self.max_length, llama.max_position_embeddings
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One `[[data.sources]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -472,47 +553,7 @@ impl TrainConfig {
     /// Checks every value; the error names the dotted key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
-        match (&self.model.init, &self.model.preset) {
-            (None, None) => {
-                return bad(
-                    "model.init",
-                    "missing: set model.init (a .gguf file or Hugging Face directory) or \
-                     model.preset"
-                        .into(),
-                );
-            }
-            (Some(_), Some(_)) => {
-                return bad(
-                    "model.preset",
-                    "set either model.init or model.preset, not both".into(),
-                );
-            }
-            (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
-                return bad(
-                    "model.preset",
-                    format!("unknown preset `{p}` (known: char-tiny, char-small)"),
-                );
-            }
-            _ => {}
-        }
-        if let Err(e) = saferlhf_model::tokenizer::ChatTemplate::from_str(&self.model.template) {
-            return bad("model.template", e.to_string());
-        }
-        if self.model.system.is_some() && self.model.template != "chatml" {
-            return bad(
-                "model.system",
-                format!(
-                    "only applies to the chatml template, not `{}`",
-                    self.model.template
-                ),
-            );
-        }
-        if self.model.max_length < 8 {
-            return bad(
-                "model.max_length",
-                format!("must be >= 8, got {}", self.model.max_length),
-            );
-        }
+        self.model.validate("model")?;
         let task = self.task();
         self.validate_align()?;
         if task == TaskKind::Sacpo {

@@ -305,22 +305,7 @@ impl RlConfig {
     /// Checks every value; errors name the dotted key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
-        match (&self.policy.init, &self.policy.preset) {
-            (None, None) => return bad("policy.init", "missing (or set policy.preset)".into()),
-            (Some(_), Some(_)) => {
-                return bad(
-                    "policy.preset",
-                    "set either policy.init or policy.preset".into(),
-                );
-            }
-            (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
-                return bad(
-                    "policy.preset",
-                    format!("unknown preset `{p}` (known: char-tiny, char-small)"),
-                );
-            }
-            _ => {}
-        }
+        self.policy.validate("policy")?;
         let needs_cost = !matches!(self.objective, OnlineKind::Ppo);
         for (name, source, needed) in [
             ("reward_model", &self.reward_model, true),
@@ -470,7 +455,11 @@ lr = 1e-3
         // The RL defaults of `[policy]`, not the supervised `[model]` ones.
         assert_eq!(c.policy.max_length, defaults::rl::MAX_LENGTH);
         assert_eq!(c.policy.max_length - c.rollout.max_new_tokens, 256);
-        let c = load(MINIMAL, &["policy.max_length=20", "rollout.max_new_tokens=12"]).unwrap();
+        let c = load(
+            MINIMAL,
+            &["policy.max_length=20", "rollout.max_new_tokens=12"],
+        )
+        .unwrap();
         assert_eq!(c.policy.max_length, 20);
         for sets in [
             ["policy.max_length=12", "rollout.max_new_tokens=12"],

@@ -24,11 +24,11 @@ use super::config::{CriticMode, RlConfig, ScoreSource};
 use super::critic::{CriticNet, Critics};
 use crate::checkpoint::{CRITICS_FILE, MODEL_DIR};
 use crate::collate::Encoder;
-use crate::task::initial_policy;
 use crate::error::{Result, TrainError};
 use crate::models::{encoder_for, load_score_model, load_tokenizer};
 use crate::objectives::OnlineObjective;
 use crate::params::{seeded_init, stable_ids};
+use crate::task::initial_policy;
 use crate::tiny::preset_config;
 
 /// The models of a run.
@@ -48,7 +48,6 @@ pub struct RlModels {
     /// The policy's tokenizer and template.
     pub encoder: Encoder,
 }
-
 
 /// The initial policy (also the reference): `policy.init` or the seeded `char-tiny` preset.
 pub fn load_initial_policy(
@@ -134,25 +133,9 @@ pub fn load_models(
         Some(dir) => load_hf_dir(dir.join(MODEL_DIR), &train_device)?.1,
         None => load_initial_policy(config, &train_device)?.1,
     };
-    if tokenizer.vocab_size() > policy_config.vocab_size {
-        return Err(TrainError::config(
-            "policy.init",
-            format!(
-                "the tokenizer has {} ids but the model only {} embeddings",
-                tokenizer.vocab_size(),
-                policy_config.vocab_size
-            ),
-        ));
-    }
-    if config.policy.max_length > policy_config.max_position_embeddings {
-        return Err(TrainError::config(
-            "policy.max_length",
-            format!(
-                "{} exceeds the model's {} positions",
-                config.policy.max_length, policy_config.max_position_embeddings
-            ),
-        ));
-    }
+    config
+        .policy
+        .check_model("policy", tokenizer.vocab_size(), &policy_config)?;
     let reward = load_score::<Reward>(
         config,
         "reward_model",
