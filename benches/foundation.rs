@@ -222,6 +222,7 @@ fn bench_generate(shape: &str, runs: usize, malloc: &str) {
         sampler: Sampler::Greedy,
         seed: 0,
         use_cache: true,
+        blocked_ids: Vec::new(),
     };
     let (times, cpu) = time_runs(runs, || {
         let rollout = generate(&model, &prompts, &settings, &device).expect("generation failed");

@@ -168,6 +168,7 @@ fn run(args: &Args) -> Result<()> {
         sampler: Sampler::multinomial(),
         seed: 7,
         use_cache: true,
+        blocked_ids: Vec::new(),
     };
     let rollout = generate(model, &prompt_ids, &rl, &device)?;
     let [batch, len] = rollout.sequences.dims(); // [B, P + N]

@@ -928,6 +928,7 @@ pub fn run_compensation(
         greedy: true,
         keep_text: true,
         progress: settings.progress,
+        valid_tokens_only: true,
     };
     let mut runs = Vec::new();
     let mut tasks = Vec::new();

@@ -26,7 +26,7 @@ use saferlhf_learner::scoring::score_texts;
 use saferlhf_model::host::{bools2, floats, ints2};
 use saferlhf_model::tokenizer::Tokenizer;
 use saferlhf_model::weights::load_hf_dir;
-use saferlhf_model::{Cost, CostModel, LlamaForCausalLM, Reward, RewardModel};
+use saferlhf_model::{Cost, CostModel, LlamaForCausalLM, LogitPolicy, Reward, RewardModel};
 use saferlhf_rollout::{GenerateConfig, PaddedBatch, Sampler, generate_with, sequence_kl};
 use serde::{Deserialize, Serialize};
 
@@ -209,6 +209,10 @@ pub struct PolicyEvalConfig {
     pub keep_text: bool,
     /// Draw a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Never sample the ids a response cannot hold as text (see
+    /// [`saferlhf_model::LogitPolicy`]), as the RL learner does; the KL is measured under the
+    /// same distribution.
+    pub valid_tokens_only: bool,
 }
 
 impl Default for PolicyEvalConfig {
@@ -223,6 +227,7 @@ impl Default for PolicyEvalConfig {
             greedy: true,
             keep_text: true,
             progress: true,
+            valid_tokens_only: true,
         }
     }
 }
@@ -377,6 +382,7 @@ fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> saferlhf_model::Result<String> 
 fn row_kl(
     policy: &LlamaForCausalLM,
     reference: &LlamaForCausalLM,
+    logit_policy: &LogitPolicy,
     prompt_ids: &[Vec<u32>],
     rows: &[Row],
     pad: u32,
@@ -393,10 +399,13 @@ fn row_kl(
     let host =
         |t, what: &str| floats(t, what).map_err(|e| model_err("measuring KL")(e.to_string()));
     let lp = host(
-        policy.token_logprobs(tok.clone(), att.clone()),
+        policy.token_logprobs_with(tok.clone(), att.clone(), logit_policy),
         "policy log-probs",
     )?;
-    let lr = host(reference.token_logprobs(tok, att), "reference log-probs")?;
+    let lr = host(
+        reference.token_logprobs_with(tok, att, logit_policy),
+        "reference log-probs",
+    )?;
     Ok(sequence_kl(&padded.mask, padded.width(), &lp, &lr))
 }
 
@@ -450,6 +459,13 @@ pub fn evaluate_policy(
         .map_err(|e| model_err("encoding prompts")(e.to_string()))?;
     let stop_ids = encoder.stop_ids();
     let pad = encoder.pad_id();
+    let blocked = if config.valid_tokens_only {
+        encoder
+            .tokenizer()
+            .blocked_ids(policy.model.vocab_size(), &stop_ids)
+    } else {
+        Vec::new()
+    };
 
     let sampled_sampler = Sampler::Sample {
         temperature: config.temperature as f32,
@@ -485,6 +501,7 @@ pub fn evaluate_policy(
                     .wrapping_mul(1_000_003)
                     .wrapping_add(chunk_index),
                 use_cache: true,
+                blocked_ids: blocked.clone(),
             };
             chunk_index += 1;
             let rollout = generate_with(
@@ -517,8 +534,19 @@ pub fn evaluate_policy(
                 .map(|(r, t)| (prompts[r.prompt].clone(), t.clone()))
                 .collect();
             let scores = scorer.score(&items, config.batch_size, device)?;
+            // The KL of the distribution sampled from (greedy rows: temperature 1).
+            let logit_policy = LogitPolicy {
+                temperature: match sampler {
+                    Sampler::Sample { temperature, .. } => temperature,
+                    Sampler::Greedy => 1.0,
+                },
+                blocked: blocked.clone(),
+            };
             let kls = reference
-                .map(|r| row_kl(&policy.model, &r.model, &prompt_ids, &rows, pad, device))
+                .map(|r| {
+                    let (p, r) = (&policy.model, &r.model);
+                    row_kl(p, r, &logit_policy, &prompt_ids, &rows, pad, device)
+                })
                 .transpose()?;
             for (i, (row, text)) in rows.iter().zip(texts).enumerate() {
                 let (reward, cost, refused) = scores[i];

@@ -35,6 +35,11 @@ pub struct EvalArgs {
     /// A second policy to compare against in an arena table (the policy is blue, this red).
     #[arg(long, value_name = "DIR")]
     pub compare: Option<PathBuf>,
+    /// Let the sampler draw every id, even those no response can hold as text (padding, `<unk>`,
+    /// special tokens other than the stop ids, ids past the tokenizer); by default they are
+    /// never drawn, as in RL training.
+    #[arg(long)]
+    pub all_tokens: bool,
     /// A training run's metrics.jsonl to plot training curves from (repeatable).
     #[arg(long, value_name = "FILE")]
     pub metrics: Vec<PathBuf>,
@@ -82,6 +87,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         greedy: true,
         keep_text: true,
         progress: true,
+        valid_tokens_only: !args.all_tokens,
     };
     config.validate()?;
     if !args.threshold.is_finite() {

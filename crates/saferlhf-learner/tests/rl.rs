@@ -283,3 +283,95 @@ fn micro_batches_accumulate_to_the_full_batch_update() {
         "the update changed nothing"
     );
 }
+
+/// The rollout's temperature and blocked ids reach every log-prob: at T = 0.5 the sampler's
+/// log-probs equal the recomputed old ones, the reference's are computed the same way (equal
+/// to the policy's before any update), the first update's ratios are 1, and no response holds
+/// an id the character tokenizer cannot decode as text.
+#[test]
+fn temperature_and_blocked_ids_are_the_same_in_sampling_and_in_every_log_prob() {
+    let device = Device::flex();
+    let mut config = tiny_config("repo");
+    config.rollout.temperature = 0.5;
+    let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
+    let models = load_models(&config, objective.as_ref(), &device, None).unwrap();
+    let lp = &models.logit_policy;
+    assert_eq!(lp.temperature, 0.5);
+    // char-tiny: a head of 64 logits over a tokenizer of 50 ids; the pad id (0), `<|im_start|>`
+    // (1) and `<unk>` (4) are blocked, the stop ids (`<|im_end|>` 2, `<|endoftext|>` 3) are not.
+    let stop = models.encoder.stop_ids();
+    let expected: Vec<u32> = [0, 1, 4].into_iter().chain(50..64).collect();
+    assert_eq!(lp.blocked, expected, "stop ids {stop:?}");
+    let (_, prompts) = load_prompt_ids(&config, &models.encoder).unwrap();
+    let exp = collect_experience(
+        &config,
+        &models,
+        objective.as_mut(),
+        &prompts[..8],
+        0,
+        &device,
+    )
+    .unwrap()
+    .experience;
+    assert!(
+        exp.logprob_gap < 1e-4,
+        "sampler vs learner: {}",
+        exp.logprob_gap
+    );
+    // The tempered log-probs, not the plain ones.
+    let plain = models
+        .policy
+        .valid()
+        .token_logprobs(
+            Tensor::from_data(
+                TensorData::new(exp.tokens.clone(), [exp.batch, exp.seq]),
+                &device,
+            ),
+            Tensor::<2, Bool>::from_data(
+                TensorData::new(exp.attention.clone(), [exp.batch, exp.seq]),
+                &device,
+            ),
+        )
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let differs = exp
+        .mask
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| **m)
+        .any(|(t, _)| (plain[t] - exp.old_logprobs.values[t]).abs() > 1e-3);
+    assert!(differs, "the old log-probs ignore the temperature");
+    for (t, m) in exp.mask.iter().enumerate() {
+        if *m {
+            assert_eq!(exp.old_logprobs.values[t], exp.ref_logprobs.values[t]);
+        }
+    }
+    let width = exp.width();
+    for b in 0..exp.batch {
+        for j in 0..exp.lengths[b] {
+            let id = exp.tokens[b * exp.seq + exp.prompt_len + j] as u32;
+            assert!(!lp.blocked.contains(&id), "row {b} token {j}: {id}");
+            assert!(exp.mask[b * width + exp.prompt_len + j - 1]);
+        }
+    }
+    // The current policy's log-probs in the update use the same distribution: ratio 1.
+    let adv = saferlhf_learner::rl::advantages::estimate(&config, objective.as_ref(), &exp, 0.0);
+    let rows: Vec<usize> = (0..exp.batch).collect();
+    let (_, _, stats) = micro_batch_losses(
+        &config,
+        &models.policy,
+        &models.critics,
+        &exp,
+        &adv,
+        &rows,
+        &device.clone().autodiff(),
+    )
+    .unwrap();
+    assert!(
+        stats.approx_kl.abs() < 1e-6,
+        "approx KL {}",
+        stats.approx_kl
+    );
+    assert_eq!(stats.clip_fraction, 0.0);
+}

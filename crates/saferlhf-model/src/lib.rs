@@ -9,6 +9,7 @@ pub mod decode;
 pub mod error;
 pub mod gguf;
 pub mod host;
+pub mod logits;
 pub mod model;
 pub mod pretrained;
 pub mod score;
@@ -19,6 +20,7 @@ pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use decode::DecodeWeights;
 pub use error::{ModelError, Result};
+pub use logits::LogitPolicy;
 pub use model::LlamaForCausalLM;
 pub use pretrained::{Pretrained, load_pretrained};
 pub use score::{

@@ -15,6 +15,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::decode::{self, DecodeWeights, LayerPack, PackedMatrix};
+use crate::logits::LogitPolicy;
 
 /// One attention block's projections (names as in Hugging Face).
 #[derive(Module, Debug)]
@@ -508,6 +509,17 @@ impl LlamaForCausalLM {
         tokens: Tensor<2, Int>,
         attention_mask: Tensor<2, Bool>,
     ) -> Tensor<2> {
+        self.token_logprobs_with(tokens, attention_mask, &LogitPolicy::identity())
+    }
+
+    /// [`LlamaForCausalLM::token_logprobs`] under `policy`'s distribution (temperature, blocked
+    /// ids): the log-probs the RL learner and policy evaluation use.
+    pub fn token_logprobs_with(
+        &self,
+        tokens: Tensor<2, Int>,
+        attention_mask: Tensor<2, Bool>,
+        policy: &LogitPolicy,
+    ) -> Tensor<2> {
         let [b, s] = tokens.dims();
         let device = tokens.device();
         if s < 2 {
@@ -519,7 +531,7 @@ impl LlamaForCausalLM {
         // The last position predicts nothing: project only the first s - 1 hidden states, which
         // is much cheaper than slicing [batch, seq, vocab] logits (and their gradient).
         let logits = self.logits(hidden.slice([0..b, 0..s - 1, 0..h]));
-        select_logprobs(logits, tokens.slice([0..b, 1..s]))
+        policy.select(logits, tokens.slice([0..b, 1..s]))
     }
 }
 

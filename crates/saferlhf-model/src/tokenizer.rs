@@ -452,6 +452,27 @@ impl Tokenizer {
         &self.stop_ids
     }
 
+    /// Ids a generated response may not contain, for a model with `model_vocab` logits: ids
+    /// past this tokenizer's vocabulary (a padded LM head), the padding id, `<unk>` and every
+    /// special token, except `keep` (the stop ids, which end a response). Sorted, each once.
+    /// [`crate::logits::LogitPolicy`] gives them probability 0.
+    pub fn blocked_ids(&self, model_vocab: usize, keep: &[u32]) -> Vec<u32> {
+        let mut ids: Vec<u32> = (self.vocab_size()..model_vocab).map(|i| i as u32).collect();
+        ids.push(self.pad_id);
+        ids.extend(self.token_to_id("<unk>"));
+        ids.extend(
+            self.inner
+                .get_added_tokens_decoder()
+                .iter()
+                .filter(|(_, t)| t.special)
+                .map(|(&id, _)| id),
+        );
+        ids.retain(|id| !keep.contains(id) && (*id as usize) < model_vocab);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Where the tokenizer was loaded from (used in error messages).
     pub fn source(&self) -> &Path {
         &self.source

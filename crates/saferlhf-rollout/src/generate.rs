@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saferlhf_model::model::positions_from_mask;
-use saferlhf_model::{DecodeWeights, KvCache, LlamaForCausalLM, ModelError};
+use saferlhf_model::{DecodeWeights, KvCache, LlamaForCausalLM, LogitPolicy, ModelError};
 use serde::{Deserialize, Serialize};
 
 use crate::sampler::{Sampler, sample_next};
@@ -77,6 +77,13 @@ pub struct GenerateConfig {
     /// Reuse keys and values across steps (true) or recompute the whole prefix each step
     /// (false; slow, kept as the reference the cache is tested against).
     pub use_cache: bool,
+    /// Ids never sampled (probability 0; see [`saferlhf_model::LogitPolicy`]): the RL learner
+    /// and policy evaluation pass the tokenizer's [`blocked_ids`], so responses hold only text
+    /// and stop tokens. Empty: every id may be drawn.
+    ///
+    /// [`blocked_ids`]: saferlhf_model::tokenizer::Tokenizer::blocked_ids
+    #[serde(default)]
+    pub blocked_ids: Vec<u32>,
 }
 
 impl Default for GenerateConfig {
@@ -88,6 +95,7 @@ impl Default for GenerateConfig {
             sampler: Sampler::Greedy,
             seed: 0,
             use_cache: true,
+            blocked_ids: Vec::new(),
         }
     }
 }
@@ -241,6 +249,12 @@ pub fn generate_with(
         let (batch, width) = (padded.batch, padded.width);
         let total = width + config.max_new_tokens;
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        // Blocked ids: the same additive mask before every draw (the sampler adds the temperature).
+        let blocking = LogitPolicy {
+            temperature: 1.0,
+            blocked: config.blocked_ids.clone(),
+        };
+        let block_mask = blocking.mask(vocab, device);
         // Host copies of the growing sequences, row-major with a stride of `total`.
         let mut tokens = vec![config.pad_id; batch * total];
         let mut mask = vec![false; batch * total];
@@ -288,7 +302,8 @@ pub fn generate_with(
         let mut step_logprobs = Vec::with_capacity(config.max_new_tokens);
         let mut steps = 0;
         for step in 0..config.max_new_tokens {
-            let (ids, logp) = sample_next(logits, &config.sampler, &mut rng);
+            let masked = blocking.apply_with(logits.clone(), block_mask.as_ref());
+            let (ids, logp) = sample_next(masked, &config.sampler, &mut rng);
             let ids: Vec<i64> = ids
                 .try_into_vec_as::<i64>()
                 .map_err(|e| ModelError::InvalidInput(format!("reading sampled ids: {e:?}")))?;

@@ -7,7 +7,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor};
-use saferlhf_model::{LlamaConfig, LlamaForCausalLM};
+use saferlhf_model::{LlamaConfig, LlamaForCausalLM, LogitPolicy};
 use saferlhf_rollout::{
     GenerateConfig, Rollout, RolloutError, Sampler, generate, generate_with, left_pad,
 };
@@ -56,6 +56,7 @@ fn greedy(max_new_tokens: usize, use_cache: bool) -> GenerateConfig {
         sampler: Sampler::Greedy,
         seed: 0,
         use_cache,
+        blocked_ids: Vec::new(),
     }
 }
 
@@ -256,7 +257,12 @@ fn check_logprobs_against_forward(
     };
     let logits = model.forward(rollout.sequences.clone(), rollout.attention_mask.clone());
     let [b, s, v] = logits.dims();
-    let logp = log_softmax(logits / temperature, 2)
+    // The distribution the sampler draws from: blocked ids masked, then the temperature.
+    let policy = LogitPolicy {
+        temperature,
+        blocked: config.blocked_ids.clone(),
+    };
+    let logp = log_softmax(policy.apply(logits), 2)
         .try_into_vec_as::<f32>()
         .unwrap();
     let seq = int_rows(rollout.sequences.clone());
@@ -931,4 +937,66 @@ fn the_pad_id_value_does_not_matter() {
             assert_close(&h.logp, &base.logp, 1e-4, &what);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocked ids (the ids no response may hold: padding, specials, ids past the tokenizer)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn blocked_ids_are_never_drawn_and_the_log_probs_renormalise_over_the_rest() {
+    let model = gqa_model();
+    // Left padding (prompts of 1 to 7 ids) and early stops (four stop ids).
+    let prompts = vec![prompt(3, 1), prompt(7, 2), prompt(5, 3), prompt(1, 4)];
+    let stop_ids = vec![5, 6, 7, 8];
+    // The pad id, four "specials" and the ids past a "tokenizer" of 48: a third of the head.
+    let blocked: Vec<u32> = (0..5).chain(48..64).collect();
+    let (mut drawn_unblocked, mut stops) = (0, 0);
+    for (sampler, seed) in [
+        (sampling(1.0, 24, 3).sampler, 3),
+        (sampling(0.7, 24, 4).sampler, 4),
+        (sampling(1.6, 24, 5).sampler, 5),
+        (Sampler::Greedy, 0),
+    ] {
+        let config = GenerateConfig {
+            sampler,
+            seed,
+            stop_ids: stop_ids.clone(),
+            blocked_ids: blocked.clone(),
+            ..greedy(24, true)
+        };
+        // `run` checks every sampled log-prob against the masked, tempered teacher-forced
+        // distribution (and the layout: left padding, padding after a stop).
+        let h = run(&model, &prompts, &config);
+        for (r, resp) in h.responses.iter().enumerate() {
+            assert!(
+                resp.iter().all(|id| !blocked.contains(id)),
+                "{sampler:?} row {r} drew a blocked id: {resp:?}"
+            );
+        }
+        stops += h.stopped.iter().filter(|&&s| s).count();
+        // The same draw without blocking does produce blocked ids: the mask is what keeps them out.
+        let free = run(
+            &model,
+            &prompts,
+            &GenerateConfig {
+                blocked_ids: Vec::new(),
+                ..config.clone()
+            },
+        );
+        drawn_unblocked += free
+            .responses
+            .iter()
+            .flatten()
+            .filter(|id| blocked.contains(id))
+            .count();
+    }
+    assert!(
+        drawn_unblocked > 0,
+        "the unmasked runs never drew a blocked id"
+    );
+    assert!(
+        stops > 0,
+        "no row stopped early: the early-stop layout went untested"
+    );
 }

@@ -73,6 +73,9 @@ pub mod rl {
     pub const MAX_LENGTH: usize = 384;
     /// `rollout.prompts_per_step`.
     pub const PROMPTS_PER_STEP: usize = 16;
+    /// `ppo.kl_horizon`: the adaptive KL controller's horizon in responses (lm-human-preferences
+    /// and TRL: 10000).
+    pub const KL_HORIZON: f64 = 10_000.0;
     /// `rollout.max_new_tokens`.
     pub const MAX_NEW_TOKENS: usize = 128;
     /// `rollout.temperature`.

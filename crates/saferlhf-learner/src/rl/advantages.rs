@@ -22,11 +22,13 @@ pub struct Advantages {
     pub cost_returns: Option<TokenArray>,
 }
 
-/// The advantages and critic targets of `exp` under `objective`.
+/// The advantages and critic targets of `exp` under `objective`, with KL coefficient
+/// `kl_coeff` (`ppo.kl_coeff`, or the adaptive controller's current β).
 pub fn estimate(
     config: &RlConfig,
     objective: &dyn OnlineObjective,
     exp: &Experience,
+    kl_coeff: f64,
 ) -> Advantages {
     let (terminal_rewards, terminal_costs) = objective.terminal_scores(&exp.rewards, &exp.costs);
     let p = &config.ppo;
@@ -37,7 +39,7 @@ pub fn estimate(
             &exp.old_logprobs,
             &exp.ref_logprobs,
             &exp.mask,
-            p.kl_coeff as f32,
+            kl_coeff as f32,
             sign,
             p.clip_score as f32,
         )

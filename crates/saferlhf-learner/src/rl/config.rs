@@ -60,14 +60,27 @@ pub struct RolloutSettings {
     pub prompts_per_step: usize,
     /// Most response tokens (the end token included).
     pub max_new_tokens: usize,
-    /// Sampling temperature (> 0; safe-rlhf: 1.0).
+    /// Sampling temperature (> 0; safe-rlhf: 1.0). Every log-prob the learner computes (old,
+    /// reference, current) divides the logits by it too, so the importance ratios and the KL
+    /// are those of the distribution sampled from (TRL's convention).
     pub temperature: f64,
-    /// Keep only the k most likely tokens (0 = all).
+    /// Must stay 0 (all tokens): top-k sampling would make the rollout off-policy for the
+    /// learner, whose log-probs use the untruncated distribution. Kept so a config can say so.
     pub top_k: usize,
-    /// Nucleus sampling mass in (0, 1] (1 = off).
+    /// Must stay 1 (off), for the reason of `top_k`.
     pub top_p: f64,
     /// Rows generated together (memory bound of generation); 0 = all prompts of the step.
     pub batch_size: usize,
+    /// Give probability 0, in sampling and in every log-prob of the learner, to the ids a
+    /// response cannot contain as text: ids past the tokenizer's vocabulary (a padded head),
+    /// padding, `<unk>` and special tokens other than the stop ids. On by default.
+    pub valid_tokens_only: bool,
+    /// Subtracted from the reward of a response cut at `max_new_tokens` without a stop token
+    /// (TRL's `missing_eos_penalty`; >= 0, 0 = off): the reward model never saw such text.
+    pub truncation_penalty: f64,
+    /// When set, a response cut at `max_new_tokens` gets at least this cost (a value above the
+    /// threshold counts it as a violation); unset: its cost is the cost model's.
+    pub truncated_cost: Option<f64>,
 }
 
 impl Default for RolloutSettings {
@@ -79,6 +92,9 @@ impl Default for RolloutSettings {
             top_k: defaults::rl::TOP_K,
             top_p: defaults::rl::TOP_P,
             batch_size: defaults::rl::ROLLOUT_BATCH_SIZE,
+            valid_tokens_only: true,
+            truncation_penalty: 0.0,
+            truncated_cost: None,
         }
     }
 }
@@ -106,8 +122,15 @@ pub struct PpoSettings {
     /// Samples per forward/backward; gradients are accumulated over a minibatch, so memory is
     /// bounded by this, not by the rollout.
     pub micro_batch: usize,
-    /// β_KL of the per-token KL penalty (>= 0).
+    /// β_KL of the per-token KL penalty (>= 0); with `kl_target`, its starting value.
     pub kl_coeff: f64,
+    /// Target of the adaptive KL controller (Ziegler et al. 2019, arXiv 1909.08593), in nats of
+    /// KL per response (the batch mean of Σ_t log π/π_ref over each response, the unit of
+    /// lm-human-preferences and TRL); unset: β stays `kl_coeff`.
+    pub kl_target: Option<f64>,
+    /// Horizon of the controller in responses (> 0): after a rollout of n responses,
+    /// β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon).
+    pub kl_horizon: f64,
     /// ε of the ratio clip (> 0).
     pub clip_ratio: f64,
     /// ε_v of the value clip (> 0).
@@ -129,6 +152,8 @@ impl Default for PpoSettings {
             minibatch: defaults::rl::MINIBATCH,
             micro_batch: defaults::rl::MICRO_BATCH,
             kl_coeff: defaults::rl::KL_COEFF,
+            kl_target: None,
+            kl_horizon: defaults::rl::KL_HORIZON,
             clip_ratio: defaults::rl::CLIP_RATIO,
             clip_value: defaults::rl::CLIP_VALUE,
             clip_score: defaults::rl::CLIP_SCORE,
@@ -359,11 +384,38 @@ impl RlConfig {
                 format!("must be > 0, got {}", r.temperature),
             );
         }
-        if !(r.top_p > 0.0 && r.top_p <= 1.0) {
+        // The learner's log-probs use the full tempered distribution: truncated sampling would
+        // make every rollout off-policy without the ratios showing it.
+        if r.top_k != 0 {
+            return bad(
+                "rollout.top_k",
+                format!(
+                    "{} is not supported in RL: the learner's log-probs would not be those of \
+                     the truncated sampler (leave it 0, or lower rollout.temperature)",
+                    r.top_k
+                ),
+            );
+        }
+        if r.top_p != 1.0 {
             return bad(
                 "rollout.top_p",
-                format!("must lie in (0, 1], got {}", r.top_p),
+                format!(
+                    "{} is not supported in RL: the learner's log-probs would not be those of \
+                     the truncated sampler (leave it 1, or lower rollout.temperature)",
+                    r.top_p
+                ),
             );
+        }
+        if !(r.truncation_penalty.is_finite() && r.truncation_penalty >= 0.0) {
+            return bad(
+                "rollout.truncation_penalty",
+                format!("must be >= 0, got {}", r.truncation_penalty),
+            );
+        }
+        if let Some(c) = r.truncated_cost
+            && !c.is_finite()
+        {
+            return bad("rollout.truncated_cost", format!("must be finite, got {c}"));
         }
         let p = &self.ppo;
         for (key, v) in [
@@ -377,6 +429,23 @@ impl RlConfig {
         }
         if !(p.kl_coeff.is_finite() && p.kl_coeff >= 0.0) {
             return bad("ppo.kl_coeff", format!("must be >= 0, got {}", p.kl_coeff));
+        }
+        if let Some(t) = p.kl_target {
+            if !(t.is_finite() && t > 0.0) {
+                return bad("ppo.kl_target", format!("must be > 0, got {t}"));
+            }
+            if p.kl_coeff == 0.0 {
+                return bad(
+                    "ppo.kl_coeff",
+                    "must be > 0 with ppo.kl_target: the controller scales it".into(),
+                );
+            }
+        }
+        if !(p.kl_horizon.is_finite() && p.kl_horizon > 0.0) {
+            return bad(
+                "ppo.kl_horizon",
+                format!("must be > 0, got {}", p.kl_horizon),
+            );
         }
         for (key, v) in [
             ("ppo.clip_ratio", p.clip_ratio),

@@ -2,20 +2,28 @@
 //! batch, and score it without autodiff (old and reference log-probs, reward and cost end
 //! scores, critic values). No objective is consulted here: what the method makes of the scores
 //! happens in [`super::advantages`].
+//!
+//! Generation and every log-prob use the models' [`LogitPolicy`] (the rollout temperature,
+//! the blocked ids). Two guards apply to responses cut at `rollout.max_new_tokens` without a
+//! stop token, which the score models never saw in training: `rollout.truncation_penalty` is
+//! subtracted from their reward, and `rollout.truncated_cost` (when set) floors their cost.
+//! A [`RolloutScorer`] may replace the models' scores (oracle mode) or be logged beside them.
 
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use saferlhf_core::rng::SplitMix64;
+use saferlhf_model::LogitPolicy;
 use saferlhf_model::host::{bools2, floats, ints2};
 use saferlhf_model::model::positions_from_mask;
 use saferlhf_rollout::{GenerateConfig, PaddedBatch, Sampler, generate_with};
 
-use super::config::RlConfig;
+use super::config::{RlConfig, RolloutSettings};
 use super::critic::CriticNet;
 use super::gae::TokenArray;
 use super::models::RlModels;
+use super::scorer::{RolloutScorer, ScorerRole};
 use crate::error::check_finite;
 use crate::error::{Result, TrainError};
 
@@ -46,6 +54,16 @@ pub struct Experience {
     pub costs: Vec<f32>,
     /// Seconds spent generating.
     pub generation_seconds: f64,
+    /// Whether each response ended with a stop token (false: cut at `max_new_tokens`).
+    pub stopped: Vec<bool>,
+    /// The distribution the responses were sampled from, which every log-prob uses.
+    pub logit_policy: LogitPolicy,
+    /// Mean |sampling log-prob − recomputed old log-prob| over response tokens: decode, cache
+    /// or logit-processing drift between the sampler and the learner (should be ~1e-6).
+    pub logprob_gap: f64,
+    /// The scores that did not train the policy, by metric name: the external scorer's in
+    /// monitor mode (`oracle_reward_mean`, ...), the models' in oracle mode.
+    pub side_scores: Vec<(String, f64)>,
 }
 
 /// Sampling seed of a step: a pure function of the run seed and the step.
@@ -56,15 +74,28 @@ fn step_seed(seed: u64, step: u64) -> u64 {
 /// `(prompt, response)` id rows of a rollout.
 pub type Rows = Vec<(Vec<u32>, Vec<u32>)>;
 
-/// Generates responses to `prompts` with the policy, chunk by chunk; returns the
-/// `(prompt, response)` rows and the seconds spent.
+/// What [`generate`] returns.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// `(prompt, response)` rows.
+    pub rows: Rows,
+    /// Whether each response ended with a stop token.
+    pub stopped: Vec<bool>,
+    /// The sampler's log-prob of each response token.
+    pub logprobs: Vec<Vec<f32>>,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Generates responses to `prompts` with the policy, chunk by chunk, from the models'
+/// [`LogitPolicy`] (blocked ids never drawn).
 pub fn generate(
     config: &RlConfig,
     models: &RlModels,
     prompts: &[Vec<u32>],
     step: u64,
     device: &Device,
-) -> Result<(Rows, f64)> {
+) -> Result<Generated> {
     let eval_device = device.clone().without_autodiff();
     let policy = models.policy.valid();
     let r = &config.rollout;
@@ -75,6 +106,7 @@ pub fn generate(
     };
     let started = Instant::now();
     let mut rows: Rows = Vec::with_capacity(prompts.len());
+    let (mut stopped, mut logprobs) = (Vec::new(), Vec::new());
     // Every chunk decodes with the same weights: pack them for the CPU once (None on a GPU).
     let packed = policy.pack_for_decode();
     for (c, part) in prompts.chunks(chunk.max(1)).enumerate() {
@@ -82,21 +114,43 @@ pub fn generate(
             max_new_tokens: r.max_new_tokens,
             stop_ids: models.encoder.stop_ids(),
             pad_id: models.encoder.pad_id(),
+            // Validation keeps top-k / top-p off: the learner's log-probs are untruncated.
             sampler: Sampler::Sample {
-                temperature: r.temperature as f32,
-                top_k: (r.top_k > 0).then_some(r.top_k),
-                top_p: (r.top_p < 1.0).then_some(r.top_p as f32),
+                temperature: models.logit_policy.temperature,
+                top_k: None,
+                top_p: None,
             },
             seed: step_seed(config.run.seed, step).wrapping_add(c as u64),
             use_cache: true,
+            blocked_ids: models.logit_policy.blocked.clone(),
         };
         let rollout = generate_with(&policy, packed.as_ref(), part, &gen_config, &eval_device)
             .map_err(|e| TrainError::config("rollout", format!("generation failed: {e}")))?;
-        for (p, resp) in part.iter().zip(rollout.responses) {
+        let new = rollout.logprobs.dims()[1];
+        let lp = floats(rollout.logprobs, "sampling log-probs")?;
+        for (b, (p, resp)) in part.iter().zip(rollout.responses).enumerate() {
+            logprobs.push(lp[b * new..b * new + resp.len()].to_vec());
             rows.push((p.clone(), resp));
         }
+        stopped.extend(rollout.stopped);
     }
-    Ok((rows, started.elapsed().as_secs_f64()))
+    Ok(Generated {
+        rows,
+        stopped,
+        logprobs,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A scorer outside the models and what the learner does with its scores.
+pub struct ExternalScorer<'a> {
+    /// The scorer.
+    pub scorer: &'a dyn RolloutScorer,
+    /// Whether its scores train the policy (oracle mode) or are only logged beside the
+    /// models' (monitor mode).
+    pub role: ScorerRole,
+    /// The text of every training prompt, by index (as the data gave it, before the template).
+    pub prompt_texts: &'a [String],
 }
 
 /// Generates and scores one rollout (the experience phase of step `step + 1`).
@@ -107,9 +161,150 @@ pub fn collect(
     step: u64,
     device: &Device,
 ) -> Result<Experience> {
-    let (rows, generation_seconds) = generate(config, models, prompts, step, device)?;
-    let padded = PaddedBatch::new(&rows, models.encoder.pad_id());
-    score(models, padded, generation_seconds, step, device)
+    collect_scored(config, models, prompts, None, step, device)
+}
+
+/// [`collect`] with an external scorer: `external` gives it and the indices of `prompts` among
+/// the training prompts.
+pub fn collect_scored(
+    config: &RlConfig,
+    models: &RlModels,
+    prompts: &[Vec<u32>],
+    external: Option<(&ExternalScorer, &[usize])>,
+    step: u64,
+    device: &Device,
+) -> Result<Experience> {
+    let generated = generate(config, models, prompts, step, device)?;
+    let padded = PaddedBatch::new(&generated.rows, models.encoder.pad_id());
+    let mut exp = score(models, padded, generated.seconds, step, device)?;
+    exp.stopped = generated.stopped;
+    exp.logprob_gap = logprob_gap(&exp, &generated.logprobs);
+    if let Some((ext, indices)) = external {
+        let items = generated
+            .rows
+            .iter()
+            .zip(indices)
+            .map(|((_, resp), &i)| {
+                let text = models.encoder.tokenizer().decode(resp, true)?;
+                Ok((ext.prompt_texts[i].clone(), text))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let scores = ext.scorer.score(&items)?;
+        if scores.len() != items.len() {
+            return Err(TrainError::config(
+                "scorer",
+                format!(
+                    "`{}` returned {} scores for {} responses",
+                    ext.scorer.name(),
+                    scores.len(),
+                    items.len()
+                ),
+            ));
+        }
+        let (rewards, costs): (Vec<f32>, Vec<f32>) = scores.into_iter().unzip();
+        for (&r, &c) in rewards.iter().zip(&costs) {
+            check_finite(step + 1, "external reward", r as f64)?;
+            check_finite(step + 1, "external cost", c as f64)?;
+        }
+        let (side, prefix) = match ext.role {
+            ScorerRole::Train => {
+                // An objective without costs (PPO) loaded no cost model and reads no costs.
+                let costs = if exp.costs.is_empty() {
+                    Vec::new()
+                } else {
+                    costs
+                };
+                let models_scores = (
+                    std::mem::replace(&mut exp.rewards, rewards),
+                    std::mem::replace(&mut exp.costs, costs),
+                );
+                (models_scores, "model".to_string())
+            }
+            ScorerRole::Monitor => ((rewards, costs), ext.scorer.name().to_string()),
+        };
+        exp.side_scores = side_score_metrics(&prefix, &side.0, &side.1);
+    }
+    truncation_guards(
+        &config.rollout,
+        &exp.stopped,
+        &mut exp.rewards,
+        &mut exp.costs,
+    );
+    Ok(exp)
+}
+
+/// `{prefix}_reward_mean`, and with costs `{prefix}_cost_mean` and `{prefix}_safety_rate`.
+fn side_score_metrics(prefix: &str, rewards: &[f32], costs: &[f32]) -> Vec<(String, f64)> {
+    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+    let mut out = vec![(format!("{prefix}_reward_mean"), mean(rewards))];
+    if !costs.is_empty() {
+        out.push((format!("{prefix}_cost_mean"), mean(costs)));
+        out.push((
+            format!("{prefix}_safety_rate"),
+            saferlhf_model::Cost::safety_rate(costs),
+        ));
+    }
+    out
+}
+
+/// The guards on responses cut at `max_new_tokens` (see the module docs): the reward penalty
+/// and the cost floor, applied to the rows whose `stopped` flag is false (`costs` may be empty).
+pub fn truncation_guards(
+    rollout: &RolloutSettings,
+    stopped: &[bool],
+    rewards: &mut [f32],
+    costs: &mut [f32],
+) {
+    for (b, _) in stopped.iter().enumerate().filter(|(_, s)| !**s) {
+        rewards[b] -= rollout.truncation_penalty as f32;
+        if let (Some(floor), Some(c)) = (rollout.truncated_cost, costs.get_mut(b)) {
+            *c = c.max(floor as f32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_guards_touch_exactly_the_unstopped_rows() {
+        let rollout = RolloutSettings {
+            truncation_penalty: 1.5,
+            truncated_cost: Some(0.25),
+            ..RolloutSettings::default()
+        };
+        let stopped = [true, false, true, false];
+        let mut rewards = [1.0, 1.0, -2.0, 0.5];
+        let mut costs = [-1.0, -1.0, 3.0, 2.0];
+        truncation_guards(&rollout, &stopped, &mut rewards, &mut costs);
+        assert_eq!(rewards, [1.0, -0.5, -2.0, -1.0]);
+        // The floor lifts a safe cost to it and leaves a higher one alone.
+        assert_eq!(costs, [-1.0, 0.25, 3.0, 2.0]);
+        // Without a cost model the rewards still get the penalty; the defaults change nothing.
+        let mut rewards = [1.0, 1.0];
+        truncation_guards(&rollout, &[false, true], &mut rewards, &mut []);
+        assert_eq!(rewards, [-0.5, 1.0]);
+        let mut rewards = [1.0, 1.0];
+        let mut costs = [-1.0, -1.0];
+        let off = RolloutSettings::default();
+        truncation_guards(&off, &[false, false], &mut rewards, &mut costs);
+        assert_eq!((rewards, costs), ([1.0, 1.0], [-1.0, -1.0]));
+    }
+}
+
+/// Mean |sampling − recomputed| log-prob over the response tokens of `exp`.
+fn logprob_gap(exp: &Experience, sampled: &[Vec<f32>]) -> f64 {
+    let width = exp.width();
+    let (mut sum, mut n) = (0f64, 0usize);
+    for (b, row) in sampled.iter().enumerate() {
+        for (j, &lp) in row.iter().enumerate() {
+            let t = b * width + exp.prompt_len + j - 1;
+            sum += (lp - exp.old_logprobs.values[t]).abs() as f64;
+            n += 1;
+        }
+    }
+    if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
 /// Scores a padded batch without autodiff: log-probs of the policy and the reference, reward
@@ -130,12 +325,15 @@ pub fn score(
     let token_array = |t: Tensor<2>, what: &str| -> Result<TokenArray> {
         Ok(TokenArray::new(floats(t, what)?, batch, width))
     };
+    let lp = &models.logit_policy;
     let old_logprobs = token_array(
-        policy.token_logprobs(tok.clone(), att.clone()),
+        policy.token_logprobs_with(tok.clone(), att.clone(), lp),
         "policy log-probs",
     )?;
     let ref_logprobs = token_array(
-        models.reference.token_logprobs(tok.clone(), att.clone()),
+        models
+            .reference
+            .token_logprobs_with(tok.clone(), att.clone(), lp),
         "reference log-probs",
     )?;
     let positions = positions_from_mask(att.clone());
@@ -203,6 +401,11 @@ pub fn score(
         rewards,
         costs,
         generation_seconds,
+        // Every response counts as stopped until [`collect`] knows better.
+        stopped: vec![true; batch],
+        logit_policy: models.logit_policy.clone(),
+        logprob_gap: 0.0,
+        side_scores: Vec::new(),
     })
 }
 

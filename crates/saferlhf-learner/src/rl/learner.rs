@@ -31,10 +31,12 @@ use serde_json::{Map, Value, json};
 
 use super::advantages::{self, Advantages};
 use super::config::RlConfig;
-use super::experience::{self, Experience};
-use super::metrics::{short, step_metrics};
+use super::experience::{self, Experience, ExternalScorer};
+use super::kl::KlController;
+use super::metrics::{mean_sequence_kl, short, step_metrics};
 use super::models::{RlModels, load_models};
 use super::prompts::{PromptCursor, load_prompt_ids};
+use super::scorer::{RolloutScorer, ScorerRole};
 use super::update::{Optimizers, update};
 use crate::checkpoint::{CRITIC_OPTIMIZER_FILE, CRITICS_FILE, MODEL_DIR, OPTIMIZER_FILE};
 use crate::checkpoint::{load_optimizer, save_optimizer};
@@ -61,6 +63,9 @@ pub struct RlState {
     pub objective: Value,
     /// Wall-clock seconds of all sessions.
     pub elapsed_seconds: f64,
+    /// The KL coefficient β (it moves with `ppo.kl_target`).
+    #[serde(default)]
+    pub kl_coeff: Option<f64>,
 }
 
 /// What a call to [`train_rl`] did: the session's end (run directory, steps, checkpoints, final
@@ -127,7 +132,7 @@ pub fn collect_experience(
 ) -> Result<RlBatch> {
     let experience = experience::collect(config, models, prompts, step, device)?;
     objective.observe(step, &experience.rewards, &experience.costs);
-    let advantages = advantages::estimate(config, objective, &experience);
+    let advantages = advantages::estimate(config, objective, &experience, config.ppo.kl_coeff);
     Ok(RlBatch {
         experience,
         advantages,
@@ -152,7 +157,20 @@ pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> R
 /// [`OnlineObjective::load_state`].
 pub fn train_rl_with(
     config: &RlConfig,
+    objective: Box<dyn OnlineObjective>,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<RlSummary> {
+    train_rl_scored(config, objective, None, device, options)
+}
+
+/// [`train_rl_with`] with a [`RolloutScorer`] whose scores train the policy in place of the
+/// reward and cost models' ([`ScorerRole::Train`], oracle mode) or are logged beside them
+/// ([`ScorerRole::Monitor`]); see [`super::scorer`].
+pub fn train_rl_scored(
+    config: &RlConfig,
     mut objective: Box<dyn OnlineObjective>,
+    scorer: Option<(&dyn RolloutScorer, ScorerRole)>,
     device: &Device,
     options: &TrainOptions,
 ) -> Result<RlSummary> {
@@ -178,7 +196,12 @@ pub fn train_rl_with(
 
     // Models, prompts, optimizers.
     let mut models = load_models(config, objective.as_ref(), device, opened.resume_dir())?;
-    let (_, prompts) = load_prompt_ids(config, &models.encoder)?;
+    let (prompt_texts, prompts) = load_prompt_ids(config, &models.encoder)?;
+    let external = scorer.map(|(scorer, role)| ExternalScorer {
+        scorer,
+        role,
+        prompt_texts: &prompt_texts,
+    });
     let n = prompts.len();
     let mut optim = Optimizers::new(config, &models.policy, &models.critics);
     let (mut step, mut optimizer_steps, mut cursor, elapsed_before) =
@@ -197,6 +220,7 @@ pub fn train_rl_with(
             }
             _ => (0, 0, PromptCursor::new(n, config.run.seed, 0, 0), 0.0),
         };
+    let mut kl = KlController::new(&config.ppo, resume.as_ref().and_then(|s| s.kl_coeff));
     let total = config.train.steps;
     let mut session = opened.start(objective.name(), total, step, elapsed_before)?;
     let meta = ModelMeta::new(TaskKind::Sft, &config.policy);
@@ -210,29 +234,36 @@ pub fn train_rl_with(
         save_optimizer(&optim.actor, &dir.join(OPTIMIZER_FILE))?;
         save_optimizer(&optim.critic, &dir.join(CRITIC_OPTIMIZER_FILE))
     };
-    let state_at =
-        |step, optimizer_steps, cursor: &PromptCursor, objective: &dyn OnlineObjective, elapsed| {
-            RlState {
-                step,
-                optimizer_steps,
-                epoch: cursor.epoch,
-                position: cursor.position,
-                prompts: n,
-                objective: objective.state(),
-                elapsed_seconds: elapsed,
-            }
-        };
+    let state_at = |step,
+                    optimizer_steps,
+                    cursor: &PromptCursor,
+                    objective: &dyn OnlineObjective,
+                    kl: &KlController,
+                    elapsed| RlState {
+        step,
+        optimizer_steps,
+        epoch: cursor.epoch,
+        position: cursor.position,
+        prompts: n,
+        objective: objective.state(),
+        elapsed_seconds: elapsed,
+        kl_coeff: Some(kl.coeff),
+    };
 
     while session.keep_going(step) {
         let started = Instant::now();
         // 1. Prompts.
-        let batch = cursor.next_batch(&prompts, config.rollout.prompts_per_step);
+        let indices = cursor.next_indices(n, config.rollout.prompts_per_step);
+        let batch: Vec<Vec<u32>> = indices.iter().map(|&i| prompts[i].clone()).collect();
         // 2. Experience: generate, lay out, score.
-        let exp = experience::collect(config, &models, &batch, step, device)?;
+        let ext = external.as_ref().map(|e| (e, indices.as_slice()));
+        let exp = experience::collect_scored(config, &models, &batch, ext, step, device)?;
         // 3. The multiplier step.
         objective.observe(step, &exp.rewards, &exp.costs);
-        // 4. Advantages.
-        let adv = advantages::estimate(config, objective.as_ref(), &exp);
+        // 4. Advantages, with the current KL coefficient; then the controller's step.
+        let kl_coeff = kl.coeff;
+        let adv = advantages::estimate(config, objective.as_ref(), &exp, kl_coeff);
+        kl.update(mean_sequence_kl(&exp), exp.batch);
         // 5. Update.
         let (policy, critics, stats) = update(
             config,
@@ -257,6 +288,7 @@ pub fn train_rl_with(
         for (k, v) in step_metrics(objective.as_ref(), &exp, &adv, &stats, seconds) {
             line.insert(k, v);
         }
+        line.insert("kl_coeff".into(), json!(kl_coeff));
         line.insert(
             "lr_actor".into(),
             json!(optim.actor_schedule.lr(optimizer_steps.saturating_sub(1))),
@@ -267,13 +299,29 @@ pub fn train_rl_with(
         session.log_step(step, &line, &short(&line))?;
         last_metrics = Some(line);
         if session.checkpoint_due(step) {
-            let state = state_at(step, optimizer_steps, &cursor, objective.as_ref(), elapsed);
+            let state = state_at(
+                step,
+                optimizer_steps,
+                &cursor,
+                objective.as_ref(),
+                &kl,
+                elapsed,
+            );
             session.save_checkpoint(step, &state, |dir| fill(&models, &optim, dir))?;
         }
     }
     let end = session.finish(
         step,
-        |elapsed| state_at(step, optimizer_steps, &cursor, objective.as_ref(), elapsed),
+        |elapsed| {
+            state_at(
+                step,
+                optimizer_steps,
+                &cursor,
+                objective.as_ref(),
+                &kl,
+                elapsed,
+            )
+        },
         |dir| fill(&models, &optim, dir),
         |dir| {
             save_hf_dir(&models.policy.valid(), &models.policy_config, dir)?;

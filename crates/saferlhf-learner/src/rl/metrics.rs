@@ -22,6 +22,17 @@ fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
+/// KL to the reference, the batch mean of each response's Σ_t (log π_old − log π_ref): the
+/// `kl` metric and the adaptive KL controller's input.
+pub fn mean_sequence_kl(exp: &Experience) -> f64 {
+    mean(sequence_kl(
+        &exp.mask,
+        exp.seq - 1,
+        &exp.old_logprobs.values,
+        &exp.ref_logprobs.values,
+    ))
+}
+
 /// The metrics line of one RL step.
 pub fn step_metrics(
     objective: &dyn OnlineObjective,
@@ -50,14 +61,15 @@ pub fn step_metrics(
     if let Some(l) = objective.lambda() {
         line.insert("lambda".into(), json!(l));
     }
-    // KL to the reference: per sample, Σ_t (log π_old - log π_ref) over its response.
-    let kl = mean(sequence_kl(
-        &exp.mask,
-        exp.seq - 1,
-        &exp.old_logprobs.values,
-        &exp.ref_logprobs.values,
-    ));
-    line.insert("kl".into(), json!(kl));
+    line.insert("kl".into(), json!(mean_sequence_kl(exp)));
+    line.insert(
+        "truncated_rate".into(),
+        json!(mean(exp.stopped.iter().map(|&s| if s { 0.0 } else { 1.0 }))),
+    );
+    line.insert("logprob_gap".into(), json!(exp.logprob_gap));
+    for (k, v) in &exp.side_scores {
+        line.insert(k.clone(), json!(v));
+    }
     line.insert("entropy".into(), json!(means.entropy));
     line.insert("clip_fraction".into(), json!(means.clip_fraction));
     line.insert("approx_kl".into(), json!(means.approx_kl));

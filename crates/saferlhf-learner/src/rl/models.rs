@@ -17,7 +17,8 @@ use burn::tensor::Device;
 use saferlhf_model::tokenizer::Tokenizer;
 use saferlhf_model::weights::load_hf_dir;
 use saferlhf_model::{
-    Cost, CostModel, LlamaConfig, LlamaForCausalLM, Reward, RewardModel, ScoreModel, ScoreType,
+    Cost, CostModel, LlamaConfig, LlamaForCausalLM, LogitPolicy, Reward, RewardModel, ScoreModel,
+    ScoreType,
 };
 
 use super::config::{CriticMode, RlConfig, ScoreSource};
@@ -47,6 +48,25 @@ pub struct RlModels {
     pub critics: Critics,
     /// The policy's tokenizer and template.
     pub encoder: Encoder,
+    /// The distribution the policy samples from and is trained on: the rollout's temperature
+    /// and, with `rollout.valid_tokens_only`, the ids no response may contain.
+    pub logit_policy: LogitPolicy,
+}
+
+/// The policy's [`LogitPolicy`] under `config`: `rollout.temperature`, and with
+/// `rollout.valid_tokens_only` the tokenizer's blocked ids for a head of `model_vocab` logits.
+pub fn logit_policy(config: &RlConfig, encoder: &Encoder, model_vocab: usize) -> LogitPolicy {
+    let blocked = if config.rollout.valid_tokens_only {
+        encoder
+            .tokenizer()
+            .blocked_ids(model_vocab, &encoder.stop_ids())
+    } else {
+        Vec::new()
+    };
+    LogitPolicy {
+        temperature: config.rollout.temperature as f32,
+        blocked,
+    }
 }
 
 /// The initial policy (also the reference): `policy.init` or the seeded `char-tiny` preset.
@@ -184,7 +204,9 @@ pub fn load_models(
     if let Some(dir) = resume {
         critics = critics.load(&dir.join(CRITICS_FILE))?;
     }
+    let logit_policy = logit_policy(config, &encoder, policy_config.vocab_size);
     Ok(RlModels {
+        logit_policy,
         policy: stable_ids(policy),
         policy_config,
         reference,

@@ -84,7 +84,14 @@ impl PromptCursor {
 
     /// The next `count` prompts (a new epoch, reshuffled, starts when one is used up).
     pub fn next_batch(&mut self, prompts: &[Vec<u32>], count: usize) -> Vec<Vec<u32>> {
-        let n = prompts.len();
+        self.next_indices(prompts.len(), count)
+            .into_iter()
+            .map(|i| prompts[i].clone())
+            .collect()
+    }
+
+    /// The indices of the next `count` of `n` prompts ([`PromptCursor::next_batch`]'s).
+    pub fn next_indices(&mut self, n: usize, count: usize) -> Vec<usize> {
         let mut batch = Vec::with_capacity(count);
         while batch.len() < count {
             if self.position >= n {
@@ -92,7 +99,7 @@ impl PromptCursor {
                 self.position = 0;
                 self.order = epoch_permutation(n, self.seed, self.epoch);
             }
-            batch.push(prompts[self.order[self.position]].clone());
+            batch.push(self.order[self.position]);
             self.position += 1;
         }
         batch

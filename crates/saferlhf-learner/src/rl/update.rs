@@ -118,7 +118,10 @@ pub fn micro_batch_losses(
     let positions = positions_from_mask(attention.clone());
     let hidden = policy.forward_hidden(tokens.clone(), positions, attention.clone(), None);
     let h = hidden.dims()[2];
-    let logits = policy.logits(hidden.slice([0..n, 0..width, 0..h]));
+    // The distribution the rollout was sampled from: temperature and blocked ids.
+    let logits = exp
+        .logit_policy
+        .apply(policy.logits(hidden.slice([0..n, 0..width, 0..h])));
     let logprobs = select_logprobs(logits.clone(), tokens.clone().slice([0..n, 1..seq]));
     let detached = logits.detach();
     let entropy = (softmax(detached.clone(), 2) * log_softmax(detached, 2))
