@@ -263,36 +263,6 @@ pub fn truncation_guards(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_guards_touch_exactly_the_unstopped_rows() {
-        let rollout = RolloutSettings {
-            truncation_penalty: 1.5,
-            truncated_cost: Some(0.25),
-            ..RolloutSettings::default()
-        };
-        let stopped = [true, false, true, false];
-        let mut rewards = [1.0, 1.0, -2.0, 0.5];
-        let mut costs = [-1.0, -1.0, 3.0, 2.0];
-        truncation_guards(&rollout, &stopped, &mut rewards, &mut costs);
-        assert_eq!(rewards, [1.0, -0.5, -2.0, -1.0]);
-        // The floor lifts a safe cost to it and leaves a higher one alone.
-        assert_eq!(costs, [-1.0, 0.25, 3.0, 2.0]);
-        // Without a cost model the rewards still get the penalty; the defaults change nothing.
-        let mut rewards = [1.0, 1.0];
-        truncation_guards(&rollout, &[false, true], &mut rewards, &mut []);
-        assert_eq!(rewards, [-0.5, 1.0]);
-        let mut rewards = [1.0, 1.0];
-        let mut costs = [-1.0, -1.0];
-        let off = RolloutSettings::default();
-        truncation_guards(&off, &[false, false], &mut rewards, &mut costs);
-        assert_eq!((rewards, costs), ([1.0, 1.0], [-1.0, -1.0]));
-    }
-}
-
 /// Mean |sampling − recomputed| log-prob over the response tokens of `exp`.
 fn logprob_gap(exp: &Experience, sampled: &[Vec<f32>]) -> f64 {
     let width = exp.width();
@@ -414,5 +384,35 @@ impl std::ops::Deref for Experience {
 
     fn deref(&self) -> &PaddedBatch {
         &self.layout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_guards_touch_exactly_the_unstopped_rows() {
+        let rollout = RolloutSettings {
+            truncation_penalty: 1.5,
+            truncated_cost: Some(0.25),
+            ..RolloutSettings::default()
+        };
+        let stopped = [true, false, true, false];
+        let mut rewards = [1.0, 1.0, -2.0, 0.5];
+        let mut costs = [-1.0, -1.0, 3.0, 2.0];
+        truncation_guards(&rollout, &stopped, &mut rewards, &mut costs);
+        assert_eq!(rewards, [1.0, -0.5, -2.0, -1.0]);
+        // The floor lifts a safe cost to it and leaves a higher one alone.
+        assert_eq!(costs, [-1.0, 0.25, 3.0, 2.0]);
+        // Without a cost model the rewards still get the penalty; the defaults change nothing.
+        let mut rewards = [1.0, 1.0];
+        truncation_guards(&rollout, &[false, true], &mut rewards, &mut []);
+        assert_eq!(rewards, [-0.5, 1.0]);
+        let mut rewards = [1.0, 1.0];
+        let mut costs = [-1.0, -1.0];
+        let off = RolloutSettings::default();
+        truncation_guards(&off, &[false, false], &mut rewards, &mut costs);
+        assert_eq!((rewards, costs), ([1.0, 1.0], [-1.0, -1.0]));
     }
 }
