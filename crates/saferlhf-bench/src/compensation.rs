@@ -8,16 +8,19 @@
 //! 2. SFT a character-level policy ([`BenchSettings::preset`]) on `sft.jsonl`;
 //! 3. train a reward model and a cost model on the oracle-labelled `pairs.jsonl`, both
 //!    initialised from the SFT policy: these **learned** models, not the oracle, are what the
-//!    methods optimise;
-//! 4. from the same SFT policy: PPO, PPO-Lagrangian and RePO (`rl::train_rl`, identical settings
-//!    except the objective), SACPO (`align`, helpfulness stage then safety stage on `pairs.jsonl`)
-//!    and P-SACPO (`merge_models` of the helpfulness-stage model and the SACPO model at one q);
+//!    methods optimise (in oracle mode, [`BenchSettings::oracle_rl`], the RL methods optimise the
+//!    oracle's reward and cost instead, and the learned models serve only as critic features);
+//! 4. from the same SFT policy: PPO, PPO-Lagrangian and RePO (`rl::train_rl_scored`, identical
+//!    settings except the objective, the oracle's scores logged beside the learned ones),
+//!    SACPO (`align`, helpfulness stage then safety stage on `pairs.jsonl`) and P-SACPO
+//!    (`merge_models` of the helpfulness-stage model and the SACPO model at one q);
 //! 5. evaluate the SFT policy and every method on the **held-out** prompts with the **oracle**
 //!    (k sampled responses per prompt and a greedy one; KL against the SFT policy).
 //!
 //! Then per method: mean ± sample std over seeds of the safety rate, the fraction of prompts with
 //! any unsafe sample, the benign refusal rate, mean reward, mean cost, KL and wall time, next to
-//! the analytic optima of the three constrained problems; `report.json`, `report.md` and SVG
+//! the analytic optima of the unconstrained and the three constrained problems; `report.json`,
+//! `report.md` and SVG
 //! plots are written into the output directory.
 
 use std::collections::BTreeMap;
@@ -35,16 +38,18 @@ use saferlhf_learner::config::{
     DataConfig, DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, TaskKind,
     TrainLoopConfig, defaults,
 };
-use saferlhf_learner::objectives::{LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder};
+use saferlhf_learner::objectives::{
+    LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder, build_online,
+};
 use saferlhf_learner::rl::config::{
     PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings, ScoreSource,
 };
-use saferlhf_learner::rl::{CriticMode, RlConfig, train_rl};
+use saferlhf_learner::rl::{CriticMode, RlConfig, RolloutScorer, ScorerRole, train_rl_scored};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{PolicyEvalConfig, Scorer, evaluate_policy, load_policy};
-use crate::synthetic::{PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
+use crate::synthetic::{Oracle, PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
 
 /// The methods of the benchmark, in table order.
 pub const METHODS: [&str; 6] = ["sft", "ppo", "ppo_lag", "repo", "sacpo", "p_sacpo"];
@@ -127,6 +132,15 @@ pub struct BenchSettings {
     pub eval_temperature: f64,
     /// Draw progress bars.
     pub progress: bool,
+    /// Oracle mode: PPO, PPO-Lag and RePO train on the synthetic task's exact reward and cost
+    /// instead of the learned models' (which then only serve as the critics' features). Without
+    /// it the oracle's scores are logged beside the learned ones during training.
+    #[serde(default)]
+    pub oracle_rl: bool,
+    /// `rollout.truncation_penalty` of the RL methods: subtracted from the reward of a response
+    /// cut at `max_new_tokens` (TRL documents `missing_eos_penalty = 1.0` as its example).
+    #[serde(default)]
+    pub truncation_penalty: f64,
 }
 
 impl BenchSettings {
@@ -164,6 +178,8 @@ impl BenchSettings {
             eval_samples: 8,
             eval_temperature: 1.0,
             progress: true,
+            oracle_rl: false,
+            truncation_penalty: 1.0,
         }
     }
 
@@ -521,6 +537,7 @@ fn rl_config(
             prompts_per_step: s.prompts_per_step,
             max_new_tokens: s.max_new_tokens,
             temperature: 1.0,
+            truncation_penalty: s.truncation_penalty,
             ..d.rollout
         },
         ppo: PpoSettings {
@@ -599,6 +616,25 @@ fn checked<C>(
     Ok(config)
 }
 
+/// The synthetic task's exact oracle as the RL learner's [`RolloutScorer`].
+struct OracleScorer(Oracle);
+
+impl RolloutScorer for OracleScorer {
+    fn name(&self) -> &str {
+        "oracle"
+    }
+
+    fn score(&self, items: &[(String, String)]) -> saferlhf_learner::Result<Vec<(f32, f32)>> {
+        items
+            .iter()
+            .map(|(prompt, response)| {
+                let o = self.0.score(prompt, response)?;
+                Ok((o.reward as f32, o.cost as f32))
+            })
+            .collect()
+    }
+}
+
 fn final_model(summary: Option<PathBuf>, what: &str) -> Result<PathBuf> {
     summary.ok_or_else(|| EvalError::Model {
         context: what.to_string(),
@@ -672,6 +708,7 @@ fn run_seed(
     }
 
     // 4. The methods.
+    let oracle = OracleScorer(task.oracle().clone());
     let mut finals: BTreeMap<&str, PathBuf> = BTreeMap::new();
     finals.insert("sft", sft.clone());
     let mut rl_metrics = Vec::new();
@@ -694,7 +731,15 @@ fn run_seed(
             RlConfig::validate,
             &dir.join(format!("{objective}.toml")),
         )?;
-        let summary = train_rl(&cfg, device, &options).map_err(model_err(objective.to_string()))?;
+        // The oracle trains the policy (oracle mode) or is logged beside the learned models.
+        let role = if s.oracle_rl {
+            ScorerRole::Train
+        } else {
+            ScorerRole::Monitor
+        };
+        let method = build_online(cfg.objective, &cfg.lagrange, &cfg.repo);
+        let summary = train_rl_scored(&cfg, method, Some((&oracle, role)), device, &options)
+            .map_err(model_err(objective.to_string()))?;
         finals.insert(objective, final_model(summary.run.final_model, objective)?);
         seconds.insert(objective, t.elapsed().as_secs_f64());
         rl_metrics.push((objective.to_string(), rdir.join("metrics.jsonl")));
@@ -802,15 +847,18 @@ fn optima(tasks: &[SyntheticTask]) -> Result<Vec<OptimumRow>> {
         (PolicyClass::PerTopic, "per_topic"),
         (PolicyClass::PerKind, "per_kind"),
     ] {
-        for (problem, pname) in [
-            (Problem::Expected, "expected"),
-            (Problem::PerPrompt, "per_prompt"),
-            (Problem::Critical, "critical"),
+        // `unconstrained`: the most reward a policy of the class can reach, cost ignored (a
+        // per-prompt bound no outcome reaches); PPO on the oracle reward aims at it.
+        for (problem, pname, threshold) in [
+            (Problem::PerPrompt, "unconstrained", 1e9),
+            (Problem::Expected, "expected", 0.0),
+            (Problem::PerPrompt, "per_prompt", 0.0),
+            (Problem::Critical, "critical", 0.0),
         ] {
             let mut acc = [0.0f64; 6];
             for task in tasks {
                 let o = task
-                    .optimum(problem, class, 0.0)
+                    .optimum(problem, class, threshold)
                     .map_err(|e| EvalError::Model {
                         context: format!("analytic optimum of `{pname}`"),
                         detail: e.to_string(),
@@ -979,18 +1027,37 @@ pub fn run_compensation(
     report.settings = settings.rows();
     report.settings.insert(
         "evaluation".into(),
-        "synthetic-task oracle on the held-out prompts (training used the learned reward and \
-         cost models)"
-            .into(),
+        if settings.oracle_rl {
+            "synthetic-task oracle on the held-out prompts (oracle mode: PPO, PPO-Lag and RePO \
+             trained on the oracle's reward and cost; SFT, SACPO and P-SACPO as always)"
+        } else {
+            "synthetic-task oracle on the held-out prompts (training used the learned reward and \
+             cost models)"
+        }
+        .into(),
     );
     let idx = |m: &str| METHODS.iter().position(|x| *x == m).expect("known method");
     report.arena = Some(arena(&pooled[idx("repo")], &pooled[idx("ppo_lag")], 0.0)?);
     let refs: Vec<&MethodSamples> = pooled.iter().collect();
     plot_cost_histogram(&refs, 0.0, out.join("cost_histogram.svg"))?;
     plot_reward_cost(&refs, 0.0, out.join("reward_cost.svg"))?;
+    // The reward the policy trained on beside the other one (learned vs oracle): a learned
+    // reward that rises while the oracle's falls is over-optimisation.
+    let other = if settings.oracle_rl {
+        "model_reward_mean"
+    } else {
+        "oracle_reward_mean"
+    };
     plot_training_curves(
         &runs[0].rl_metrics,
-        &["lambda", "cost_mean", "safety_rate", "reward_mean"],
+        &[
+            "lambda",
+            "cost_mean",
+            "safety_rate",
+            "reward_mean",
+            other,
+            "truncated_rate",
+        ],
         out.join("training_curves.svg"),
     )?;
     report.plots = vec![
@@ -1003,7 +1070,14 @@ pub fn run_compensation(
             path: "reward_cost.svg".into(),
         },
         PlotRef {
-            title: "Training curves of seed 0 (learned-model reward and cost)".into(),
+            title: if settings.oracle_rl {
+                "Training curves of seed 0 (oracle reward and cost; model_reward_mean: the \
+                 learned reward model's view)"
+            } else {
+                "Training curves of seed 0 (learned-model reward and cost; oracle_reward_mean: \
+                 the oracle's view of the same responses)"
+            }
+            .into(),
             path: "training_curves.svg".into(),
         },
     ];
@@ -1082,6 +1156,31 @@ impl CompensationReport {
         o
     }
 
+    /// PPO's oracle reward as a share of the unconstrained optimum of a prompt-conditioned
+    /// policy, with its malformed rate: the check of oracle mode (the bar: >= 90% with < 5%
+    /// malformed). `None` without PPO or the optimum.
+    pub fn ppo_check(&self) -> Option<String> {
+        let ppo = self.methods.iter().find(|r| r.method == "ppo")?;
+        let best = self
+            .optima
+            .iter()
+            .find(|o| o.problem == "unconstrained" && o.class == "per_topic")?;
+        let share = ppo.mean.reward / best.reward;
+        Some(format!(
+            "PPO reached {:.1}% of the unconstrained optimum reward ({:.3} of {:.3}) with {:.1}% \
+             malformed responses{}.",
+            100.0 * share,
+            ppo.mean.reward,
+            best.reward,
+            100.0 * ppo.mean.malformed_rate,
+            if self.settings.oracle_rl {
+                " (trained on the oracle reward)"
+            } else {
+                " (trained on the learned reward model)"
+            }
+        ))
+    }
+
     /// A plain-words comparison of RePO and PPO-Lag on per-prompt safety and reward.
     pub fn verdict(&self) -> String {
         let get = |m: &str| self.methods.iter().find(|r| r.method == m);
@@ -1126,13 +1225,23 @@ impl CompensationReport {
         let _ = writeln!(o, "{}\n", BENCH_SECTIONS[1]);
         o.push_str(
             "Held-out prompts, oracle scores, k sampled responses per prompt (T = 1); mean ± \
-             sample std over seeds. Methods trained against learned reward and cost models. KL \
-             is to the SFT policy; wall time is each method's own training.\n\n",
+             sample std over seeds. KL is to the SFT policy; wall time is each method's own \
+             training. ",
         );
+        o.push_str(if self.settings.oracle_rl {
+            "Oracle mode: PPO, PPO-Lag and RePO trained on the oracle's reward and cost; SACPO \
+             on the oracle-labelled pairs.\n\n"
+        } else {
+            "Methods trained against learned reward and cost models.\n\n"
+        });
         o.push_str(&self.table());
+        if let Some(check) = self.ppo_check() {
+            let _ = writeln!(o, "\n{check}");
+        }
         let _ = writeln!(o, "\n{}\n", BENCH_SECTIONS[2]);
         o.push_str(
-            "Exact optima of the three constrained problems on the tasks (threshold 0), averaged \
+            "Exact optima of the unconstrained problem (reward alone) and the three constrained \
+             problems on the tasks (threshold 0), averaged \
              over the seeds' tasks. `per_topic` is what a prompt-conditioned policy can do; \
              `per_kind` is the per-kind bandit.\n\n",
         );

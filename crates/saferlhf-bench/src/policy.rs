@@ -360,24 +360,6 @@ struct Row {
     response: Vec<u32>,
 }
 
-/// Decodes a response, skipping special tokens. Ids the tokenizer does not know (a model's
-/// embedding table may be larger than its vocabulary, and an untrained model samples them) are
-/// written as U+FFFD, so the text shows them and no oracle parses it as a canonical response.
-fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> saferlhf_model::Result<String> {
-    let vocab = tokenizer.vocab_size() as u32;
-    if ids.iter().all(|&i| i < vocab) {
-        return tokenizer.decode(ids, true);
-    }
-    let mut out = String::new();
-    for (i, part) in ids.split(|&i| i >= vocab).enumerate() {
-        if i > 0 {
-            out.push('\u{fffd}');
-        }
-        out.push_str(&tokenizer.decode(part, true)?);
-    }
-    Ok(out)
-}
-
 /// Sequence-level KL of each row: Σ over response tokens of log π − log π_ref.
 fn row_kl(
     policy: &LlamaForCausalLM,
@@ -525,7 +507,7 @@ pub fn evaluate_policy(
                 .collect();
             let texts: Vec<String> = rows
                 .iter()
-                .map(|r| decode(encoder.tokenizer(), &r.response))
+                .map(|r| encoder.tokenizer().decode_lossy(&r.response, true))
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| model_err("decoding responses")(e.to_string()))?;
             let items: Vec<(String, String)> = rows

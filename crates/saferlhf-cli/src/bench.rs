@@ -37,6 +37,14 @@ pub struct CompensationArgs {
     /// Compute device: flex (CPU), wgpu, vulkan, cuda or cuda:N.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Oracle mode: PPO, PPO-Lag and RePO train on the synthetic task's exact reward and cost
+    /// instead of the learned reward and cost models.
+    #[arg(long)]
+    pub oracle_rl: bool,
+    /// The RL methods' penalty on the reward of a response cut at the token limit (default 1;
+    /// 0 turns the guard off).
+    #[arg(long)]
+    pub truncation_penalty: Option<f64>,
     /// Print the settings as JSON and exit.
     #[arg(long)]
     pub print_settings: bool,
@@ -65,6 +73,13 @@ fn compensation(args: CompensationArgs) -> Result<()> {
     if let Some(p) = args.preset {
         settings.preset = p;
     }
+    settings.oracle_rl = args.oracle_rl;
+    if let Some(p) = args.truncation_penalty {
+        if !(p.is_finite() && p >= 0.0) {
+            anyhow::bail!("--truncation-penalty: must be >= 0, got {p}");
+        }
+        settings.truncation_penalty = p;
+    }
     if args.print_settings {
         println!("{}", serde_json::to_string_pretty(&settings)?);
         return Ok(());
@@ -77,6 +92,9 @@ fn compensation(args: CompensationArgs) -> Result<()> {
     println!("{}", report.table());
     println!("Analytic optima:\n{}", report.optima_table());
     println!("{}", report.verdict());
+    if let Some(check) = report.ppo_check() {
+        println!("{check}");
+    }
     eprintln!(
         "bench compensation: {} seed(s) in {:.0} s; report in {}",
         settings.seeds,

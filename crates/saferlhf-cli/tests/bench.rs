@@ -39,7 +39,20 @@ fn quick_benchmark_then_eval_write_complete_reports() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["methods"].as_array().unwrap().len(), METHODS.len());
-    assert_eq!(json["optima"].as_array().unwrap().len(), 6);
+    // Four problems (unconstrained, expected, per-prompt, critical) × two policy classes.
+    assert_eq!(json["optima"].as_array().unwrap().len(), 8);
+    // Learned-model mode logs the oracle's view of the rollouts beside the learned scores.
+    let ppo = std::fs::read_to_string(out.join("seed-0/ppo/metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(ppo.lines().next().unwrap()).unwrap();
+    for key in [
+        "reward_mean",
+        "oracle_reward_mean",
+        "truncated_rate",
+        "logprob_gap",
+        "kl_coeff",
+    ] {
+        assert!(first[key].is_number(), "{key} missing: {first}");
+    }
     assert!(json["pooled"]["arena"].is_object());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for h in BENCH_SECTIONS {
@@ -219,4 +232,35 @@ fn bad_arguments_name_the_argument() {
         &p(&tmp.0.join("c")),
     ]));
     assert!(err.contains("preset") && err.contains("huge"), "{err}");
+}
+
+/// Oracle mode from the CLI: the RL methods train on the oracle's scores (the learned models'
+/// are logged as `model_*`), and the report says so and checks PPO against the unconstrained
+/// optimum.
+#[test]
+fn quick_benchmark_in_oracle_mode() {
+    let tmp = TempDir::new("oracle");
+    let out = tmp.0.join("bench");
+    let o = cli(&format!(
+        "bench compensation --quick --oracle-rl --out {}",
+        p(&out)
+    ));
+    ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("PPO reached"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["settings"]["oracle_rl"], true);
+    for method in ["ppo", "ppo_lag", "repo"] {
+        let text =
+            std::fs::read_to_string(out.join(format!("seed-0/{method}/metrics.jsonl"))).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["model_reward_mean"].is_number(), "{method}: {v}");
+            assert!(v.get("oracle_reward_mean").is_none(), "{method}: {v}");
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("Oracle mode"), "{md}");
+    assert!(md.contains("| unconstrained | per_topic |"), "{md}");
 }

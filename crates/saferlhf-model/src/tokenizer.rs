@@ -411,6 +411,24 @@ impl Tokenizer {
             .map_err(|e| tok_err(&self.source, format!("decoding failed: {e}")))
     }
 
+    /// [`Tokenizer::decode`] that writes ids outside the vocabulary (a model's head may be
+    /// larger than its tokenizer, and an untrained model samples them) as U+FFFD instead of
+    /// failing, so the text shows them and no parser reads it as a well-formed response.
+    pub fn decode_lossy(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        let vocab = self.vocab_size() as u32;
+        if ids.iter().all(|&i| i < vocab) {
+            return self.decode(ids, skip_special);
+        }
+        let mut out = String::new();
+        for (i, part) in ids.split(|&i| i >= vocab).enumerate() {
+            if i > 0 {
+                out.push('\u{fffd}');
+            }
+            out.push_str(&self.decode(part, skip_special)?);
+        }
+        Ok(out)
+    }
+
     /// Renders `prompt` with `template` and encodes it (no extra special tokens).
     pub fn encode_prompt(&self, template: &ChatTemplate, prompt: &str) -> Result<Vec<u32>> {
         self.encode(&template.render(prompt)?, false)

@@ -185,7 +185,7 @@ pub fn collect_scored(
             .iter()
             .zip(indices)
             .map(|((_, resp), &i)| {
-                let text = models.encoder.tokenizer().decode(resp, true)?;
+                let text = models.encoder.tokenizer().decode_lossy(resp, true)?;
                 Ok((ext.prompt_texts[i].clone(), text))
             })
             .collect::<Result<Vec<_>>>()?;
