@@ -105,22 +105,33 @@ fn every_objective_runs_end_to_end_with_its_metrics() {
 #[test]
 fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
     let tmp = TempDir::new("rlhf-resume");
-    for objective in ["repo", "ppo_lag"] {
-        let straight = tmp.path(&format!("{objective}-straight"));
-        ok(&rlhf(&straight, objective, &[]));
-        let split = tmp.path(&format!("{objective}-split"));
-        let err = ok(&rlhf(&split, objective, &["--stop-at-step", "1"]));
+    // The third run adds the PTX stream and the adaptive KL controller, whose positions and β
+    // a checkpoint must carry.
+    let guards = [
+        "--set",
+        "ptx.sources=[{format = \"sft\", path = \"tests/fixtures/tiny-sft.jsonl\"}]",
+        "--set",
+        "ptx.batch_size=3",
+        "--set",
+        "ppo.kl_target=0.05",
+    ];
+    for (name, objective, extra) in [
+        ("repo", "repo", &[][..]),
+        ("ppo_lag", "ppo_lag", &[][..]),
+        ("repo-ptx-kl", "repo", &guards[..]),
+    ] {
+        let run = |dir: &str, more: &[&str]| rlhf(dir, objective, &[extra, more].concat());
+        let straight = tmp.path(&format!("{name}-straight"));
+        ok(&run(&straight, &[]));
+        let split = tmp.path(&format!("{name}-split"));
+        let err = ok(&run(&split, &["--stop-at-step", "1"]));
         assert!(err.contains("stopped early"), "{err}");
         assert!(!Path::new(&split).join("final").exists());
         // Starting again without --resume refuses to overwrite.
-        let err = failed(&rlhf(&split, objective, &[]));
+        let err = failed(&run(&split, &[]));
         assert!(err.contains("--resume"), "{err}");
-        ok(&rlhf(
-            &split,
-            objective,
-            &["--resume", "--stop-at-step", "3"],
-        ));
-        ok(&rlhf(&split, objective, &["--resume"]));
+        ok(&run(&split, &["--resume", "--stop-at-step", "3"]));
+        ok(&run(&split, &["--resume"]));
         assert!(
             tensors(&format!("{straight}/final")) == tensors(&format!("{split}/final")),
             "{objective}: resumed policy differs"
@@ -145,8 +156,18 @@ fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
         assert_eq!(b.len(), 4);
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x["step"], y["step"]);
-            assert_eq!(x["lambda"], y["lambda"], "{objective}");
-            assert_eq!(x["reward_mean"], y["reward_mean"], "{objective}");
+            assert_eq!(x["lambda"], y["lambda"], "{name}");
+            assert_eq!(x["reward_mean"], y["reward_mean"], "{name}");
+            assert_eq!(x["kl_coeff"], y["kl_coeff"], "{name}");
+            assert_eq!(x.get("ptx_loss"), y.get("ptx_loss"), "{name}");
+        }
+        if name == "repo-ptx-kl" {
+            assert!(a.iter().all(|x| x["ptx_loss"].as_f64().unwrap() > 0.0));
+            // β starts at ppo.kl_coeff and moves with the controller.
+            let betas: Vec<f64> = a.iter().map(|x| x["kl_coeff"].as_f64().unwrap()).collect();
+            assert!(betas.windows(2).any(|w| w[0] != w[1]), "{betas:?}");
+        } else {
+            assert!(a.iter().all(|x| x.get("ptx_loss").is_none()), "{name}");
         }
     }
 }
@@ -161,6 +182,18 @@ fn bad_rl_configs_name_the_key() {
         ("ppo.kl_coeff=-0.1", "ppo.kl_coeff"),
         ("repo.margin=-1", "repo.margin"),
         ("ppo.clip=0.2", "clip"),
+        ("rollout.top_k=5", "rollout.top_k"),
+        ("rollout.top_p=0.9", "rollout.top_p"),
+        (
+            "rollout.truncation_penalty=-1",
+            "rollout.truncation_penalty",
+        ),
+        ("ppo.kl_target=0", "ppo.kl_target"),
+        (
+            "ptx.sources=[{format = \"pku\", path = \"x\"}]",
+            "ptx.sources.0.format",
+        ),
+        ("policy.max_prompt_length=48", "policy.max_length"),
     ] {
         let err = failed(&rlhf(&run, "repo", &["--set", set]));
         assert!(err.contains(key), "{set}: {err}");

@@ -76,6 +76,10 @@ pub mod rl {
     /// `ppo.kl_horizon`: the adaptive KL controller's horizon in responses (lm-human-preferences
     /// and TRL: 10000).
     pub const KL_HORIZON: f64 = 10_000.0;
+    /// `ptx.coeff`: safe-rlhf's scripts.
+    pub const PTX_COEFF: f64 = 16.0;
+    /// `ptx.batch_size`: examples per actor optimizer step.
+    pub const PTX_BATCH_SIZE: usize = 8;
     /// `rollout.max_new_tokens`.
     pub const MAX_NEW_TOKENS: usize = 128;
     /// `rollout.temperature`.

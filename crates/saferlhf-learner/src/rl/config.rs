@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelConfig, OptimConfig, RunConfig, defaults, load};
+use crate::config::{
+    DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, defaults, load,
+};
 use crate::error::{Result, TrainError};
 use crate::objectives::{LagrangeConfig, OnlineKind, RePoConfig};
 
@@ -220,6 +222,33 @@ pub struct RlConfig {
     pub repo: RePoConfig,
     /// `[train]`.
     pub train: RlTrainSettings,
+    /// `[ptx]`: supervised data mixed into the actor's update (off while it has no sources).
+    pub ptx: PtxSettings,
+}
+
+/// `[ptx]`: the pretraining-mix (here: SFT-mix) loss of safe-rlhf. Each actor optimizer step
+/// adds `coeff` × the next-token cross-entropy of `batch_size` examples of these sources to the
+/// clipped surrogate, so RL and supervised gradients land in the same update; the brake on a
+/// policy drifting away from well-formed text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PtxSettings {
+    /// Supervised examples (`sft` or `hh` sources, as in an SFT config); empty: no PTX loss.
+    pub sources: Vec<DataSource>,
+    /// Weight of the loss (safe-rlhf's scripts: 16).
+    pub coeff: f64,
+    /// Examples per actor optimizer step (a new epoch, reshuffled, starts when they run out).
+    pub batch_size: usize,
+}
+
+impl Default for PtxSettings {
+    fn default() -> Self {
+        PtxSettings {
+            sources: Vec::new(),
+            coeff: defaults::rl::PTX_COEFF,
+            batch_size: defaults::rl::PTX_BATCH_SIZE,
+        }
+    }
 }
 
 impl Default for RlConfig {
@@ -257,6 +286,7 @@ impl Default for RlConfig {
             lagrange: LagrangeConfig::default(),
             repo: RePoConfig::default(),
             train: RlTrainSettings::default(),
+            ptx: PtxSettings::default(),
         }
     }
 }
@@ -439,6 +469,26 @@ impl RlConfig {
                     "ppo.kl_coeff",
                     "must be > 0 with ppo.kl_target: the controller scales it".into(),
                 );
+            }
+        }
+        let x = &self.ptx;
+        if !x.sources.is_empty() {
+            if !(x.coeff.is_finite() && x.coeff > 0.0) {
+                return bad("ptx.coeff", format!("must be > 0, got {}", x.coeff));
+            }
+            if x.batch_size == 0 {
+                return bad("ptx.batch_size", "must be >= 1".into());
+            }
+            for (i, s) in x.sources.iter().enumerate() {
+                if !matches!(s.format, SourceFormat::Sft | SourceFormat::Hh) {
+                    return bad(
+                        &format!("ptx.sources.{i}.format"),
+                        format!(
+                            "{:?} has no supervised responses: use `sft` or `hh`",
+                            s.format
+                        ),
+                    );
+                }
             }
         }
         if !(p.kl_horizon.is_finite() && p.kl_horizon > 0.0) {

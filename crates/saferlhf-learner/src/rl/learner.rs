@@ -36,6 +36,7 @@ use super::kl::KlController;
 use super::metrics::{mean_sequence_kl, short, step_metrics};
 use super::models::{RlModels, load_models};
 use super::prompts::{PromptCursor, load_prompt_ids};
+use super::ptx::Ptx;
 use super::scorer::{RolloutScorer, ScorerRole};
 use super::update::{Optimizers, update};
 use crate::checkpoint::{CRITIC_OPTIMIZER_FILE, CRITICS_FILE, MODEL_DIR, OPTIMIZER_FILE};
@@ -66,6 +67,9 @@ pub struct RlState {
     /// The KL coefficient β (it moves with `ppo.kl_target`).
     #[serde(default)]
     pub kl_coeff: Option<f64>,
+    /// Where the `[ptx]` example stream stands: `(epoch, position)`.
+    #[serde(default)]
+    pub ptx: Option<(u64, usize)>,
 }
 
 /// What a call to [`train_rl`] did: the session's end (run directory, steps, checkpoints, final
@@ -221,6 +225,8 @@ pub fn train_rl_scored(
             _ => (0, 0, PromptCursor::new(n, config.run.seed, 0, 0), 0.0),
         };
     let mut kl = KlController::new(&config.ppo, resume.as_ref().and_then(|s| s.kl_coeff));
+    let ptx_at = resume.as_ref().and_then(|s| s.ptx).unwrap_or((0, 0));
+    let mut ptx = Ptx::load(config, &models.encoder, ptx_at)?;
     let total = config.train.steps;
     let mut session = opened.start(objective.name(), total, step, elapsed_before)?;
     let meta = ModelMeta::new(TaskKind::Sft, &config.policy);
@@ -239,6 +245,7 @@ pub fn train_rl_scored(
                     cursor: &PromptCursor,
                     objective: &dyn OnlineObjective,
                     kl: &KlController,
+                    ptx: &Option<Ptx>,
                     elapsed| RlState {
         step,
         optimizer_steps,
@@ -248,6 +255,7 @@ pub fn train_rl_scored(
         objective: objective.state(),
         elapsed_seconds: elapsed,
         kl_coeff: Some(kl.coeff),
+        ptx: ptx.as_ref().map(|p| (p.cursor.epoch, p.cursor.position)),
     };
 
     while session.keep_going(step) {
@@ -272,6 +280,7 @@ pub fn train_rl_scored(
             &mut optim,
             &exp,
             &adv,
+            ptx.as_mut(),
             step,
             &mut optimizer_steps,
             device,
@@ -305,6 +314,7 @@ pub fn train_rl_scored(
                 &cursor,
                 objective.as_ref(),
                 &kl,
+                &ptx,
                 elapsed,
             );
             session.save_checkpoint(step, &state, |dir| fill(&models, &optim, dir))?;
@@ -319,6 +329,7 @@ pub fn train_rl_scored(
                 &cursor,
                 objective.as_ref(),
                 &kl,
+                &ptx,
                 elapsed,
             )
         },

@@ -74,6 +74,9 @@ pub fn step_metrics(
     line.insert("clip_fraction".into(), json!(means.clip_fraction));
     line.insert("approx_kl".into(), json!(means.approx_kl));
     line.insert("actor_loss".into(), json!(means.actor));
+    if stats.with_ptx {
+        line.insert("ptx_loss".into(), json!(means.ptx));
+    }
     line.insert("reward_value_loss".into(), json!(means.reward_value));
     line.insert(
         "explained_variance_reward".into(),

@@ -18,6 +18,7 @@ pub mod loss;
 pub mod metrics;
 pub mod models;
 pub mod prompts;
+pub mod ptx;
 pub mod scorer;
 pub mod update;
 

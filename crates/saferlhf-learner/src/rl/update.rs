@@ -19,6 +19,7 @@ use super::critic::{CriticNet, Critics};
 use super::experience::Experience;
 use super::gae::TokenArray;
 use super::loss::{clipped_surrogate, clipped_value_loss, update_diagnostics};
+use super::ptx::Ptx;
 use crate::config::OptimConfig;
 use crate::error::Result;
 use crate::error::check_finite;
@@ -51,6 +52,8 @@ pub struct LossStats {
     pub clip_fraction: f64,
     /// Approximate KL between the old and the current policy.
     pub approx_kl: f64,
+    /// Cross-entropy of the PTX batch (0 without `[ptx]`).
+    pub ptx: f64,
 }
 
 impl LossStats {
@@ -62,6 +65,7 @@ impl LossStats {
         self.entropy += share * other.entropy;
         self.clip_fraction += share * other.clip_fraction;
         self.approx_kl += share * other.approx_kl;
+        self.ptx += share * other.ptx;
     }
 }
 
@@ -78,6 +82,8 @@ pub struct UpdateStats {
     pub actor_grad_norm: f64,
     /// Global gradient norm of the critics before clipping (last minibatch).
     pub critic_grad_norm: f64,
+    /// Whether the actor's steps took a PTX loss.
+    pub with_ptx: bool,
 }
 
 impl UpdateStats {
@@ -92,6 +98,7 @@ impl UpdateStats {
             entropy: s.entropy / k,
             clip_fraction: s.clip_fraction / k,
             approx_kl: s.approx_kl / k,
+            ptx: s.ptx / k,
         }
     }
 }
@@ -185,6 +192,7 @@ pub fn micro_batch_losses(
         entropy: scalar(&entropy, "entropy")?,
         clip_fraction: scalar(&clip_fraction, "clip fraction")?,
         approx_kl: scalar(&approx_kl, "approx KL")?,
+        ptx: 0.0,
     };
     let critic_loss = match cost_loss {
         Some(c) => reward_loss + c,
@@ -235,7 +243,9 @@ pub fn total_optimizer_steps(config: &RlConfig) -> u64 {
 
 /// The update of one rollout of RL step `step + 1`: epochs × shuffled minibatches ×
 /// accumulated micro-batches, one optimizer step of the actor and of the critics per
-/// minibatch. A non-finite loss or gradient norm is an error naming the step and the quantity.
+/// minibatch; with `ptx`, each actor step also takes the gradient of the PTX loss on the next
+/// batch of its stream. A non-finite loss or gradient norm is an error naming the step and the
+/// quantity.
 #[allow(clippy::too_many_arguments)]
 pub fn update(
     config: &RlConfig,
@@ -244,6 +254,7 @@ pub fn update(
     optim: &mut Optimizers,
     exp: &Experience,
     adv: &Advantages,
+    mut ptx: Option<&mut Ptx>,
     step: u64,
     optimizer_steps: &mut u64,
     device: &Device,
@@ -272,6 +283,19 @@ pub fn update(
                 let grads = critic_loss.mul_scalar(share).backward();
                 critic_acc.accumulate(&critics, GradientsParams::from_grads(grads, &critics));
                 stats.tokens += micro.iter().map(|&r| exp.lengths[r]).sum::<usize>();
+            }
+            if let Some(ptx) = ptx.as_deref_mut() {
+                let batch = ptx.next_batch();
+                let refs: Vec<_> = batch.iter().collect();
+                let (scaled, ce) = ptx.loss(&policy, &refs, &train_device);
+                let ce = floats(ce, "PTX loss")?.first().copied().unwrap_or(f32::NAN) as f64;
+                check_finite(step + 1, "PTX loss", ce)?;
+                sums.ptx = ce;
+                stats.with_ptx = true;
+                actor_acc.accumulate(
+                    &policy,
+                    GradientsParams::from_grads(scaled.backward(), &policy),
+                );
             }
             let mut actor_grads = actor_acc.grads();
             let norm = clip_global_norm(&policy, &mut actor_grads, config.actor.max_grad_norm);
