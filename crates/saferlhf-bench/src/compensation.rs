@@ -336,8 +336,13 @@ pub struct CompensationReport {
     pub settings: BenchSettings,
     /// The spec seeds of the tasks.
     pub task_seeds: Vec<u64>,
-    /// One row per method.
+    /// One row per method (held-out prompts).
     pub methods: Vec<MethodRow>,
+    /// One row per method on the training prompts, the prompts the methods optimised on: the
+    /// gap to [`CompensationReport::methods`] is generalisation to new phrasings, not
+    /// optimisation.
+    #[serde(default)]
+    pub methods_train_prompts: Vec<MethodRow>,
     /// The analytic optima.
     pub optima: Vec<OptimumRow>,
     /// The pooled (all seeds) evaluation report of the sampled responses.
@@ -647,6 +652,8 @@ struct SeedRun {
     /// Per method: (sampled, greedy, train seconds).
     evals: Vec<(MethodSamples, MethodSamples, f64)>,
     metrics: Vec<MethodMetrics>,
+    /// Per method, on the training prompts.
+    train_metrics: Vec<MethodMetrics>,
     rl_metrics: Vec<(String, PathBuf)>,
 }
 
@@ -772,35 +779,58 @@ fn run_seed(
 
     // 5. Evaluation with the oracle on the held-out prompts.
     let scorer = Scorer::oracle(&tdir.join("task.json"))?;
-    let prompts: Vec<String> = task.eval_prompts().iter().map(|p| p.text.clone()).collect();
+    //    Then on the training prompts, to tell optimisation from generalisation.
+    let texts = |ps: &[crate::synthetic::SyntheticPrompt]| -> Vec<String> {
+        ps.iter().map(|p| p.text.clone()).collect()
+    };
+    let (prompts, train_prompts) = (texts(task.eval_prompts()), texts(task.train_prompts()));
     let reference = load_policy(&sft, "sft policy", device)?;
     let mut evals = Vec::new();
     let mut metrics = Vec::new();
+    let mut train_metrics = Vec::new();
     for method in METHODS {
         log(&format!("seed {seed}: evaluating {method}"));
         let policy = load_policy(&finals[method], method, device)?;
-        let ev = evaluate_policy(
-            method,
-            &policy,
-            &prompts,
-            &scorer,
-            Some(&reference),
-            eval_config,
-            device,
-        )?;
+        let eval_on = |prompts: &[String]| {
+            let r = Some(&reference);
+            evaluate_policy(method, &policy, prompts, &scorer, r, eval_config, device)
+        };
+        let ev = eval_on(&prompts)?;
         let greedy = ev.greedy.expect("greedy decoding is on");
-        let m = metrics_of(&task, &ev.sampled, &greedy, seconds[method])?;
-        metrics.push(m);
+        metrics.push(metrics_of(&task, &ev.sampled, &greedy, seconds[method])?);
         evals.push((ev.sampled, greedy, seconds[method]));
+        let ev = eval_on(&train_prompts)?;
+        let greedy = ev.greedy.expect("greedy decoding is on");
+        train_metrics.push(metrics_of(&task, &ev.sampled, &greedy, seconds[method])?);
     }
     Ok((
         SeedRun {
             evals,
             metrics,
+            train_metrics,
             rl_metrics,
         },
         task,
     ))
+}
+
+/// Per method: the seeds' figures (`of` picks them from a run), their mean and sample std.
+fn aggregate(runs: &[SeedRun], of: impl Fn(&SeedRun) -> &Vec<MethodMetrics>) -> Vec<MethodRow> {
+    let mut rows = Vec::new();
+    for (i, method) in METHODS.iter().enumerate() {
+        let per_seed: Vec<MethodMetrics> = runs.iter().map(|r| of(r)[i]).collect();
+        let column = |j: usize| per_seed.iter().map(|m| m.values()[j]).collect::<Vec<_>>();
+        let mean_v: [f64; 12] = std::array::from_fn(|j| mean(&column(j)).unwrap_or(0.0));
+        let std_v: Option<[f64; 12]> = (per_seed.len() > 1)
+            .then(|| std::array::from_fn(|j| sample_std(&column(j)).unwrap_or(0.0)));
+        rows.push(MethodRow {
+            method: method.to_string(),
+            per_seed,
+            mean: MethodMetrics::from_values(mean_v),
+            std: std_v.map(MethodMetrics::from_values),
+        });
+    }
+    rows
 }
 
 fn metrics_of(
@@ -993,20 +1023,8 @@ pub fn run_compensation(
     }
 
     // Aggregate over seeds.
-    let mut rows = Vec::new();
-    for (i, method) in METHODS.iter().enumerate() {
-        let per_seed: Vec<MethodMetrics> = runs.iter().map(|r| r.metrics[i]).collect();
-        let column = |j: usize| per_seed.iter().map(|m| m.values()[j]).collect::<Vec<_>>();
-        let mean_v: [f64; 12] = std::array::from_fn(|j| mean(&column(j)).unwrap_or(0.0));
-        let std_v: Option<[f64; 12]> = (per_seed.len() > 1)
-            .then(|| std::array::from_fn(|j| sample_std(&column(j)).unwrap_or(0.0)));
-        rows.push(MethodRow {
-            method: method.to_string(),
-            per_seed,
-            mean: MethodMetrics::from_values(mean_v),
-            std: std_v.map(MethodMetrics::from_values),
-        });
-    }
+    let rows = aggregate(&runs, |r| &r.metrics);
+    let train_rows = aggregate(&runs, |r| &r.train_metrics);
     let optima = optima(&tasks)?;
 
     // Pooled report and plots.
@@ -1086,6 +1104,7 @@ pub fn run_compensation(
         settings: settings.clone(),
         task_seeds: (0..settings.seeds).map(|s| settings.spec(s).seed).collect(),
         methods: rows,
+        methods_train_prompts: train_rows,
         optima,
         pooled: report,
         seconds: started.elapsed().as_secs_f64(),
@@ -1107,12 +1126,22 @@ fn pm(mean: f64, std: Option<f64>, pct: bool) -> String {
 }
 
 impl CompensationReport {
-    /// The method × metric table (Markdown), mean ± std over seeds; rates in percent.
+    /// The method × metric table (Markdown) of the held-out prompts, mean ± std over seeds;
+    /// rates in percent.
     pub fn table(&self) -> String {
+        Self::table_of(&self.methods)
+    }
+
+    /// [`CompensationReport::table`] of the training prompts.
+    pub fn train_prompts_table(&self) -> String {
+        Self::table_of(&self.methods_train_prompts)
+    }
+
+    fn table_of(rows: &[MethodRow]) -> String {
         let mut o = String::from(
             "| Method | Safety rate % | Prompts with any violation % | Benign refusal % | Risky unsafe % | Malformed % | Reward | Cost | KL | Greedy safety % | Wall s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
-        for r in &self.methods {
+        for r in rows {
             let s = |f: fn(&MethodMetrics) -> f64| r.std.as_ref().map(f);
             let m = &r.mean;
             let _ = writeln!(
@@ -1160,24 +1189,36 @@ impl CompensationReport {
     /// policy, with its malformed rate: the check of oracle mode (the bar: >= 90% with < 5%
     /// malformed). `None` without PPO or the optimum.
     pub fn ppo_check(&self) -> Option<String> {
-        let ppo = self.methods.iter().find(|r| r.method == "ppo")?;
         let best = self
             .optima
             .iter()
             .find(|o| o.problem == "unconstrained" && o.class == "per_topic")?;
-        let share = ppo.mean.reward / best.reward;
+        let on = |rows: &[MethodRow], what: &str| {
+            rows.iter().find(|r| r.method == "ppo").map(|ppo| {
+                let m = &ppo.mean;
+                format!(
+                    "on the {what} prompts {:.1}% of it sampled ({:.3}), {:.1}% greedy ({:.3}), \
+                     with {:.1}% malformed sampled responses",
+                    100.0 * m.reward / best.reward,
+                    m.reward,
+                    100.0 * m.greedy_reward / best.reward,
+                    m.greedy_reward,
+                    100.0 * m.malformed_rate
+                )
+            })
+        };
+        let held_out = on(&self.methods, "held-out")?;
+        let train = on(&self.methods_train_prompts, "training")
+            .map(|t| format!("; {t}"))
+            .unwrap_or_default();
         Some(format!(
-            "PPO reached {:.1}% of the unconstrained optimum reward ({:.3} of {:.3}) with {:.1}% \
-             malformed responses{}.",
-            100.0 * share,
-            ppo.mean.reward,
-            best.reward,
-            100.0 * ppo.mean.malformed_rate,
+            "PPO{} against the unconstrained optimum reward {:.3}: {held_out}{train}.",
             if self.settings.oracle_rl {
                 " (trained on the oracle reward)"
             } else {
                 " (trained on the learned reward model)"
-            }
+            },
+            best.reward,
         ))
     }
 
@@ -1235,6 +1276,14 @@ impl CompensationReport {
             "Methods trained against learned reward and cost models.\n\n"
         });
         o.push_str(&self.table());
+        if !self.methods_train_prompts.is_empty() {
+            o.push_str(
+                "\nThe same methods on the training prompts (the prompts the RL methods sampled \
+                 and optimised on; SFT and the score models were trained on them too). The gap \
+                 to the table above is generalisation to new phrasings of the same topics:\n\n",
+            );
+            o.push_str(&self.train_prompts_table());
+        }
         if let Some(check) = self.ppo_check() {
             let _ = writeln!(o, "\n{check}");
         }

@@ -90,6 +90,7 @@ fn compensation(args: CompensationArgs) -> Result<()> {
     let started = Instant::now();
     let report = run_compensation(&settings, &args.out, &device)?;
     println!("{}", report.table());
+    println!("On the training prompts:\n{}", report.train_prompts_table());
     println!("Analytic optima:\n{}", report.optima_table());
     println!("{}", report.verdict());
     if let Some(check) = report.ppo_check() {

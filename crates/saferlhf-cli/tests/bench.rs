@@ -247,10 +247,18 @@ fn quick_benchmark_in_oracle_mode() {
     ));
     ok(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("PPO reached"), "{stdout}");
+    assert!(
+        stdout.contains("against the unconstrained optimum"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("on the training prompts"), "{stdout}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["settings"]["oracle_rl"], true);
+    assert_eq!(
+        json["methods_train_prompts"].as_array().unwrap().len(),
+        METHODS.len()
+    );
     for method in ["ppo", "ppo_lag", "repo"] {
         let text =
             std::fs::read_to_string(out.join(format!("seed-0/{method}/metrics.jsonl"))).unwrap();

@@ -416,25 +416,20 @@ impl RlConfig {
         }
         // The learner's log-probs use the full tempered distribution: truncated sampling would
         // make every rollout off-policy without the ratios showing it.
-        if r.top_k != 0 {
-            return bad(
-                "rollout.top_k",
-                format!(
-                    "{} is not supported in RL: the learner's log-probs would not be those of \
-                     the truncated sampler (leave it 0, or lower rollout.temperature)",
-                    r.top_k
-                ),
-            );
-        }
-        if r.top_p != 1.0 {
-            return bad(
-                "rollout.top_p",
-                format!(
-                    "{} is not supported in RL: the learner's log-probs would not be those of \
-                     the truncated sampler (leave it 1, or lower rollout.temperature)",
-                    r.top_p
-                ),
-            );
+        for (key, set, off) in [
+            ("rollout.top_k", r.top_k as f64, 0.0),
+            ("rollout.top_p", r.top_p, 1.0),
+        ] {
+            if set != off {
+                return bad(
+                    key,
+                    format!(
+                        "{set} is not supported in RL: the learner's log-probs would not be \
+                         those of the truncated sampler (leave it {off}, or lower \
+                         rollout.temperature)"
+                    ),
+                );
+            }
         }
         if !(r.truncation_penalty.is_finite() && r.truncation_penalty >= 0.0) {
             return bad(

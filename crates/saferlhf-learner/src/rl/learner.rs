@@ -308,30 +308,16 @@ pub fn train_rl_scored(
         session.log_step(step, &line, &short(&line))?;
         last_metrics = Some(line);
         if session.checkpoint_due(step) {
-            let state = state_at(
-                step,
-                optimizer_steps,
-                &cursor,
-                objective.as_ref(),
-                &kl,
-                &ptx,
-                elapsed,
-            );
+            let obj = objective.as_ref();
+            let state = state_at(step, optimizer_steps, &cursor, obj, &kl, &ptx, elapsed);
             session.save_checkpoint(step, &state, |dir| fill(&models, &optim, dir))?;
         }
     }
     let end = session.finish(
         step,
         |elapsed| {
-            state_at(
-                step,
-                optimizer_steps,
-                &cursor,
-                objective.as_ref(),
-                &kl,
-                &ptx,
-                elapsed,
-            )
+            let obj = objective.as_ref();
+            state_at(step, optimizer_steps, &cursor, obj, &kl, &ptx, elapsed)
         },
         |dir| fill(&models, &optim, dir),
         |dir| {
