@@ -39,7 +39,7 @@ use saferlhf::burn::optim::{AdamWConfig, GradientsParams};
 use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
 use saferlhf::learner::params::seeded_init;
 use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
-use saferlhf::rollout::{GenerateConfig, Sampler, generate};
+use saferlhf::rollout::{GenerateConfig, generate};
 use serde_json::Value;
 
 const GEN_BATCH: usize = 8;
@@ -217,12 +217,8 @@ fn bench_generate(shape: &str, runs: usize, malloc: &str) {
         .collect();
     let settings = GenerateConfig {
         max_new_tokens: GEN_NEW,
-        stop_ids: Vec::new(),
-        pad_id: 0,
-        sampler: Sampler::Greedy,
-        seed: 0,
-        use_cache: true,
-        blocked_ids: Vec::new(),
+        // Greedy, cached, no stop ids: every row runs the full length.
+        ..GenerateConfig::default()
     };
     let (times, cpu) = time_runs(runs, || {
         let rollout = generate(&model, &prompts, &settings, &device).expect("generation failed");

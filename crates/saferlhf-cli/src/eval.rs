@@ -143,15 +143,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         config.sampled_label(),
         scorer.describe()
     );
-    let ev = evaluate_policy(
-        &policy_name,
-        &policy,
-        &prompts,
-        &scorer,
-        reference.as_ref(),
-        &config,
-        &device,
-    )?;
+    let eval = |name: &str, policy| {
+        let r = reference.as_ref();
+        evaluate_policy(name, policy, &prompts, &scorer, r, &config, &device)
+    };
+    let ev = eval(&policy_name, &policy)?;
     let mut methods = vec![ev.sampled.clone()];
     methods.extend(ev.greedy.clone());
     let mut compare_eval = None;
@@ -161,15 +157,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         if compare_name == policy_name {
             compare_name = format!("{compare_name} (compare)");
         }
-        let cev = evaluate_policy(
-            &compare_name,
-            &other,
-            &prompts,
-            &scorer,
-            reference.as_ref(),
-            &config,
-            &device,
-        )?;
+        let cev = eval(&compare_name, &other)?;
         methods.push(cev.sampled.clone());
         methods.extend(cev.greedy.clone());
         compare_eval = Some(cev);
