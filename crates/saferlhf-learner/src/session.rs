@@ -67,7 +67,7 @@ pub struct TrainOptions {
 }
 
 /// What the lifecycle needs of a run's config.
-pub trait SessionConfig: Sized {
+pub trait SessionConfig: Sized + Serialize {
     /// The `[run]` section.
     fn run(&self) -> &crate::config::RunConfig;
     /// The run directory (`run.dir`).
@@ -83,11 +83,16 @@ pub trait SessionConfig: Sized {
     /// How many complete checkpoints to keep.
     fn keep_last(&self) -> usize;
     /// The resolved config as TOML (written to `config.toml`).
-    fn to_toml(&self) -> String;
+    fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
     /// Reads a config saved by an earlier session of this run.
     fn load_saved(&self, path: &Path) -> Result<Self>;
     /// Dotted keys whose values differ from `saved`, except the resumable ones.
-    fn resume_conflicts(&self, saved: &Self) -> Vec<String>;
+    fn resume_conflicts(&self, saved: &Self) -> Vec<String> {
+        let table = |c: &Self| toml::Table::try_from(c).unwrap_or_default();
+        crate::config::load::resume_conflicts(&table(self), &table(saved), self.resumable_keys())
+    }
     /// Keys that may change between sessions of one run.
     fn resumable_keys(&self) -> &'static [&'static str];
 }

@@ -156,9 +156,6 @@ impl SessionConfig for TrainConfig {
     fn keep_last(&self) -> usize {
         self.train.keep_last
     }
-    fn to_toml(&self) -> String {
-        TrainConfig::to_toml(self)
-    }
     fn load_saved(&self, path: &std::path::Path) -> Result<Self> {
         let saved = TrainConfig::load(path, &[], None)?;
         if saved.task() != self.task() {
@@ -169,9 +166,6 @@ impl SessionConfig for TrainConfig {
             ));
         }
         Ok(saved)
-    }
-    fn resume_conflicts(&self, saved: &Self) -> Vec<String> {
-        TrainConfig::resume_conflicts(self, saved)
     }
     fn resumable_keys(&self) -> &'static [&'static str] {
         &crate::config::RESUMABLE_KEYS

@@ -102,14 +102,8 @@ impl SessionConfig for RlConfig {
     fn keep_last(&self) -> usize {
         self.train.keep_last
     }
-    fn to_toml(&self) -> String {
-        RlConfig::to_toml(self)
-    }
     fn load_saved(&self, path: &Path) -> Result<Self> {
         RlConfig::load(path, &[])
-    }
-    fn resume_conflicts(&self, saved: &Self) -> Vec<String> {
-        RlConfig::resume_conflicts(self, saved)
     }
     fn resumable_keys(&self) -> &'static [&'static str] {
         &super::config::RL_RESUMABLE_KEYS
