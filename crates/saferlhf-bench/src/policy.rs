@@ -442,9 +442,7 @@ pub fn evaluate_policy(
     let stop_ids = encoder.stop_ids();
     let pad = encoder.pad_id();
     let blocked = if config.valid_tokens_only {
-        encoder
-            .tokenizer()
-            .blocked_ids(policy.model.vocab_size(), &stop_ids)
+        encoder.blocked_ids(policy.model.vocab_size())
     } else {
         Vec::new()
     };

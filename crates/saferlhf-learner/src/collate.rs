@@ -127,6 +127,15 @@ impl Encoder {
         }
     }
 
+    /// Ids no generated response may hold, for a model head of `model_vocab` logits: the
+    /// tokenizer's [`blocked_ids`] with this encoder's stop ids allowed (the RL learner's and
+    /// policy evaluation's `LogitPolicy`).
+    ///
+    /// [`blocked_ids`]: saferlhf_model::tokenizer::Tokenizer::blocked_ids
+    pub fn blocked_ids(&self, model_vocab: usize) -> Vec<u32> {
+        self.tokenizer.blocked_ids(model_vocab, &self.stop_ids())
+    }
+
     /// The padding id.
     pub fn pad_id(&self) -> u32 {
         self.tokenizer.pad_id()

@@ -57,9 +57,7 @@ pub struct RlModels {
 /// `rollout.valid_tokens_only` the tokenizer's blocked ids for a head of `model_vocab` logits.
 pub fn logit_policy(config: &RlConfig, encoder: &Encoder, model_vocab: usize) -> LogitPolicy {
     let blocked = if config.rollout.valid_tokens_only {
-        encoder
-            .tokenizer()
-            .blocked_ids(model_vocab, &encoder.stop_ids())
+        encoder.blocked_ids(model_vocab)
     } else {
         Vec::new()
     };
