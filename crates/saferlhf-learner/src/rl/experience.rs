@@ -61,9 +61,20 @@ pub struct Experience {
     /// Mean |sampling log-prob − recomputed old log-prob| over response tokens: decode, cache
     /// or logit-processing drift between the sampler and the learner (should be ~1e-6).
     pub logprob_gap: f64,
-    /// The scores that did not train the policy, by metric name: the external scorer's in
-    /// monitor mode (`oracle_reward_mean`, ...), the models' in oracle mode.
-    pub side_scores: Vec<(String, f64)>,
+    /// The scores that did not train the policy: the external scorer's in monitor mode, the
+    /// models' in oracle mode (logged as `{name}_reward_mean`, ...).
+    pub side_scores: Option<SideScores>,
+}
+
+/// Rewards and costs of a rollout that were logged, not trained on.
+#[derive(Debug, Clone)]
+pub struct SideScores {
+    /// The metrics' prefix: the scorer's name, or `model`.
+    pub name: String,
+    /// One reward per response.
+    pub rewards: Vec<f32>,
+    /// One cost per response (empty without costs).
+    pub costs: Vec<f32>,
 }
 
 /// Sampling seed of a step: a pure function of the run seed and the step.
@@ -206,7 +217,7 @@ pub fn collect_scored(
             check_finite(step + 1, "external reward", r as f64)?;
             check_finite(step + 1, "external cost", c as f64)?;
         }
-        let (side, prefix) = match ext.role {
+        exp.side_scores = Some(match ext.role {
             ScorerRole::Train => {
                 // An objective without costs (PPO) loaded no cost model and reads no costs.
                 let costs = if exp.costs.is_empty() {
@@ -214,15 +225,18 @@ pub fn collect_scored(
                 } else {
                     costs
                 };
-                let models_scores = (
-                    std::mem::replace(&mut exp.rewards, rewards),
-                    std::mem::replace(&mut exp.costs, costs),
-                );
-                (models_scores, "model".to_string())
+                SideScores {
+                    name: "model".into(),
+                    rewards: std::mem::replace(&mut exp.rewards, rewards),
+                    costs: std::mem::replace(&mut exp.costs, costs),
+                }
             }
-            ScorerRole::Monitor => ((rewards, costs), ext.scorer.name().to_string()),
-        };
-        exp.side_scores = side_score_metrics(&prefix, &side.0, &side.1);
+            ScorerRole::Monitor => SideScores {
+                name: ext.scorer.name().to_string(),
+                rewards,
+                costs,
+            },
+        });
     }
     truncation_guards(
         &config.rollout,
@@ -231,20 +245,6 @@ pub fn collect_scored(
         &mut exp.costs,
     );
     Ok(exp)
-}
-
-/// `{prefix}_reward_mean`, and with costs `{prefix}_cost_mean` and `{prefix}_safety_rate`.
-fn side_score_metrics(prefix: &str, rewards: &[f32], costs: &[f32]) -> Vec<(String, f64)> {
-    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
-    let mut out = vec![(format!("{prefix}_reward_mean"), mean(rewards))];
-    if !costs.is_empty() {
-        out.push((format!("{prefix}_cost_mean"), mean(costs)));
-        out.push((
-            format!("{prefix}_safety_rate"),
-            saferlhf_model::Cost::safety_rate(costs),
-        ));
-    }
-    out
 }
 
 /// The guards on responses cut at `max_new_tokens` (see the module docs): the reward penalty
@@ -375,7 +375,7 @@ pub fn score(
         stopped: vec![true; batch],
         logit_policy: models.logit_policy.clone(),
         logprob_gap: 0.0,
-        side_scores: Vec::new(),
+        side_scores: None,
     })
 }
 

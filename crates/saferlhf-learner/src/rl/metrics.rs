@@ -22,6 +22,20 @@ fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
+/// `{prefix}reward_mean`, and with costs `{prefix}cost_mean` and `{prefix}safety_rate`: the
+/// rollout's scores, or (with a prefix) the scores logged beside them.
+fn score_means(line: &mut Map<String, Value>, prefix: &str, rewards: &[f32], costs: &[f32]) {
+    let mean_of = |v: &[f32]| json!(mean(v.iter().map(|&x| x as f64)));
+    line.insert(format!("{prefix}reward_mean"), mean_of(rewards));
+    if !costs.is_empty() {
+        line.insert(format!("{prefix}cost_mean"), mean_of(costs));
+        line.insert(
+            format!("{prefix}safety_rate"),
+            json!(Cost::safety_rate(costs)),
+        );
+    }
+}
+
 /// KL to the reference, the batch mean of each response's Σ_t (log π_old − log π_ref): the
 /// `kl` metric and the adaptive KL controller's input.
 pub fn mean_sequence_kl(exp: &Experience) -> f64 {
@@ -43,16 +57,12 @@ pub fn step_metrics(
 ) -> Map<String, Value> {
     let mut line = Map::new();
     let means = stats.means();
-    line.insert(
-        "reward_mean".into(),
-        json!(mean(exp.rewards.iter().map(|&r| r as f64))),
-    );
+    score_means(&mut line, "", &exp.rewards, &exp.costs);
+    if let Some(side) = &exp.side_scores {
+        let prefix = format!("{}_", side.name);
+        score_means(&mut line, &prefix, &side.rewards, &side.costs);
+    }
     if !exp.costs.is_empty() {
-        line.insert(
-            "cost_mean".into(),
-            json!(mean(exp.costs.iter().map(|&c| c as f64))),
-        );
-        line.insert("safety_rate".into(), json!(Cost::safety_rate(&exp.costs)));
         line.insert(
             "rectified_violation_mean".into(),
             json!(mean(exp.costs.iter().map(|&c| (c as f64).max(0.0)))),
@@ -67,9 +77,6 @@ pub fn step_metrics(
         json!(mean(exp.stopped.iter().map(|&s| if s { 0.0 } else { 1.0 }))),
     );
     line.insert("logprob_gap".into(), json!(exp.logprob_gap));
-    for (k, v) in &exp.side_scores {
-        line.insert(k.clone(), json!(v));
-    }
     line.insert("entropy".into(), json!(means.entropy));
     line.insert("clip_fraction".into(), json!(means.clip_fraction));
     line.insert("approx_kl".into(), json!(means.approx_kl));
