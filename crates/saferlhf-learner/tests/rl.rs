@@ -7,13 +7,13 @@ use saferlhf_testkit::root;
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use saferlhf_learner::objectives::{
-    LagrangeConfig, OnlineKind, OnlineObjective, PpoLag, RePo, RePoConfig, build_online,
+    LagrangeConfig, OnlineObjective, PpoLag, RePo, RePoConfig, build_online,
 };
 use saferlhf_learner::rl::RlConfig;
 use saferlhf_learner::rl::loss::clipped_surrogate;
 use saferlhf_learner::rl::{
-    Optimizers, RlModels, collect_experience, load_models, load_prompt_ids, micro_batch_losses,
-    total_optimizer_steps, update,
+    Optimizers, RlBatch, RlModels, collect_experience, load_models, load_prompt_ids,
+    micro_batch_losses, total_optimizer_steps, update,
 };
 use saferlhf_learner::schedule::LrSchedule;
 
@@ -27,6 +27,26 @@ fn tiny_config(objective: &str) -> RlConfig {
         ],
     )
     .unwrap()
+}
+
+/// The config's objective, its models and the scored rollout of the first 8 prompts at step 0.
+fn first_rollout(
+    config: &RlConfig,
+    device: &Device,
+) -> (Box<dyn OnlineObjective>, RlModels, RlBatch) {
+    let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
+    let models = load_models(config, objective.as_ref(), device, None).unwrap();
+    let (_, prompts) = load_prompt_ids(config, &models.encoder).unwrap();
+    let exp = collect_experience(
+        config,
+        &models,
+        objective.as_mut(),
+        &prompts[..8],
+        0,
+        device,
+    )
+    .unwrap();
+    (objective, models, exp)
 }
 
 fn float(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
@@ -140,19 +160,7 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
         config.critic.warmup_ratio = 0.0;
         config.ppo.update_epochs = 1;
         config.ppo.minibatch = 8;
-        let kind: OnlineKind = config.objective;
-        let mut objective = build_online(kind, &config.lagrange, &config.repo);
-        let mut models = load_models(&config, objective.as_ref(), &device, None).unwrap();
-        let (_, prompts) = load_prompt_ids(&config, &models.encoder).unwrap();
-        let exp = collect_experience(
-            &config,
-            &models,
-            objective.as_mut(),
-            &prompts[..8],
-            0,
-            &device,
-        )
-        .unwrap();
+        let (_, mut models, exp) = first_rollout(&config, &device);
         let train = device.clone().autodiff();
         let rows: Vec<usize> = (0..exp.experience.batch).collect();
         let losses = |m: &RlModels| {
@@ -218,18 +226,7 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
 fn micro_batches_accumulate_to_the_full_batch_update() {
     let device = Device::flex();
     let config = tiny_config("repo");
-    let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
-    let models = load_models(&config, objective.as_ref(), &device, None).unwrap();
-    let (_, prompts) = load_prompt_ids(&config, &models.encoder).unwrap();
-    let exp = collect_experience(
-        &config,
-        &models,
-        objective.as_mut(),
-        &prompts[..8],
-        0,
-        &device,
-    )
-    .unwrap();
+    let (_, models, exp) = first_rollout(&config, &device);
     let run = |micro: usize| {
         let mut c = config.clone();
         c.ppo.minibatch = 8;
@@ -295,8 +292,8 @@ fn temperature_and_blocked_ids_are_the_same_in_sampling_and_in_every_log_prob() 
     let device = Device::flex();
     let mut config = tiny_config("repo");
     config.rollout.temperature = 0.5;
-    let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
-    let models = load_models(&config, objective.as_ref(), &device, None).unwrap();
+    let (objective, models, exp) = first_rollout(&config, &device);
+    let exp = exp.experience;
     let lp = &models.logit_policy;
     assert_eq!(lp.temperature, 0.5);
     // char-tiny: a head of 64 logits over a tokenizer of 50 ids; the pad id (0), `<|im_start|>`
@@ -304,17 +301,6 @@ fn temperature_and_blocked_ids_are_the_same_in_sampling_and_in_every_log_prob() 
     let stop = models.encoder.stop_ids();
     let expected: Vec<u32> = [0, 1, 4].into_iter().chain(50..64).collect();
     assert_eq!(lp.blocked, expected, "stop ids {stop:?}");
-    let (_, prompts) = load_prompt_ids(&config, &models.encoder).unwrap();
-    let exp = collect_experience(
-        &config,
-        &models,
-        objective.as_mut(),
-        &prompts[..8],
-        0,
-        &device,
-    )
-    .unwrap()
-    .experience;
     assert!(
         exp.logprob_gap < 1e-4,
         "sampler vs learner: {}",
