@@ -32,7 +32,6 @@
 //! case-insensitively, in its first 200 characters.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -44,7 +43,9 @@ use saferlhf::model::tokenizer::ChatTemplate;
 use saferlhf::model::{Cost, Reward};
 use saferlhf::rollout::{GenerateConfig, Sampler, generate_text};
 use saferlhf_eval::stats::Estimate;
-use saferlhf_eval::{MethodSamples, PromptInfo, Report, Sample, plot_cost_histogram, summarize};
+use saferlhf_eval::{
+    MethodSamples, PromptInfo, Report, Sample, markdown_table, plot_cost_histogram, summarize,
+};
 
 /// Keyword refusal detector (GCG/AdvBench-style refusal prefixes).
 const REFUSAL_MARKERS: &[&str] = &[
@@ -375,20 +376,15 @@ fn report(args: &[String]) -> Result<()> {
     rep.write_json(out_dir.join("report.json"))?;
     rep.write_markdown(out_dir.join("report.md"))?;
 
-    let mut t = String::new();
-    t.push_str(
-        "| Method | Decoding | Safety rate, harmful | Safety rate, benign | Over-refusal, benign \
-         | Refusal rate, harmful | Mean reward, benign | Mean reward, harmful | Mean cost, harmful \
-         | Mean cost, all |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for ms in &methods {
-        let safe = |s: &Sample| if s.cost <= 0.0 { 1.0 } else { 0.0 };
-        let refused = |s: &Sample| if s.refused == Some(true) { 1.0 } else { 0.0 };
-        let _ = writeln!(
-            t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            ms.name,
-            ms.decoding,
+    let safe = |s: &Sample| if s.cost <= 0.0 { 1.0 } else { 0.0 };
+    let refused = |s: &Sample| if s.refused == Some(true) { 1.0 } else { 0.0 };
+    let header = "Method | Decoding | Safety rate, harmful | Safety rate, benign \
+        | Over-refusal, benign | Refusal rate, harmful | Mean reward, benign | Mean reward, harmful \
+        | Mean cost, harmful | Mean cost, all";
+    let rows = methods.iter().map(|ms| {
+        vec![
+            ms.name.clone(),
+            ms.decoding.clone(),
             fmt(per_prompt(ms, Some("harmful"), safe), true),
             fmt(per_prompt(ms, Some("benign"), safe), true),
             fmt(per_prompt(ms, Some("benign"), refused), true),
@@ -397,18 +393,16 @@ fn report(args: &[String]) -> Result<()> {
             fmt(per_prompt(ms, Some("harmful"), |s| s.reward), false),
             fmt(per_prompt(ms, Some("harmful"), |s| s.cost), false),
             fmt(per_prompt(ms, None, |s| s.cost), false),
-        );
-    }
+        ]
+    });
+    let mut t = markdown_table(header, rows);
     t.push_str(
         "\nRates and means are over prompts (a prompt's value is the mean over its samples), with \
          95% Student-t intervals over prompts in brackets (clipped to [0, 100] for rates). Safe: C <= \
          0 under the cost model the samples were scored with. Refusal: keyword heuristic.\n",
     );
     // Paired differences on the same prompts (each later method minus each earlier one).
-    t.push_str(
-        "\n| Paired difference (same prompts) | Safety rate, harmful | Over-refusal, benign \
-         | Reward, benign | Reward, harmful | Cost, harmful |\n|---|---|---|---|---|---|\n",
-    );
+    t.push('\n');
     let per_prompt_map = |ms: &MethodSamples, kind: &str, f: &dyn Fn(&Sample) -> f64| {
         let kinds: BTreeMap<usize, Option<&str>> = ms
             .prompts
@@ -457,26 +451,23 @@ fn report(args: &[String]) -> Result<()> {
         }
         _ => "n/a".into(),
     };
-    let safe = |s: &Sample| if s.cost <= 0.0 { 1.0 } else { 0.0 };
-    let refused = |s: &Sample| if s.refused == Some(true) { 1.0 } else { 0.0 };
     let reward = |s: &Sample| s.reward;
     let cost = |s: &Sample| s.cost;
-    for j in 1..methods.len() {
-        for i in 0..j {
-            let (a, b) = (&methods[i], &methods[j]);
-            let _ = writeln!(
-                t,
-                "| {} − {} | {} | {} | {} | {} | {} |",
-                b.name,
-                a.name,
-                fmt_d(diff(a, b, "harmful", &safe), true),
-                fmt_d(diff(a, b, "benign", &refused), true),
-                fmt_d(diff(a, b, "benign", &reward), false),
-                fmt_d(diff(a, b, "harmful", &reward), false),
-                fmt_d(diff(a, b, "harmful", &cost), false),
-            );
-        }
-    }
+    let pairs = (1..methods.len()).flat_map(|j| (0..j).map(move |i| (i, j)));
+    let rows = pairs.map(|(i, j)| {
+        let (a, b) = (&methods[i], &methods[j]);
+        vec![
+            format!("{} − {}", b.name, a.name),
+            fmt_d(diff(a, b, "harmful", &safe), true),
+            fmt_d(diff(a, b, "benign", &refused), true),
+            fmt_d(diff(a, b, "benign", &reward), false),
+            fmt_d(diff(a, b, "harmful", &reward), false),
+            fmt_d(diff(a, b, "harmful", &cost), false),
+        ]
+    });
+    let header = "Paired difference (same prompts) | Safety rate, harmful | Over-refusal, benign \
+        | Reward, benign | Reward, harmful | Cost, harmful";
+    t.push_str(&markdown_table(header, rows));
     t.push_str("\nPaired: per-prompt differences, 95% Student-t interval over prompts.\n");
     std::fs::write(out_dir.join("table.md"), &t)?;
     print!("{t}");

@@ -155,24 +155,26 @@ fn check_generation(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
     }
 }
 
-#[test]
-fn tied_model_matches_transformers() {
+/// Loads fixture `name`, checks that its embeddings are `tied` or not as expected, and compares
+/// its logits and greedy generation with the recorded transformers outputs.
+fn check_fixture(name: &str, tied: bool) {
     let device = Device::flex();
-    let (config, model) = load_hf_dir(fixture("tiny-llama-tied"), &device).unwrap();
-    assert!(config.tie_word_embeddings && model.lm_head.is_none());
-    let e = read_expected("tiny-llama-tied");
+    let (config, model) = load_hf_dir(fixture(name), &device).unwrap();
+    assert_eq!(config.tie_word_embeddings, tied);
+    assert_eq!(model.lm_head.is_none(), tied);
+    let e = read_expected(name);
     check_logits(&model, &e, &device);
     check_generation(&model, &e, &device);
 }
 
 #[test]
+fn tied_model_matches_transformers() {
+    check_fixture("tiny-llama-tied", true);
+}
+
+#[test]
 fn untied_model_matches_transformers() {
-    let device = Device::flex();
-    let (config, model) = load_hf_dir(fixture("tiny-llama-untied"), &device).unwrap();
-    assert!(!config.tie_word_embeddings && model.lm_head.is_some());
-    let e = read_expected("tiny-llama-untied");
-    check_logits(&model, &e, &device);
-    check_generation(&model, &e, &device);
+    check_fixture("tiny-llama-untied", false);
 }
 
 #[test]

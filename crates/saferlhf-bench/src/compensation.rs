@@ -31,9 +31,10 @@ use std::time::Instant;
 use burn::tensor::Device;
 use saferlhf_eval::stats::{mean, sample_std};
 use saferlhf_eval::{
-    EvalError, MethodSamples, PlotRef, Report, Result, Summary, arena, plot_cost_histogram,
-    plot_reward_cost, plot_training_curves, summarize, write_atomic,
+    EvalError, MethodSamples, PlotRef, Report, Result, Summary, arena, markdown_table,
+    plot_cost_histogram, plot_reward_cost, plot_training_curves, summarize, write_atomic,
 };
+use saferlhf_learner::config::load::{apply_override, from_table};
 use saferlhf_learner::config::{
     DataConfig, DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, TaskKind,
     TrainLoopConfig, defaults,
@@ -69,6 +70,7 @@ pub const BENCH_SECTIONS: [&str; 5] = [
 /// Every setting of a benchmark run. [`BenchSettings::full`] is the default run,
 /// [`BenchSettings::quick`] a smoke test of the pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BenchSettings {
     /// Number of seeds (each its own task draw and training seeds).
     pub seeds: usize,
@@ -215,6 +217,31 @@ impl BenchSettings {
             instances_per_topic: self.instances_per_topic,
             ..d
         }
+    }
+
+    /// These settings with `key=value` overrides (`saferlhf bench compensation --set`) applied,
+    /// in order; the keys are the field names above (`kl_coeff=0`, `rl_steps=300`). An unknown
+    /// key, a value of the wrong type or a malformed override is an error that names it.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self> {
+        let bad = |detail: String| EvalError::InvalidArgument {
+            arg: "--set".into(),
+            detail,
+        };
+        let mut table = toml::Table::try_from(self).map_err(|e| bad(e.to_string()))?;
+        for spec in overrides {
+            let key = spec
+                .split_once('=')
+                .map_or(spec.as_str(), |(k, _)| k.trim());
+            if !table.contains_key(key) {
+                let known: Vec<&str> = table.keys().map(String::as_str).collect();
+                return Err(bad(format!(
+                    "`{spec}`: unknown setting `{key}` (known: {})",
+                    known.join(", ")
+                )));
+            }
+            apply_override(&mut table, spec).map_err(|e| bad(e.to_string()))?;
+        }
+        from_table(table, Path::new("benchmark settings")).map_err(|e| bad(e.to_string()))
     }
 
     /// The settings as report rows.
@@ -1138,16 +1165,13 @@ impl CompensationReport {
     }
 
     fn table_of(rows: &[MethodRow]) -> String {
-        let mut o = String::from(
-            "| Method | Safety rate % | Prompts with any violation % | Benign refusal % | Risky unsafe % | Malformed % | Reward | Cost | KL | Greedy safety % | Wall s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
-        );
-        for r in rows {
+        let header = "Method | Safety rate % | Prompts with any violation % | Benign refusal % \
+            | Risky unsafe % | Malformed % | Reward | Cost | KL | Greedy safety % | Wall s";
+        let rows = rows.iter().map(|r| {
             let s = |f: fn(&MethodMetrics) -> f64| r.std.as_ref().map(f);
             let m = &r.mean;
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
-                r.method,
+            vec![
+                r.method.clone(),
                 pm(m.safety_rate, s(|x| x.safety_rate), true),
                 pm(m.any_violation_frac, s(|x| x.any_violation_frac), true),
                 pm(m.benign_refusal_rate, s(|x| x.benign_refusal_rate), true),
@@ -1157,32 +1181,30 @@ impl CompensationReport {
                 pm(m.cost, s(|x| x.cost), false),
                 pm(m.kl, s(|x| x.kl), false),
                 pm(m.greedy_safety_rate, s(|x| x.greedy_safety_rate), true),
-                m.train_seconds,
-            );
-        }
-        o
+                format!("{:.0}", m.train_seconds),
+            ]
+        });
+        markdown_table(header, rows)
     }
 
     /// The analytic optima table (Markdown).
     pub fn optima_table(&self) -> String {
-        let mut o = String::from(
-            "| Problem | Policy class | Safety rate % | Prompts with P(unsafe) > 0 % | Benign refusal % | Risky unsafe % | Reward | Cost |\n|---|---|---|---|---|---|---|---|\n",
-        );
-        for r in &self.optima {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} |",
-                r.problem,
-                r.class,
-                100.0 * r.safety_rate,
-                100.0 * r.prompts_with_violation,
-                100.0 * r.benign_refusal_rate,
-                100.0 * r.risky_unsafe_rate,
-                r.reward,
-                r.cost
-            );
-        }
-        o
+        let header = "Problem | Policy class | Safety rate % | Prompts with P(unsafe) > 0 % \
+            | Benign refusal % | Risky unsafe % | Reward | Cost";
+        let rows = self.optima.iter().map(|r| {
+            let pct = |x: f64| format!("{:.1}", 100.0 * x);
+            vec![
+                r.problem.clone(),
+                r.class.clone(),
+                pct(r.safety_rate),
+                pct(r.prompts_with_violation),
+                pct(r.benign_refusal_rate),
+                pct(r.risky_unsafe_rate),
+                format!("{:.3}", r.reward),
+                format!("{:.3}", r.cost),
+            ]
+        });
+        markdown_table(header, rows)
     }
 
     /// PPO's oracle reward as a share of the unconstrained optimum of a prompt-conditioned
@@ -1254,15 +1276,11 @@ impl CompensationReport {
     pub fn to_markdown(&self) -> String {
         let mut o = String::from("# Safety-compensation benchmark\n\n");
         let _ = writeln!(o, "{}\n", BENCH_SECTIONS[0]);
-        o.push_str("| Setting | Value |\n|---|---|\n");
-        for (k, v) in self.settings.rows() {
-            let _ = writeln!(o, "| {k} | {v} |");
-        }
-        let _ = writeln!(
-            o,
-            "| task spec seeds | {:?} |\n| total wall time | {:.0} s |\n",
-            self.task_seeds, self.seconds
-        );
+        let mut rows: Vec<[String; 2]> = self.settings.rows().into_iter().map(Into::into).collect();
+        rows.push(["task spec seeds".into(), format!("{:?}", self.task_seeds)]);
+        rows.push(["total wall time".into(), format!("{:.0} s", self.seconds)]);
+        o.push_str(&markdown_table("Setting | Value", rows));
+        o.push('\n');
         let _ = writeln!(o, "{}\n", BENCH_SECTIONS[1]);
         o.push_str(
             "Held-out prompts, oracle scores, k sampled responses per prompt (T = 1); mean ± \

@@ -255,44 +255,35 @@ fn spec_with(table: OutcomeTable, benign: usize, risky: usize) -> SyntheticSpec 
     }
 }
 
-#[test]
-fn per_kind_optima_match_brute_force_on_a_fine_grid() {
+/// [`check_all`] for the three outcome tables, `topics` benign and as many risky topics, and
+/// thresholds 0 and -0.3.
+fn check_tables(class: PolicyClass, topics: usize, grid: usize) {
     for (name, table) in [
         ("default", OutcomeTable::default()),
         ("efficient-benign", table_efficient_benign()),
         ("odd", table_odd()),
     ] {
-        let task = SyntheticTask::new(spec_with(table, 8, 8)).unwrap();
-        let b = task.bandit(PolicyClass::PerKind);
+        let task = SyntheticTask::new(spec_with(table, topics, topics)).unwrap();
+        let b = task.bandit(class);
         for threshold in [0.0, -0.3] {
             check_all(
                 &b,
-                100,
+                grid,
                 threshold,
-                &format!("{name} per-kind at {threshold}"),
+                &format!("{name} {class:?} at {threshold}"),
             );
         }
     }
 }
 
 #[test]
+fn per_kind_optima_match_brute_force_on_a_fine_grid() {
+    check_tables(PolicyClass::PerKind, 8, 100);
+}
+
+#[test]
 fn per_topic_optima_match_brute_force() {
-    for (name, table) in [
-        ("default", OutcomeTable::default()),
-        ("efficient-benign", table_efficient_benign()),
-        ("odd", table_odd()),
-    ] {
-        let task = SyntheticTask::new(spec_with(table, 2, 2)).unwrap();
-        let b = task.bandit(PolicyClass::PerTopic);
-        for threshold in [0.0, -0.3] {
-            check_all(
-                &b,
-                25,
-                threshold,
-                &format!("{name} per-topic at {threshold}"),
-            );
-        }
-    }
+    check_tables(PolicyClass::PerTopic, 2, 25);
     // The default spec itself (16 topics), on a coarser grid.
     let task = SyntheticTask::new(SyntheticSpec::default()).unwrap();
     check_all(

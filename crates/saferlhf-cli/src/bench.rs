@@ -45,6 +45,10 @@ pub struct CompensationArgs {
     /// 0 turns the guard off).
     #[arg(long)]
     pub truncation_penalty: Option<f64>,
+    /// Override one benchmark setting, KEY=VALUE (repeatable; applied last, in order). The keys
+    /// are the field names `--print-settings` shows, e.g. `--set kl_coeff=0 --set rl_steps=300`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// Print the settings as JSON and exit.
     #[arg(long)]
     pub print_settings: bool,
@@ -80,6 +84,7 @@ fn compensation(args: CompensationArgs) -> Result<()> {
         }
         settings.truncation_penalty = p;
     }
+    let settings = settings.with_overrides(&args.overrides)?;
     if args.print_settings {
         println!("{}", serde_json::to_string_pretty(&settings)?);
         return Ok(());

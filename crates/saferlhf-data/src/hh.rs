@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{DataError, RowError};
-use crate::rows::{LoadOptions, LoadReport, Rows, get_str, jsonl_rows};
+use crate::rows::{LoadOptions, Loaded, Rows, get_str, jsonl_rows};
 use crate::types::PreferencePair;
 
 /// The marker that opens an assistant turn in HH-RLHF dialogues.
@@ -201,7 +201,7 @@ pub fn load_hh(
     path: impl AsRef<Path>,
     split: HhSplit,
     opts: &LoadOptions,
-) -> Result<(Vec<PreferencePair>, LoadReport), DataError> {
+) -> Loaded<PreferencePair> {
     read_hh(path, split, opts)?.collect_with_report()
 }
 

@@ -42,7 +42,7 @@ pub use pyrit::{
     PairOptions, ScoreAggregate, dedup_scored, harm_pairs, load_pyrit_harm, load_pyrit_harm_dir,
     read_pyrit_harm,
 };
-pub use rows::{LoadOptions, LoadReport, Rows, SkippedRow, open_maybe_gzip};
+pub use rows::{LoadOptions, LoadReport, Loaded, Rows, SkippedRow, open_maybe_gzip};
 pub use split::{split_holdout, split_holdout_grouped};
 pub use types::{PreferencePair, ScoredResponse, SftExample, UnaryExample};
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{DataError, RowError};
-use crate::rows::{LoadOptions, LoadReport, Rows, get_bool, get_id, get_text, jsonl_rows};
+use crate::rows::{LoadOptions, Loaded, Rows, get_bool, get_id, get_text, jsonl_rows};
 use crate::types::{PreferencePair, UnaryExample};
 
 /// One PKU-SafeRLHF row: a prompt, two responses, which is more helpful, which is safer, and a
@@ -163,10 +163,7 @@ pub fn read_pku(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Rows<PkuRo
 }
 
 /// Loads a whole PKU-SafeRLHF JSONL file; errors if it holds no valid row.
-pub fn load_pku(
-    path: impl AsRef<Path>,
-    opts: &LoadOptions,
-) -> Result<(Vec<PkuRow>, LoadReport), DataError> {
+pub fn load_pku(path: impl AsRef<Path>, opts: &LoadOptions) -> Loaded<PkuRow> {
     read_pku(path, opts)?.collect_with_report()
 }
 

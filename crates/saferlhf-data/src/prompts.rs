@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, RowError};
-use crate::rows::{LoadOptions, LoadReport, Rows, get_text, jsonl_rows, line_rows};
+use crate::rows::{LoadOptions, Loaded, Rows, get_text, jsonl_rows, line_rows};
 use crate::types::SftExample;
 
 /// How a prompt list is stored.
@@ -68,10 +68,7 @@ pub fn read_prompts(
 }
 
 /// Loads all prompts of a file, guessing the format from its name ([`PromptFormat::from_path`]).
-pub fn load_prompts(
-    path: impl AsRef<Path>,
-    opts: &LoadOptions,
-) -> Result<(Vec<String>, LoadReport), DataError> {
+pub fn load_prompts(path: impl AsRef<Path>, opts: &LoadOptions) -> Loaded<String> {
     let format = PromptFormat::from_path(&path);
     read_prompts(path, &format, opts)?.collect_with_report()
 }
@@ -87,10 +84,7 @@ pub fn read_sft(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Rows<SftEx
 }
 
 /// Loads a whole SFT JSONL file; errors if it holds no valid row.
-pub fn load_sft(
-    path: impl AsRef<Path>,
-    opts: &LoadOptions,
-) -> Result<(Vec<SftExample>, LoadReport), DataError> {
+pub fn load_sft(path: impl AsRef<Path>, opts: &LoadOptions) -> Loaded<SftExample> {
     read_sft(path, opts)?.collect_with_report()
 }
 

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, RowError};
-use crate::rows::{LoadOptions, LoadReport, RawRow, Rows, open_maybe_gzip};
+use crate::rows::{LoadOptions, LoadReport, Loaded, RawRow, Rows, open_maybe_gzip};
 use crate::types::{PreferencePair, ScoredResponse};
 
 /// How several raters' scores of one response are combined into one harm value.
@@ -296,7 +296,7 @@ pub fn load_pyrit_harm(
     path: impl AsRef<Path>,
     aggregate: ScoreAggregate,
     opts: &LoadOptions,
-) -> Result<(Vec<ScoredResponse>, LoadReport), DataError> {
+) -> Loaded<ScoredResponse> {
     read_pyrit_harm(path, aggregate, opts)?.collect_with_report()
 }
 

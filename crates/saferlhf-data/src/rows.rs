@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{DataError, RowError};
 
+/// What a whole-file loader returns: the rows and the load report.
+pub type Loaded<T> = Result<(Vec<T>, LoadReport), DataError>;
+
 /// Options every loader takes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -157,7 +160,7 @@ impl<T> Rows<T> {
     }
 
     /// Drains the stream into a `Vec`, returning it with the report; the first error is returned as is.
-    pub fn collect_with_report(mut self) -> Result<(Vec<T>, LoadReport), DataError> {
+    pub fn collect_with_report(mut self) -> Loaded<T> {
         let mut out = Vec::new();
         for item in self.by_ref() {
             out.push(item?);

@@ -92,6 +92,8 @@ pub use plot::{
     DEFAULT_TRAINING_KEYS, MetricsRow, plot_cost_histogram, plot_reward_cost, plot_training_curves,
     read_metrics,
 };
-pub use report::{MARKDOWN_SECTIONS, PlotRef, Report, compensation_sentence, write_atomic};
+pub use report::{
+    MARKDOWN_SECTIONS, PlotRef, Report, compensation_sentence, markdown_table, write_atomic,
+};
 pub use stats::{Estimate, student_t_quantile};
 pub use summary::{KindSummary, OverRestriction, PromptStats, Summary, is_unsafe, summarize};

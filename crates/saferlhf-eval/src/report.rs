@@ -91,10 +91,11 @@ impl Report {
         if self.settings.is_empty() {
             o.push_str("No settings recorded.\n\n");
         } else {
-            o.push_str("| Setting | Value |\n|---|---|\n");
-            for (k, v) in &self.settings {
-                let _ = writeln!(o, "| {} | {} |", cell(k), cell(v));
-            }
+            let rows = self
+                .settings
+                .iter()
+                .map(|(k, v)| vec![k.clone(), v.clone()]);
+            o.push_str(&markdown_table("Setting | Value", rows));
             o.push('\n');
         }
 
@@ -103,59 +104,51 @@ impl Report {
             "A response is unsafe iff its cost is above the threshold. Means, standard deviations \
              and 95% Student-t intervals are over prompts (each prompt's mean over its samples).\n\n",
         );
-        o.push_str(
-            "| Method | Decoding | Threshold | Prompts | Samples | Safety rate | Prompts with any violation \
-             | Prompts with mean cost > thr | Mean P(unsafe) | Reward (mean ± 95% CI) \
-             | Cost (mean ± 95% CI) | KL (mean ± 95% CI) | Length mean / max |\n",
-        );
-        o.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-        for s in &self.methods {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {:.1} / {} |",
-                cell(&s.method),
-                cell(&s.decoding),
-                s.cost_threshold,
-                s.n_prompts,
-                s.n_samples,
+        let rows = self.methods.iter().map(|s| {
+            vec![
+                s.method.clone(),
+                s.decoding.clone(),
+                s.cost_threshold.to_string(),
+                s.n_prompts.to_string(),
+                s.n_samples.to_string(),
                 pct(s.safety_rate),
                 pct(s.any_violation_frac),
                 pct(s.mean_cost_unsafe_frac),
-                s.mean_violation_prob,
+                format!("{:.3}", s.mean_violation_prob),
                 est(&s.reward),
                 est(&s.cost),
                 s.kl.as_ref().map_or_else(|| "n/a".to_string(), est),
-                s.length_mean,
-                s.length_max,
-            );
-        }
+                format!("{:.1} / {}", s.length_mean, s.length_max),
+            ]
+        });
+        let header = "Method | Decoding | Threshold | Prompts | Samples | Safety rate \
+            | Prompts with any violation | Prompts with mean cost > thr | Mean P(unsafe) \
+            | Reward (mean ± 95% CI) | Cost (mean ± 95% CI) | KL (mean ± 95% CI) \
+            | Length mean / max";
+        o.push_str(&markdown_table(header, rows));
         o.push('\n');
 
         let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[2]);
         o.push_str("Rates and means over each kind's samples.\n\n");
-        o.push_str(
-            "| Method | Kind | Prompts | Samples | Safety rate | Mean reward | Mean cost | Refusal rate |\n\
-             |---|---|---|---|---|---|---|---|\n",
-        );
-        for s in &self.methods {
-            for k in &s.per_kind {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} |",
-                    cell(&s.method),
-                    cell(&k.kind),
-                    k.n_prompts,
-                    k.n_samples,
+        let rows = self.methods.iter().flat_map(|s| {
+            s.per_kind.iter().map(|k| {
+                vec![
+                    s.method.clone(),
+                    k.kind.clone(),
+                    k.n_prompts.to_string(),
+                    k.n_samples.to_string(),
                     pct(k.safety_rate),
-                    k.mean_reward,
-                    k.mean_cost,
+                    format!("{:.3}", k.mean_reward),
+                    format!("{:.3}", k.mean_cost),
                     k.refusal_rate.map_or_else(
                         || "n/a".to_string(),
-                        |r| format!("{} of {}", pct(r), k.n_refusal_flagged)
+                        |r| format!("{} of {}", pct(r), k.n_refusal_flagged),
                     ),
-                );
-            }
-        }
+                ]
+            })
+        });
+        let header = "Method | Kind | Prompts | Samples | Safety rate | Mean reward | Mean cost | Refusal rate";
+        o.push_str(&markdown_table(header, rows));
         o.push('\n');
 
         let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[3]);
@@ -218,23 +211,33 @@ fn arena_markdown(o: &mut String, a: &ArenaTable) {
          Safety in the 2×2 table is the blue response's.\n",
         a.blue, a.red, a.n_pairs, a.cost_threshold
     );
-    o.push_str("| | Mean reward | Mean cost | Safety rate |\n|---|---|---|---|\n");
-    let _ = writeln!(
-        o,
-        "| {} (blue) | {:.3} | {:.3} | {} |",
-        cell(&a.blue),
-        a.blue_mean_reward,
-        a.blue_mean_cost,
-        pct(a.blue_safety_rate)
-    );
-    let _ = writeln!(
-        o,
-        "| {} (red) | {:.3} | {:.3} | {} |\n",
-        cell(&a.red),
-        a.red_mean_reward,
-        a.red_mean_cost,
-        pct(a.red_safety_rate)
-    );
+    let side = |name: &str, reward: f64, cost: f64, safety: f64| {
+        vec![
+            name.to_string(),
+            format!("{reward:.3}"),
+            format!("{cost:.3}"),
+            pct(safety),
+        ]
+    };
+    let rows = [
+        side(
+            &format!("{} (blue)", a.blue),
+            a.blue_mean_reward,
+            a.blue_mean_cost,
+            a.blue_safety_rate,
+        ),
+        side(
+            &format!("{} (red)", a.red),
+            a.red_mean_reward,
+            a.red_mean_cost,
+            a.red_safety_rate,
+        ),
+    ];
+    o.push_str(&markdown_table(
+        " | Mean reward | Mean cost | Safety rate",
+        rows,
+    ));
+    o.push('\n');
     let t = &a.transitions;
     for (corner, rows) in [
         (
@@ -252,10 +255,11 @@ fn arena_markdown(o: &mut String, a: &ArenaTable) {
             ],
         ),
     ] {
-        let _ = writeln!(o, "| {corner} | Blue safe | Blue unsafe |\n|---|---|---|");
-        for (row, safe, unsafe_) in rows {
-            let _ = writeln!(o, "| {row} | {safe} | {unsafe_} |");
-        }
+        let rows = rows.map(|(row, safe, unsafe_)| {
+            vec![row.to_string(), safe.to_string(), unsafe_.to_string()]
+        });
+        let header = format!("{corner} | Blue safe | Blue unsafe");
+        o.push_str(&markdown_table(&header, rows));
         o.push('\n');
     }
     let _ = writeln!(
@@ -321,6 +325,33 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// A Markdown table: the header row (`header` names the columns as Markdown writes them,
+/// `"Method | Reward"`), the `|---|---|` rule and one line per row, each cell escaped (`|` and
+/// line breaks); rows shorter or longer than the header are written as they are.
+pub fn markdown_table<R>(header: &str, rows: impl IntoIterator<Item = R>) -> String
+where
+    R: IntoIterator,
+    R::Item: AsRef<str>,
+{
+    let headers: Vec<&str> = header.split('|').map(str::trim).collect();
+    let mut o = String::new();
+    let line = |o: &mut String, cells: &mut dyn Iterator<Item = String>| {
+        o.push('|');
+        for c in cells {
+            let _ = write!(o, " {c} |");
+        }
+        o.push('\n');
+    };
+    line(&mut o, &mut headers.iter().map(|h| h.to_string()));
+    o.push('|');
+    o.push_str(&"---|".repeat(headers.len()));
+    o.push('\n');
+    for row in rows {
+        line(&mut o, &mut row.into_iter().map(|c| cell(c.as_ref())));
+    }
+    o
+}
+
 /// Writes `bytes` to `path` atomically ([`saferlhf_core::write_atomic`]): either the old file or
 /// the complete new one is left, never a half-written one.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
@@ -328,4 +359,20 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         path: e.path,
         source: e.source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::markdown_table;
+
+    #[test]
+    fn markdown_table_writes_header_rule_and_escaped_rows() {
+        let rows = [["a|b", "1"], ["two\nlines", "2.5"]];
+        assert_eq!(
+            markdown_table("Name | Value", rows),
+            "| Name | Value |\n|---|---|\n| a\\|b | 1 |\n| two lines | 2.5 |\n"
+        );
+        let none: [[&str; 1]; 0] = [];
+        assert_eq!(markdown_table("Only", none), "| Only |\n|---|\n");
+    }
 }

@@ -31,26 +31,49 @@ use crate::objectives::{OfflineObjective, PairLogProbs};
 use crate::params::seeded_init;
 use crate::tiny::preset_config;
 
+/// A model with its architecture, as a task creates or loads it.
+pub type WithConfig<M> = Result<(LlamaConfig, M)>;
+
+/// A tokenized training example and how the config's data becomes a dataset of them.
+pub trait TrainingExample: Clone + Sized {
+    /// Loads, splits and tokenizes the config's data.
+    fn load(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Self>>;
+}
+
+impl TrainingExample for Encoded {
+    fn load(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Self>> {
+        load_sft_examples(config, encoder)
+    }
+}
+
+impl TrainingExample for EncodedPair {
+    fn load(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Self>> {
+        load_pairs(config, encoder)
+    }
+}
+
 /// A supervised task: the model it trains and how.
 pub trait Task {
     /// The trained module.
     type Model: Module + SavedModel;
     /// One tokenized training example.
-    type Example: Clone;
+    type Example: TrainingExample;
+    /// The task's kind.
+    const KIND: TaskKind;
 
     /// The task's kind.
-    fn kind(&self) -> TaskKind;
+    fn kind(&self) -> TaskKind {
+        Self::KIND
+    }
 
     /// Loads, splits and tokenizes the config's data.
-    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Self::Example>>;
+    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Self::Example>> {
+        Self::Example::load(config, encoder)
+    }
 
     /// The initial model of a fresh run (from `model.init` or `model.preset`), with its config;
     /// freshly created parameters are drawn from streams keyed by `seed`.
-    fn init_model(
-        &self,
-        config: &TrainConfig,
-        device: &Device,
-    ) -> Result<(LlamaConfig, Self::Model)>;
+    fn init_model(&self, config: &TrainConfig, device: &Device) -> WithConfig<Self::Model>;
 
     /// Loss of one micro-batch `[1]`, its host-side metrics and its real-token count.
     fn loss(
@@ -87,7 +110,7 @@ pub trait Task {
     }
 
     /// Loads weights written by [`Task::save`].
-    fn load(&self, dir: &Path, device: &Device) -> Result<(LlamaConfig, Self::Model)> {
+    fn load(&self, dir: &Path, device: &Device) -> WithConfig<Self::Model> {
         Self::Model::load_dir(dir, device)
     }
 }
@@ -210,20 +233,9 @@ pub struct SftTask;
 impl Task for SftTask {
     type Model = LlamaForCausalLM;
     type Example = Encoded;
+    const KIND: TaskKind = TaskKind::Sft;
 
-    fn kind(&self) -> TaskKind {
-        TaskKind::Sft
-    }
-
-    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Encoded>> {
-        load_sft_examples(config, encoder)
-    }
-
-    fn init_model(
-        &self,
-        config: &TrainConfig,
-        device: &Device,
-    ) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+    fn init_model(&self, config: &TrainConfig, device: &Device) -> WithConfig<LlamaForCausalLM> {
         if let Some(init) = &config.model.init
             && is_score_dir(init)
         {
@@ -327,20 +339,9 @@ impl<K: PairTask> ScoreTask<K> {
 impl<K: PairTask> Task for ScoreTask<K> {
     type Model = ScoreModel<K>;
     type Example = EncodedPair;
+    const KIND: TaskKind = K::TASK;
 
-    fn kind(&self) -> TaskKind {
-        K::TASK
-    }
-
-    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
-        load_pairs(config, encoder)
-    }
-
-    fn init_model(
-        &self,
-        config: &TrainConfig,
-        device: &Device,
-    ) -> Result<(LlamaConfig, ScoreModel<K>)> {
+    fn init_model(&self, config: &TrainConfig, device: &Device) -> WithConfig<ScoreModel<K>> {
         init_score(config, device)
     }
 
@@ -551,20 +552,9 @@ pub fn sequence_logprobs(
 impl Task for DpoTask {
     type Model = LlamaForCausalLM;
     type Example = EncodedPair;
+    const KIND: TaskKind = TaskKind::Dpo;
 
-    fn kind(&self) -> TaskKind {
-        TaskKind::Dpo
-    }
-
-    fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<EncodedPair>> {
-        load_pairs(config, encoder)
-    }
-
-    fn init_model(
-        &self,
-        config: &TrainConfig,
-        device: &Device,
-    ) -> Result<(LlamaConfig, LlamaForCausalLM)> {
+    fn init_model(&self, config: &TrainConfig, device: &Device) -> WithConfig<LlamaForCausalLM> {
         init_dpo_policy(config, device)
     }
 

@@ -10,12 +10,13 @@ use saferlhf_learner::objectives::{
     LagrangeConfig, OnlineObjective, PpoLag, RePo, RePoConfig, build_online,
 };
 use saferlhf_learner::rl::RlConfig;
+use saferlhf_learner::rl::critic::Critics;
 use saferlhf_learner::rl::loss::clipped_surrogate;
 use saferlhf_learner::rl::{
     Optimizers, RlBatch, RlModels, collect_experience, load_models, load_prompt_ids,
-    micro_batch_losses, total_optimizer_steps, update,
+    micro_batch_losses, update,
 };
-use saferlhf_learner::schedule::LrSchedule;
+use saferlhf_model::LlamaForCausalLM;
 
 fn tiny_config(objective: &str) -> RlConfig {
     let prompts = root().join("tests/fixtures/tiny-prompts.txt");
@@ -138,14 +139,41 @@ fn repo_cost_gradient_is_zero_when_all_safe_and_ppo_lags_when_all_unsafe() {
     }
 }
 
+/// One PPO update of `models` on `exp` as RL step `step + 1` would do it, with fresh
+/// optimizers unless `optim` is given; returns the new policy and critics.
+fn update_on(
+    config: &RlConfig,
+    models: &RlModels,
+    optim: &mut Optimizers,
+    exp: &RlBatch,
+    step: u64,
+    device: &Device,
+) -> (LlamaForCausalLM, Critics) {
+    let mut optimizer_steps = step;
+    let (p, c, _) = update(
+        config,
+        models.policy.clone(),
+        models.critics.clone(),
+        optim,
+        &exp.experience,
+        &exp.advantages,
+        None,
+        step,
+        &mut optimizer_steps,
+        device,
+    )
+    .unwrap();
+    (p, c)
+}
+
+/// The policy's token embeddings on the host.
+fn embeddings(policy: &LlamaForCausalLM) -> Vec<f32> {
+    let weight = policy.valid().model.embed_tokens.weight.val();
+    weight.into_data().try_to_vec::<f32>().unwrap()
+}
+
 fn optimizers(config: &RlConfig, models: &RlModels) -> Optimizers {
-    let total = total_optimizer_steps(config);
-    Optimizers {
-        actor: saferlhf_learner::rl::optimizer(&config.actor, &models.policy),
-        critic: saferlhf_learner::rl::optimizer(&config.critic, &models.critics),
-        actor_schedule: LrSchedule::new(&config.actor, total),
-        critic_schedule: LrSchedule::new(&config.critic, total),
-    }
+    Optimizers::new(config, &models.policy, &models.critics)
 }
 
 #[test]
@@ -179,21 +207,8 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
         };
         let before = losses(&models);
         let mut optim = optimizers(&config, &models);
-        let mut steps = 0;
         for i in 0..6 {
-            let (p, c, _) = update(
-                &config,
-                models.policy.clone(),
-                models.critics.clone(),
-                &mut optim,
-                &exp.experience,
-                &exp.advantages,
-                None,
-                i,
-                &mut steps,
-                &device,
-            )
-            .unwrap();
+            let (p, c) = update_on(&config, &models, &mut optim, &exp, i, &device);
             models.policy = p;
             models.critics = c;
         }
@@ -233,28 +248,8 @@ fn micro_batches_accumulate_to_the_full_batch_update() {
         c.ppo.micro_batch = micro;
         c.ppo.update_epochs = 1;
         let mut optim = optimizers(&c, &models);
-        let mut steps = 0;
-        let (p, _, _) = update(
-            &c,
-            models.policy.clone(),
-            models.critics.clone(),
-            &mut optim,
-            &exp.experience,
-            &exp.advantages,
-            None,
-            0,
-            &mut steps,
-            &device,
-        )
-        .unwrap();
-        p.valid()
-            .model
-            .embed_tokens
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
+        let (p, _) = update_on(&c, &models, &mut optim, &exp, 0, &device);
+        embeddings(&p)
     };
     let full = run(8);
     let micro = run(2);
@@ -267,16 +262,7 @@ fn micro_batches_accumulate_to_the_full_batch_update() {
         max_diff < 1e-6,
         "micro-batched update differs by {max_diff}"
     );
-    let start = models
-        .policy
-        .valid()
-        .model
-        .embed_tokens
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let start = embeddings(&models.policy);
     assert!(
         start.iter().zip(&full).any(|(a, b)| a != b),
         "the update changed nothing"

@@ -147,13 +147,8 @@ impl Tokenizer {
         };
         let bos_id = config_token("bos_token")?;
         let pad_id = config_token("pad_token")?.unwrap_or(eos_id);
-        Ok(Self::assemble(
-            inner,
-            path.to_path_buf(),
-            eos_id,
-            bos_id,
-            pad_id,
-        ))
+        let source = path.to_path_buf();
+        Ok(Self::assemble(inner, source, eos_id, bos_id, pad_id))
     }
 
     /// Builds the tokenizer stored in a GGUF file's metadata (byte-level BPE, `gpt2` model).
@@ -327,13 +322,8 @@ impl Tokenizer {
             inner.with_post_processor(Some(PostProcessorWrapper::Template(template)));
         }
 
-        Ok(Self::assemble(
-            inner,
-            path.to_path_buf(),
-            eos_id,
-            bos_id,
-            pad_id,
-        ))
+        let source = path.to_path_buf();
+        Ok(Self::assemble(inner, source, eos_id, bos_id, pad_id))
     }
 
     /// Wraps a Hugging Face tokenizer built in code (e.g. a character-level test vocabulary);

@@ -164,6 +164,15 @@ mod tests {
         )
     }
 
+    /// [`draw`] from [`PROBS`] at T = 1 with `top_k` / `top_p`.
+    fn draw_truncated(
+        top_k: Option<usize>,
+        top_p: Option<f32>,
+        rng: &mut ChaCha8Rng,
+    ) -> (Vec<i64>, Vec<f32>) {
+        draw(logits_of(&PROBS, DRAWS), &sample(1.0, top_k, top_p), rng)
+    }
+
     fn frequencies(ids: &[i64], vocab: usize) -> Vec<f64> {
         let mut counts = vec![0usize; vocab];
         for &id in ids {
@@ -244,21 +253,13 @@ mod tests {
     #[test]
     fn top_k_keeps_the_k_most_likely() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let (ids, logp) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, Some(2), None),
-            &mut rng,
-        );
+        let (ids, logp) = draw_truncated(Some(2), None, &mut rng);
         // Renormalised over ids 3 and 2: 0.4 / 0.7 and 0.3 / 0.7.
         assert_frequencies(&ids, &[0.0, 0.0, 3.0 / 7.0, 4.0 / 7.0]);
         // Log-probs are those of the untruncated distribution (what the learner recomputes).
         assert_logprobs(&ids, &logp, &host_logp(&PROBS, 1.0));
 
-        let (ids, _) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, Some(3), None),
-            &mut rng,
-        );
+        let (ids, _) = draw_truncated(Some(3), None, &mut rng);
         assert_frequencies(&ids, &[0.0, 2.0 / 9.0, 3.0 / 9.0, 4.0 / 9.0]);
 
         let (ids, _) = draw(
@@ -272,11 +273,7 @@ mod tests {
     #[test]
     fn top_k_beyond_the_vocabulary_is_no_limit() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let (ids, _) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, Some(10), None),
-            &mut rng,
-        );
+        let (ids, _) = draw_truncated(Some(10), None, &mut rng);
         assert_frequencies(&ids, &[0.1, 0.2, 0.3, 0.4]);
     }
 
@@ -286,19 +283,11 @@ mod tests {
         // them.
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         // p = 0.65 keeps {3, 2}.
-        let (ids, logp) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, None, Some(0.65)),
-            &mut rng,
-        );
+        let (ids, logp) = draw_truncated(None, Some(0.65), &mut rng);
         assert_frequencies(&ids, &[0.0, 0.0, 3.0 / 7.0, 4.0 / 7.0]);
         assert_logprobs(&ids, &logp, &host_logp(&PROBS, 1.0));
         // p = 0.75 keeps {3, 2, 1}.
-        let (ids, _) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, None, Some(0.75)),
-            &mut rng,
-        );
+        let (ids, _) = draw_truncated(None, Some(0.75), &mut rng);
         assert_frequencies(&ids, &[0.0, 2.0 / 9.0, 3.0 / 9.0, 4.0 / 9.0]);
         // p = 0.3 keeps only the most likely token.
         let (ids, _) = draw(
@@ -308,11 +297,7 @@ mod tests {
         );
         assert!(ids.iter().all(|&id| id == 3), "top_p = 0.3 drew {ids:?}");
         // p = 1 is no limit.
-        let (ids, _) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, None, Some(1.0)),
-            &mut rng,
-        );
+        let (ids, _) = draw_truncated(None, Some(1.0), &mut rng);
         assert_frequencies(&ids, &[0.1, 0.2, 0.3, 0.4]);
     }
 
@@ -320,18 +305,10 @@ mod tests {
     fn top_k_and_top_p_combine() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         // top_p = 0.95 alone would keep all four; top_k = 3 drops id 0.
-        let (ids, _) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, Some(3), Some(0.95)),
-            &mut rng,
-        );
+        let (ids, _) = draw_truncated(Some(3), Some(0.95), &mut rng);
         assert_frequencies(&ids, &[0.0, 2.0 / 9.0, 3.0 / 9.0, 4.0 / 9.0]);
         // top_k = 3 alone would keep three; top_p = 0.65 keeps two.
-        let (ids, _) = draw(
-            logits_of(&PROBS, DRAWS),
-            &sample(1.0, Some(3), Some(0.65)),
-            &mut rng,
-        );
+        let (ids, _) = draw_truncated(Some(3), Some(0.65), &mut rng);
         assert_frequencies(&ids, &[0.0, 0.0, 3.0 / 7.0, 4.0 / 7.0]);
     }
 

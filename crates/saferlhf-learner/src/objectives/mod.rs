@@ -35,7 +35,7 @@ pub mod sacpo;
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::error::Result;
 
@@ -98,23 +98,45 @@ pub trait OnlineObjective: Send {
     /// Per-sample weights combining the reward and cost advantages.
     fn advantage_weights(&self, rewards: &[f32], costs: &[f32]) -> AdvantageWeights;
 
-    /// The current Lagrange multiplier, if the method has one.
-    fn lambda(&self) -> Option<f64> {
+    /// The method's Lagrange multiplier, if it has one. By default [`Self::lambda`], the
+    /// `lambda_signal` metric and the checkpointed [`Self::state`] come from it.
+    fn multiplier(&self) -> Option<&Multiplier> {
         None
     }
 
-    /// Method-specific figures for this rollout's metrics line.
-    fn metrics(&self, _rewards: &[f32], _costs: &[f32]) -> Map<String, Value> {
-        Map::new()
+    /// [`Self::multiplier`], mutable (for [`Self::load_state`]).
+    fn multiplier_mut(&mut self) -> Option<&mut Multiplier> {
+        None
     }
 
-    /// Everything a checkpoint needs to continue the method exactly (multiplier, window).
+    /// The current Lagrange multiplier, if the method has one.
+    fn lambda(&self) -> Option<f64> {
+        self.multiplier().map(Multiplier::lambda)
+    }
+
+    /// Method-specific figures for this rollout's metrics line (default: the multiplier's
+    /// `lambda_signal`, if there is one).
+    fn metrics(&self, _rewards: &[f32], _costs: &[f32]) -> Map<String, Value> {
+        let mut m = Map::new();
+        if let Some(multiplier) = self.multiplier() {
+            m.insert("lambda_signal".into(), json!(multiplier.signal()));
+        }
+        m
+    }
+
+    /// Everything a checkpoint needs to continue the method exactly (default: the multiplier
+    /// with its window, or nothing).
     fn state(&self) -> Value {
-        Value::Null
+        self.multiplier()
+            .map_or(Value::Null, |m| json!({ "multiplier": m }))
     }
 
     /// Restores [`Self::state`].
-    fn load_state(&mut self, _state: &Value) -> Result<()> {
+    fn load_state(&mut self, state: &Value) -> Result<()> {
+        let name = self.name();
+        if let Some(m) = self.multiplier_mut() {
+            *m = load_multiplier(state, name)?;
+        }
         Ok(())
     }
 }

@@ -8,11 +8,8 @@
 //! * Actor advantage, every sample: `A = (A_R - λ·A_C) / (1 + λ)`. With the cost stream
 //!   carrying `+β_KL·k_t`, the KL parts combine to `-β_KL·k_t` whatever λ is.
 
-use serde_json::{Map, Value, json};
-
 use super::multiplier::{LagrangeConfig, Multiplier};
-use super::{AdvantageWeights, OnlineObjective, load_multiplier};
-use crate::error::Result;
+use super::{AdvantageWeights, OnlineObjective};
 
 /// PPO-Lagrangian.
 #[derive(Debug, Clone)]
@@ -52,23 +49,12 @@ impl OnlineObjective for PpoLag {
     }
     // ANCHOR_END: advantage_weights
 
-    fn lambda(&self) -> Option<f64> {
-        Some(self.multiplier.lambda())
+    fn multiplier(&self) -> Option<&Multiplier> {
+        Some(&self.multiplier)
     }
 
-    fn metrics(&self, _rewards: &[f32], _costs: &[f32]) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("lambda_signal".into(), json!(self.multiplier.signal()));
-        m
-    }
-
-    fn state(&self) -> Value {
-        json!({ "multiplier": self.multiplier })
-    }
-
-    fn load_state(&mut self, state: &Value) -> Result<()> {
-        self.multiplier = load_multiplier(state, "ppo_lag")?;
-        Ok(())
+    fn multiplier_mut(&mut self) -> Option<&mut Multiplier> {
+        Some(&mut self.multiplier)
     }
 }
 

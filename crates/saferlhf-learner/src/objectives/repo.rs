@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::multiplier::{LagrangeConfig, Multiplier};
-use super::{AdvantageWeights, OnlineObjective, load_multiplier};
+use super::{AdvantageWeights, OnlineObjective};
 use crate::error::{Result, TrainError};
 
 /// How the per-sample constraint enters the actor's advantage.
@@ -167,8 +167,8 @@ impl OnlineObjective for RePo {
     }
     // ANCHOR_END: advantage_weights
 
-    fn lambda(&self) -> Option<f64> {
-        Some(self.multiplier.lambda())
+    fn multiplier(&self) -> Option<&Multiplier> {
+        Some(&self.multiplier)
     }
 
     fn metrics(&self, _rewards: &[f32], costs: &[f32]) -> Map<String, Value> {
@@ -187,13 +187,8 @@ impl OnlineObjective for RePo {
         m
     }
 
-    fn state(&self) -> Value {
-        json!({ "multiplier": self.multiplier })
-    }
-
-    fn load_state(&mut self, state: &Value) -> Result<()> {
-        self.multiplier = load_multiplier(state, "repo")?;
-        Ok(())
+    fn multiplier_mut(&mut self) -> Option<&mut Multiplier> {
+        Some(&mut self.multiplier)
     }
 }
 

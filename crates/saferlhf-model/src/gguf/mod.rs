@@ -191,27 +191,27 @@ impl GgufFile {
         }
     }
 
-    /// Metadata `key` as a `u32`; any integer type whose value fits is accepted.
-    pub fn get_u32(&self, key: &str) -> Result<u32> {
+    /// Metadata `key` as an unsigned `T`: any non-negative integer whose value fits.
+    fn get_unsigned<T: TryFrom<u64>>(&self, key: &str, expected: &str) -> Result<T> {
         let v = self.require(key)?;
         v.as_u64()
-            .and_then(|x| u32::try_from(x).ok())
-            .ok_or_else(|| self.wrong_type(key, v, "an integer in u32 range"))
+            .and_then(|x| T::try_from(x).ok())
+            .ok_or_else(|| self.wrong_type(key, v, expected))
+    }
+
+    /// Metadata `key` as a `u32`; any integer type whose value fits is accepted.
+    pub fn get_u32(&self, key: &str) -> Result<u32> {
+        self.get_unsigned(key, "an integer in u32 range")
     }
 
     /// Metadata `key` as a `u64`; any non-negative integer is accepted.
     pub fn get_u64(&self, key: &str) -> Result<u64> {
-        let v = self.require(key)?;
-        v.as_u64()
-            .ok_or_else(|| self.wrong_type(key, v, "a non-negative integer"))
+        self.get_unsigned(key, "a non-negative integer")
     }
 
     /// Metadata `key` as a `usize`; any non-negative integer that fits is accepted.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
-        let v = self.require(key)?;
-        v.as_u64()
-            .and_then(|x| usize::try_from(x).ok())
-            .ok_or_else(|| self.wrong_type(key, v, "an integer in usize range"))
+        self.get_unsigned(key, "an integer in usize range")
     }
 
     /// Metadata `key` as an `i64`; any integer type whose value fits is accepted.
