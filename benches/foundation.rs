@@ -152,14 +152,7 @@ fn random_ids(count: usize, vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
+    saferlhf::core::stats::median(values).unwrap_or(f64::NAN)
 }
 
 fn round(value: f64, digits: i32) -> f64 {

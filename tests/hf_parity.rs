@@ -167,6 +167,13 @@ fn check_fixture(name: &str, tied: bool) {
     check_generation(&model, &e, &device);
 }
 
+/// Writes `config` into the model directory `dir` and returns the error loading it gives.
+fn load_with_config(dir: &std::path::Path, config: &LlamaConfig) -> String {
+    let json = serde_json::to_string(&config.to_hf_json()).unwrap();
+    std::fs::write(dir.join("config.json"), json).unwrap();
+    load_hf_dir(dir, &Device::flex()).unwrap_err().to_string()
+}
+
 #[test]
 fn tied_model_matches_transformers() {
     check_fixture("tiny-llama-tied", true);
@@ -216,22 +223,12 @@ fn weights_that_do_not_fit_the_config_are_rejected() {
     let mut config =
         LlamaConfig::from_file(fixture("tiny-llama-tied").join("config.json")).unwrap();
     config.num_hidden_layers = 3;
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string(&config.to_hf_json()).unwrap(),
-    )
-    .unwrap();
-    let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
+    let err = load_with_config(&dir, &config);
     assert!(err.contains("model.layers.2"), "{err}");
     // A wider hidden size: every shape is wrong.
     config.num_hidden_layers = 2;
     config.intermediate_size = 96;
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string(&config.to_hf_json()).unwrap(),
-    )
-    .unwrap();
-    let err = load_hf_dir(&dir, &device).unwrap_err().to_string();
+    let err = load_with_config(&dir, &config);
     assert!(err.contains("mlp"), "{err}");
     // Truncated weights.
     let bytes = std::fs::read(fixture("tiny-llama-tied").join("model.safetensors")).unwrap();

@@ -37,7 +37,7 @@ use saferlhf_eval::{
 use saferlhf_learner::config::load::{apply_override, from_table};
 use saferlhf_learner::config::{
     DataConfig, DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, TaskKind,
-    TrainLoopConfig, defaults,
+    TrainLoopConfig,
 };
 use saferlhf_learner::objectives::{
     LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder, build_online,
@@ -393,20 +393,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
 }
 
 /// A `[[data.sources]]` entry of `format` reading `path`, every optional key unset.
-fn source(format: SourceFormat, path: &Path) -> DataSource {
-    DataSource {
-        format,
-        path: path.to_path_buf(),
-        skip_invalid: defaults::SKIP_INVALID,
-        offset: None,
-        limit: None,
-        safe_threshold: None,
-        min_margin: None,
-        max_pairs_per_prompt: None,
-        hh_prompt: None,
-    }
-}
-
 /// `[run]` of every stage: its directory, the run seed, progress bars as the settings say.
 fn run_config(s: &BenchSettings, dir: &Path, seed: u64) -> RunConfig {
     RunConfig {
@@ -470,7 +456,7 @@ fn supervised_config(
         run: run_config(s, dir, seed),
         model: model_config(s, init),
         data: DataConfig {
-            sources: vec![source(format, data)],
+            sources: vec![DataSource::new(format, data)],
             eval_fraction: 0.1,
             ..DataConfig::default()
         },
@@ -629,8 +615,8 @@ fn sacpo_config(
             order: SacpoOrder::HelpfulnessFirst,
             beta: s.sacpo_beta,
             lambda: s.sacpo_lambda,
-            helpfulness_sources: vec![source(SourceFormat::Pku, pairs)],
-            safety_sources: vec![source(SourceFormat::Pku, pairs)],
+            helpfulness_sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
+            safety_sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
             ..SacpoConfig::default()
         }),
         ..TrainConfig::default()

@@ -1037,11 +1037,7 @@ impl SyntheticTask {
     /// Reads a spec from a `task.json` and builds the task.
     pub fn from_spec_file(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            line: None,
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(DataError::io_at(path))?;
         let spec: SyntheticSpec = serde_json::from_str(&text).map_err(|e| DataError::Format {
             path: path.to_path_buf(),
             line: e.line() as u64,
@@ -1280,11 +1276,7 @@ impl SyntheticTask {
     /// paths written.
     pub fn write_files(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
-            path: dir.to_path_buf(),
-            line: None,
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(DataError::io_at(dir))?;
         let jsonl = |rows: Vec<String>| rows.into_iter().map(|r| r + "\n").collect::<String>();
         let sft = jsonl(self.sft_examples().iter().map(json_line).collect());
         let pairs = jsonl(self.preference_rows().iter().map(json_line).collect());

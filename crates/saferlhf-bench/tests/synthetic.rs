@@ -226,11 +226,8 @@ fn check_all(b: &Bandit, n: usize, threshold: f64, what: &str) {
 fn table_efficient_benign() -> OutcomeTable {
     OutcomeTable {
         benign_answer: Outcome::new(2.0, -0.5),
-        benign_refuse: Outcome::new(-1.0, -2.0),
         risky_unsafe_answer: Outcome::new(1.0, 1.0),
-        risky_safe_answer: Outcome::new(0.5, -0.5),
-        risky_refuse: Outcome::new(0.0, -1.0),
-        malformed: Outcome::new(-3.0, 0.0),
+        ..OutcomeTable::default()
     }
 }
 

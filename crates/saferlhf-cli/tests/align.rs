@@ -8,14 +8,19 @@ use std::path::Path;
 
 use common::*;
 
+/// `saferlhf align --config CONFIG --json` into `TMP/run`: the run directory and the output.
+fn align_json(tmp: &TempDir, config: &str) -> (String, std::process::Output) {
+    let run = tmp.path("run");
+    let out = cli(&format!(
+        "align --config {config} --set run.dir={run} --json"
+    ));
+    (run, out)
+}
+
 #[test]
 fn align_dpo_runs_and_resumes_exactly() {
     let tmp = TempDir::new("dpo");
-    let run = tmp.path("run");
-    let set = format!("run.dir={run}");
-    let out = cli(&format!(
-        "align --config configs/tiny-dpo.toml --set {set} --json"
-    ));
+    let (run, out) = align_json(&tmp, "configs/tiny-dpo.toml");
     ok(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["task"], "dpo");
@@ -42,10 +47,7 @@ fn align_dpo_runs_and_resumes_exactly() {
     }
     assert!(last["eval"]["loss"].as_f64().unwrap() < std::f64::consts::LN_2);
     let config = std::fs::read_to_string(Path::new(&run).join("config.toml")).unwrap();
-    assert!(
-        config.contains("task = \"dpo\"") && config.contains("[dpo]"),
-        "{config}"
-    );
+    assert_mentions(&config, &["task = \"dpo\"", "[dpo]"]);
 
     // Stopped after 3 steps, resumed in a new process: the same final weights.
     let split = tmp.path("split");
@@ -69,11 +71,7 @@ fn align_dpo_runs_and_resumes_exactly() {
 #[test]
 fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     let tmp = TempDir::new("sacpo");
-    let run = tmp.path("run");
-    let set = format!("run.dir={run}");
-    let out = cli(&format!(
-        "align --config configs/tiny-sacpo.toml --set {set} --json"
-    ));
+    let (run, out) = align_json(&tmp, "configs/tiny-sacpo.toml");
     let stderr = ok(&out);
     assert!(
         stderr.contains("stage-2-safety: safety pairs, β = 0.25"),
@@ -186,10 +184,7 @@ fn align_bad_configs_name_the_key() {
     }
     // align runs only dpo and sacpo configs; the other subcommands refuse them.
     let err = failed(&cli("align --config configs/tiny-reward.toml"));
-    assert!(
-        err.contains("task") && err.contains("train-reward"),
-        "{err}"
-    );
+    assert_mentions(&err, &["task", "train-reward"]);
     let err = failed(&cli("train-reward --config configs/tiny-dpo.toml"));
     assert!(err.contains("task"), "{err}");
     // --print-config shows the resolved sections.

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TempDir, cli, failed, ok, saferlhf};
+use common::{TempDir, assert_mentions, cli, failed, ok, saferlhf};
 
 use saferlhf::bench::compensation::{BENCH_SECTIONS, METHODS};
 use saferlhf::eval::MARKDOWN_SECTIONS;
@@ -145,10 +145,7 @@ fn quick_benchmark_then_eval_write_complete_reports() {
         "--out",
         &p(&tmp.0.join("eval2")),
     ]));
-    assert!(
-        err.contains("--prompts") && err.contains("not a prompt"),
-        "{err}"
-    );
+    assert_mentions(&err, &["--prompts", "not a prompt"]);
     // A policy directory that is not one.
     let err = failed(&saferlhf(&[
         "eval",
@@ -185,10 +182,7 @@ fn bad_arguments_name_the_argument() {
         failed(&saferlhf(&args))
     };
     let err = base(&[]);
-    assert!(
-        err.contains("--reward-model") && err.contains("--oracle"),
-        "{err}"
-    );
+    assert_mentions(&err, &["--reward-model", "--oracle"]);
     let err = base(&["--reward-model", "x"]);
     assert!(err.contains("--cost-model"), "{err}");
     let err = base(&[
@@ -207,10 +201,7 @@ fn bad_arguments_name_the_argument() {
     let err = base(&["--oracle", "x", "--temperature", "0"]);
     assert!(err.contains("--temperature"), "{err}");
     let err = base(&["--reward-model", &p(&missing), "--cost-model", &p(&missing)]);
-    assert!(
-        err.contains("--reward-model") && err.contains("not a directory"),
-        "{err}"
-    );
+    assert_mentions(&err, &["--reward-model", "not a directory"]);
 
     let err = failed(&saferlhf(&[
         "bench",
@@ -231,7 +222,18 @@ fn bad_arguments_name_the_argument() {
         "--out",
         &p(&tmp.0.join("c")),
     ]));
-    assert!(err.contains("preset") && err.contains("huge"), "{err}");
+    assert_mentions(&err, &["preset", "huge"]);
+    // A --set of a setting the benchmark does not have names it (and lists the known ones).
+    let err = failed(&saferlhf(&[
+        "bench",
+        "compensation",
+        "--quick",
+        "--set",
+        "kl=0",
+        "--out",
+        &p(&tmp.0.join("d")),
+    ]));
+    assert_mentions(&err, &["--set", "unknown setting `kl`", "kl_coeff"]);
 }
 
 /// Oracle mode from the CLI: the RL methods train on the oracle's scores (the learned models'

@@ -12,6 +12,16 @@ fn tensors_of_run(run: &str) -> Vec<(String, Vec<u8>)> {
     tensors(&Path::new(run).join("final").display().to_string())
 }
 
+/// Runs `command` (a training command line) into `TMP/run`, checks that it took 12 steps of
+/// `task`, and returns the run directory and the last metrics line.
+fn train_12_steps(tmp: &TempDir, command: &str, task: &str) -> (String, serde_json::Value) {
+    let run = tmp.path("run");
+    ok(&cli(&format!("{command} --set run.dir={run}")));
+    check_run(&run, 12, task);
+    let last = metrics(&run).pop().unwrap();
+    (run, last)
+}
+
 fn check_run(run: &str, steps: usize, task: &str) {
     let lines = metrics(run);
     assert_eq!(lines.len(), steps);
@@ -19,10 +29,7 @@ fn check_run(run: &str, steps: usize, task: &str) {
     assert!(lines.last().unwrap()["eval"].is_object());
     let config = std::fs::read_to_string(Path::new(run).join("config.toml")).unwrap();
     assert!(config.contains(&format!("task = \"{task}\"")), "{config}");
-    assert!(
-        config.contains("[optim]") && config.contains("beta2 = 0.95"),
-        "{config}"
-    );
+    assert_mentions(&config, &["[optim]", "beta2 = 0.95"]);
     assert_eq!(checkpoints(run), vec!["step-00000006", "step-00000012"]);
     let ckpt = Path::new(run).join("checkpoints/step-00000012");
     for f in [
@@ -110,21 +117,17 @@ fn train_reward_runs_resumes_exactly_and_scores() {
     let err = failed(&saferlhf(&[
         "score", "--model", &model, "--kind", "reward", "--input", &input,
     ]));
-    assert!(
-        err.contains("rows.jsonl:2") && err.contains("prompt"),
-        "{err}"
-    );
+    assert_mentions(&err, &["rows.jsonl:2", "prompt"]);
 }
 
 #[test]
 fn train_cost_and_score_mark_unsafe_rows() {
     let tmp = TempDir::new("cost");
-    let run = tmp.path("run");
-    ok(&cli(&format!(
-        "train-cost --config configs/tiny-cost.toml --set run.dir={run} --set train.max_steps=12"
-    )));
-    check_run(&run, 12, "cost");
-    let last = metrics(&run).pop().unwrap();
+    let (run, last) = train_12_steps(
+        &tmp,
+        "train-cost --config configs/tiny-cost.toml --set train.max_steps=12",
+        "cost",
+    );
     for key in [
         "pair_accuracy",
         "sign_accuracy",
@@ -148,12 +151,7 @@ fn train_cost_and_score_mark_unsafe_rows() {
 #[test]
 fn sft_trains_and_the_result_generates() {
     let tmp = TempDir::new("sft");
-    let run = tmp.path("run");
-    ok(&cli(&format!(
-        "sft --config configs/tiny-sft.toml --set run.dir={run}"
-    )));
-    check_run(&run, 12, "sft");
-    let last = metrics(&run).pop().unwrap();
+    let (run, last) = train_12_steps(&tmp, "sft --config configs/tiny-sft.toml", "sft");
     assert!(last["eval"]["perplexity"].as_f64().unwrap() > 1.0);
     // The final directory is a Hugging Face model with its tokenizer: `generate` loads it.
     let out = saferlhf(&[
@@ -203,8 +201,5 @@ fn bad_configs_and_flags_are_clear_errors() {
     let out = cli("train-cost --config configs/cost.toml --print-config");
     ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.contains("max_grad_norm") && text.contains("keep_last"),
-        "{text}"
-    );
+    assert_mentions(&text, &["max_grad_norm", "keep_last"]);
 }

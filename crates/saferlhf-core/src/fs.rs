@@ -197,15 +197,13 @@ pub fn sync_dir(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use saferlhf_testkit::TempDir;
 
-    fn temp_dir(name: &str) -> saferlhf_testkit::TempDir {
-        saferlhf_testkit::TempDir::new(&format!("core-{name}"))
-    }
+    use super::*;
 
     #[test]
     fn atomic_file_replaces_and_leaves_no_temporary() {
-        let d = temp_dir("file");
+        let d = TempDir::new("core-file");
         let p = d.join("a.txt");
         write_atomic(&p, "one").unwrap();
         write_atomic(&p, "two").unwrap();
@@ -215,7 +213,7 @@ mod tests {
 
     #[test]
     fn failed_file_write_keeps_the_old_file_and_names_it() {
-        let d = temp_dir("fail");
+        let d = TempDir::new("core-fail");
         let p = d.join("a.txt");
         write_atomic(&p, "old").unwrap();
         let err = write_atomic_with(&p, |tmp| -> Result<(), FsError> {
@@ -230,7 +228,7 @@ mod tests {
 
     #[test]
     fn failed_directory_write_keeps_the_old_directory() {
-        let d = temp_dir("dir");
+        let d = TempDir::new("core-dir");
         let p = d.join("ckpt");
         write_dir_atomic(&p, |tmp| {
             std::fs::write(tmp.join("x"), "1").at(&tmp.join("x"))

@@ -5,7 +5,8 @@
 //! * [`rng`]: SplitMix64 streams keyed by `(seed, purpose)`, uniform draws and Fisher-Yates
 //!   shuffles, identical on every platform;
 //! * [`lock`]: the lock file that keeps two processes off one run directory;
-//! * [`progress`]: the one progress-bar style of every long loop.
+//! * [`progress`]: the one progress-bar style of every long loop;
+//! * [`stats`]: the median.
 //!
 //! This crate depends on no tensor library: it is plain Rust.
 
@@ -15,6 +16,7 @@ pub mod fs;
 pub mod lock;
 pub mod progress;
 pub mod rng;
+pub mod stats;
 
 pub use fs::{FsError, write_atomic, write_dir_atomic};
 pub use rng::{SplitMix64, fnv1a64, splitmix64};

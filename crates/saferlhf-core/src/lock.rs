@@ -142,15 +142,13 @@ impl Drop for RunLock {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use saferlhf_testkit::TempDir;
 
-    fn temp_dir(name: &str) -> saferlhf_testkit::TempDir {
-        saferlhf_testkit::TempDir::new(&format!("lock-{name}"))
-    }
+    use super::*;
 
     #[test]
     fn second_holder_is_refused_and_drop_releases() {
-        let d = temp_dir("held");
+        let d = TempDir::new("lock-held");
         let lock = RunLock::acquire(&d).unwrap();
         let err = RunLock::acquire(&d).unwrap_err();
         assert!(
@@ -165,7 +163,7 @@ mod tests {
 
     #[test]
     fn live_foreign_holder_is_refused() {
-        let d = temp_dir("foreign");
+        let d = TempDir::new("lock-foreign");
         // Process 1 (init) is alive on any Linux machine.
         std::fs::write(d.join(LOCK_FILE), "1\n").unwrap();
         if process_alive(1) {
@@ -176,7 +174,7 @@ mod tests {
 
     #[test]
     fn stale_lock_is_taken_over() {
-        let d = temp_dir("stale");
+        let d = TempDir::new("lock-stale");
         // A child that has exited and been reaped: its pid is dead.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();

@@ -1,7 +1,7 @@
 //! Errors: [`DataError`] for a whole load (it names the file and, for a row, the 1-based line) and
 //! [`RowError`] for what is wrong with one row (it names the field).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// An error from loading a dataset file; its message names the file and, where it applies, the line.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +208,15 @@ impl RowError {
 }
 
 impl DataError {
+    /// An I/O error on `path`, at no particular line; `map_err(DataError::io_at(path))`.
+    pub fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+        move |source| DataError::Io {
+            path: path.to_path_buf(),
+            line: None,
+            source,
+        }
+    }
+
     /// The 1-based line this error points at, if it points at one.
     pub fn line(&self) -> Option<u64> {
         match self {

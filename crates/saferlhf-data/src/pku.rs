@@ -394,22 +394,22 @@ mod tests {
         assert!(shown.contains("7 rows read, 2 kept, 5 skipped"), "{shown}");
     }
 
+    fn assert_no_usable_rows(err: &DataError, read: u64, skip: u64) {
+        let counts = match err {
+            DataError::NoUsableRows {
+                rows_read, skipped, ..
+            } => Some((*rows_read, *skipped)),
+            _ => None,
+        };
+        assert_eq!(counts, Some((read, skip)), "{err}");
+    }
+
     #[test]
     fn empty_or_all_invalid_file_is_an_error() {
         let dir = TempDir::new("pku-empty");
         let empty = dir.write("empty.jsonl", "");
         let err = load_pku(&empty, &LoadOptions::skip_invalid()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::NoUsableRows {
-                    rows_read: 0,
-                    skipped: 0,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_no_usable_rows(&err, 0, 0);
         let blank = dir.write("blank.jsonl", "\n  \n");
         assert!(matches!(
             load_pku(&blank, &LoadOptions::strict()),
@@ -417,17 +417,7 @@ mod tests {
         ));
         let bad = dir.write("bad.jsonl", "{}\n{}\n");
         let err = load_pku(&bad, &LoadOptions::skip_invalid()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::NoUsableRows {
-                    rows_read: 2,
-                    skipped: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_no_usable_rows(&err, 2, 2);
         assert!(err.to_string().contains("no usable rows"), "{err}");
         let missing = dir.path().join("nope.jsonl");
         assert!(matches!(

@@ -48,15 +48,10 @@ impl ScoreAggregate {
     pub fn apply(self, scores: &[f32]) -> f32 {
         match self {
             ScoreAggregate::Mean => scores.iter().sum::<f32>() / scores.len() as f32,
+            // Computed in f64 and rounded to f32.
             ScoreAggregate::Median => {
-                let mut s = scores.to_vec();
-                s.sort_by(f32::total_cmp);
-                let n = s.len();
-                if n % 2 == 1 {
-                    s[n / 2]
-                } else {
-                    (s[n / 2 - 1] + s[n / 2]) / 2.0
-                }
+                let wide: Vec<f64> = scores.iter().map(|&s| s as f64).collect();
+                saferlhf_core::stats::median(&wide).unwrap_or(f64::NAN) as f32
             }
         }
     }
@@ -311,18 +306,10 @@ pub fn load_pyrit_harm_dir(
     opts: &LoadOptions,
 ) -> Result<(Vec<ScoredResponse>, Vec<LoadReport>), DataError> {
     let dir = dir.as_ref();
-    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
-        path: dir.to_path_buf(),
-        line: None,
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(DataError::io_at(dir))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| DataError::Io {
-            path: dir.to_path_buf(),
-            line: None,
-            source,
-        })?;
+        let entry = entry.map_err(DataError::io_at(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if (name.ends_with(".csv") || name.ends_with(".csv.gz")) && entry.path().is_file() {
             files.push(entry.path());

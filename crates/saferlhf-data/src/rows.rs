@@ -256,11 +256,7 @@ impl<T> Iterator for Rows<T> {
 /// Opens `path` for buffered reading, transparently decompressing gzip (detected by the magic
 /// bytes 1f 8b, whatever the extension).
 pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
-    let io_err = |source| DataError::Io {
-        path: path.to_path_buf(),
-        line: None,
-        source,
-    };
+    let io_err = |source| DataError::io_at(path)(source);
     let file = File::open(path).map_err(io_err)?;
     let mut reader = BufReader::new(file);
     let mut magic = [0u8; 2];

@@ -163,33 +163,31 @@ impl Encoder {
         if turns.is_empty() || turns.iter().all(|t| t.text.is_empty()) {
             return Ok(self.template.render(prompt)?);
         }
+        // Every turn written by `turn(role name, text)`, the human's and the assistant's role
+        // names given.
+        let render = |human: &str, assistant: &str, turn: &dyn Fn(&str, &str) -> String| {
+            let role = |r: Role| if r == Role::Human { human } else { assistant };
+            turns
+                .iter()
+                .map(|t| turn(role(t.role), &t.text))
+                .collect::<String>()
+        };
         Ok(match &self.template {
             ChatTemplate::ChatMl { system } => {
-                let mut s = system
+                let system = system
                     .as_deref()
                     .map(|s| format!("<|im_start|>system\n{s}<|im_end|>\n"))
                     .unwrap_or_default();
-                for t in &turns {
-                    let role = match t.role {
-                        Role::Human => "user",
-                        Role::Assistant => "assistant",
-                    };
-                    s.push_str(&format!("<|im_start|>{role}\n{}<|im_end|>\n", t.text));
-                }
-                s.push_str("<|im_start|>assistant\n");
-                s
+                let turns = render("user", "assistant", &|role, text| {
+                    format!("<|im_start|>{role}\n{text}<|im_end|>\n")
+                });
+                format!("{system}{turns}<|im_start|>assistant\n")
             }
             ChatTemplate::SafeRlhf => {
-                let mut s = String::from("BEGINNING OF CONVERSATION:");
-                for t in &turns {
-                    let role = match t.role {
-                        Role::Human => "USER",
-                        Role::Assistant => "ASSISTANT",
-                    };
-                    s.push_str(&format!(" {role}: {}", t.text));
-                }
-                s.push_str(" ASSISTANT:");
-                s
+                let turns = render("USER", "ASSISTANT", &|role, text| {
+                    format!(" {role}: {text}")
+                });
+                format!("BEGINNING OF CONVERSATION:{turns} ASSISTANT:")
             }
             ChatTemplate::Raw => prompt.to_string(),
         })

@@ -68,8 +68,17 @@ pub struct TrainOptions {
 
 /// What the lifecycle needs of a run's config.
 pub trait SessionConfig: Sized + Serialize {
+    /// Keys that may change between sessions of one run.
+    const RESUMABLE_KEYS: &'static [&'static str];
+    /// The `[run]` section and the checkpoint settings.
+    fn session(&self) -> SessionSettings<'_>;
+    /// Reads a config saved by an earlier session of this run.
+    fn load_saved(&self, path: &Path) -> Result<Self>;
+
     /// The `[run]` section.
-    fn run(&self) -> &crate::config::RunConfig;
+    fn run(&self) -> &crate::config::RunConfig {
+        self.session().run
+    }
     /// The run directory (`run.dir`).
     fn run_dir(&self) -> &Path {
         &self.run().dir
@@ -78,23 +87,37 @@ pub trait SessionConfig: Sized + Serialize {
     fn progress(&self) -> bool {
         self.run().progress
     }
-    /// Periodic checkpoint cadence in steps (0: only at the end).
-    fn checkpoint_every(&self) -> u64;
-    /// How many complete checkpoints to keep.
-    fn keep_last(&self) -> usize;
     /// The resolved config as TOML (written to `config.toml`).
     fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
-    /// Reads a config saved by an earlier session of this run.
-    fn load_saved(&self, path: &Path) -> Result<Self>;
     /// Dotted keys whose values differ from `saved`, except the resumable ones.
     fn resume_conflicts(&self, saved: &Self) -> Vec<String> {
         let table = |c: &Self| toml::Table::try_from(c).unwrap_or_default();
-        crate::config::load::resume_conflicts(&table(self), &table(saved), self.resumable_keys())
+        crate::config::load::resume_conflicts(&table(self), &table(saved), Self::RESUMABLE_KEYS)
     }
-    /// Keys that may change between sessions of one run.
-    fn resumable_keys(&self) -> &'static [&'static str];
+}
+
+/// What a session reads from its config: the `[run]` section and the checkpoint settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings<'a> {
+    /// The `[run]` section.
+    pub run: &'a crate::config::RunConfig,
+    /// Periodic checkpoint cadence in steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// How many complete checkpoints to keep.
+    pub keep_last: usize,
+}
+
+impl<'a> SessionSettings<'a> {
+    /// The settings of a run whose `[run]` section is `run`.
+    pub fn new(run: &'a crate::config::RunConfig, checkpoint_every: u64, keep_last: usize) -> Self {
+        SessionSettings {
+            run,
+            checkpoint_every,
+            keep_last,
+        }
+    }
 }
 
 /// A run directory, locked, with its resume decision made (see the module docs).
@@ -201,7 +224,7 @@ impl<'c, C: SessionConfig> Session<'c, C> {
                         "the config differs from the checkpoint's in {}; an exact resume needs \
                          the same values (only {} may change)",
                         conflicts.join(", "),
-                        config.resumable_keys().join(", ")
+                        C::RESUMABLE_KEYS.join(", ")
                     ),
                 ));
             }
@@ -246,7 +269,7 @@ impl<'c, C: SessionConfig> Session<'c, C> {
 
     /// Whether `step` ends with a checkpoint: the last step, or one of the periodic ones.
     pub fn checkpoint_due(&self, step: u64) -> bool {
-        let every = self.opened.config.checkpoint_every();
+        let every = self.opened.config.session().checkpoint_every;
         step == self.total || (every > 0 && step.is_multiple_of(every))
     }
 
@@ -266,7 +289,7 @@ impl<'c, C: SessionConfig> Session<'c, C> {
             saferlhf_core::write_atomic(dir.join(CONFIG_FILE), config.to_toml())?;
             write_state(dir, state)
         })?;
-        prune_checkpoints(run_dir, config.keep_last())?;
+        prune_checkpoints(run_dir, config.session().keep_last)?;
         self.last_checkpoint = Some(path.clone());
         self.last_checkpoint_step = Some(step);
         Ok(path)

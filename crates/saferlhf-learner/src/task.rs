@@ -31,6 +31,20 @@ use crate::objectives::{OfflineObjective, PairLogProbs};
 use crate::params::seeded_init;
 use crate::tiny::preset_config;
 
+/// A micro-batch's loss `[1]`, its host-side metrics and its real-token count.
+pub type BatchLoss = (Tensor<1>, TaskMetrics, usize);
+
+/// What every loss of a run shares besides the model and the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct LossContext<'a> {
+    /// The padding id the batches are padded with.
+    pub pad_id: u32,
+    /// `loss.regularization` (the score models' L2 term on the scores).
+    pub regularization: f64,
+    /// The device the batch tensors are made on.
+    pub device: &'a Device,
+}
+
 /// A model with its architecture, as a task creates or loads it.
 pub type WithConfig<M> = Result<(LlamaConfig, M)>;
 
@@ -76,29 +90,21 @@ pub trait Task {
     fn init_model(&self, config: &TrainConfig, device: &Device) -> WithConfig<Self::Model>;
 
     /// Loss of one micro-batch `[1]`, its host-side metrics and its real-token count.
-    fn loss(
-        &self,
-        model: &Self::Model,
-        batch: &[&Self::Example],
-        pad_id: u32,
-        regularization: f64,
-        device: &Device,
-    ) -> (Tensor<1>, TaskMetrics, usize);
+    fn loss(&self, model: &Self::Model, batch: &[&Self::Example], cx: &LossContext) -> BatchLoss;
 
-    /// Metrics of `model` (a validation copy, no autodiff) over `examples`.
+    /// Metrics of `model` (a validation copy, no autodiff) over `examples`, `batch_size` at a
+    /// time.
     fn evaluate(
         &self,
         model: &Self::Model,
         examples: &[Self::Example],
         batch_size: usize,
-        pad_id: u32,
-        regularization: f64,
-        device: &Device,
+        cx: &LossContext,
     ) -> Option<TaskMetrics> {
         let mut acc = None;
         for chunk in examples.chunks(batch_size.max(1)) {
             let refs: Vec<&Self::Example> = chunk.iter().collect();
-            let (_, m, _) = self.loss(model, &refs, pad_id, regularization, device);
+            let (_, m, _) = self.loss(model, &refs, cx);
             acc = Some(m.merged_into(acc));
         }
         acc
@@ -250,15 +256,8 @@ impl Task for SftTask {
         init_policy(config, device)
     }
 
-    fn loss(
-        &self,
-        model: &LlamaForCausalLM,
-        batch: &[&Encoded],
-        pad_id: u32,
-        _regularization: f64,
-        device: &Device,
-    ) -> (Tensor<1>, TaskMetrics, usize) {
-        let b = sft_batch(batch, pad_id, device);
+    fn loss(&self, model: &LlamaForCausalLM, batch: &[&Encoded], cx: &LossContext) -> BatchLoss {
+        let b = sft_batch(batch, cx.pad_id, cx.device);
         let logits = model.forward(b.tokens.clone(), b.mask.clone());
         let loss = sft_loss(logits, b.tokens, b.loss_mask);
         let m = SftMetrics::new(scalar(&loss), b.response_tokens);
@@ -345,16 +344,9 @@ impl<K: PairTask> Task for ScoreTask<K> {
         init_score(config, device)
     }
 
-    fn loss(
-        &self,
-        model: &ScoreModel<K>,
-        batch: &[&EncodedPair],
-        pad_id: u32,
-        regularization: f64,
-        device: &Device,
-    ) -> (Tensor<1>, TaskMetrics, usize) {
-        let (chosen, rejected, b) = pair_scores(model, batch, pad_id, device);
-        let (loss, m) = K::pair_loss(chosen, rejected, &b, regularization, device);
+    fn loss(&self, model: &ScoreModel<K>, batch: &[&EncodedPair], cx: &LossContext) -> BatchLoss {
+        let (chosen, rejected, b) = pair_scores(model, batch, cx.pad_id, cx.device);
+        let (loss, m) = K::pair_loss(chosen, rejected, &b, cx.regularization, cx.device);
         (loss, m, b.real_tokens)
     }
 }
@@ -562,11 +554,9 @@ impl Task for DpoTask {
         &self,
         model: &LlamaForCausalLM,
         batch: &[&EncodedPair],
-        pad_id: u32,
-        _regularization: f64,
-        device: &Device,
-    ) -> (Tensor<1>, TaskMetrics, usize) {
-        let (logps, tokens) = self.pair_logprobs(model, batch, pad_id, device);
+        cx: &LossContext,
+    ) -> BatchLoss {
+        let (logps, tokens) = self.pair_logprobs(model, batch, cx.pad_id, cx.device);
         let loss = self.objective.loss(&logps);
         let m = DpoMetrics::new(self.objective.beta(), &logps, scalar(&loss));
         (loss, TaskMetrics::Dpo(m), tokens)

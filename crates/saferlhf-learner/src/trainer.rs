@@ -48,8 +48,8 @@ use crate::models::{ModelMeta, encoder_for, load_tokenizer, save_text_side};
 use crate::params::{clip_global_norm, no_decay_ids, stable_ids};
 use crate::schedule::LrSchedule;
 pub use crate::session::{Resume, TrainOptions};
-use crate::session::{Session, SessionConfig, SessionEnd};
-use crate::task::{CostTask, DpoTask, RewardTask, SftTask, Task};
+use crate::session::{Session, SessionConfig, SessionEnd, SessionSettings};
+use crate::task::{CostTask, DpoTask, LossContext, RewardTask, SftTask, Task};
 
 /// What a call to [`train`] did: the session's end (run directory, steps, checkpoints, final
 /// model; the fields are reached through `Deref`) and what only a supervised run has.
@@ -147,15 +147,6 @@ pub(crate) fn build_optimizer<M: Module>(config: &OptimConfig, model: &M) -> Mod
 }
 
 impl SessionConfig for TrainConfig {
-    fn run(&self) -> &crate::config::RunConfig {
-        &self.run
-    }
-    fn checkpoint_every(&self) -> u64 {
-        self.train.checkpoint_every
-    }
-    fn keep_last(&self) -> usize {
-        self.train.keep_last
-    }
     fn load_saved(&self, path: &std::path::Path) -> Result<Self> {
         let saved = TrainConfig::load(path, &[], None)?;
         if saved.task() != self.task() {
@@ -167,9 +158,13 @@ impl SessionConfig for TrainConfig {
         }
         Ok(saved)
     }
-    fn resumable_keys(&self) -> &'static [&'static str] {
-        &crate::config::RESUMABLE_KEYS
+
+    fn session(&self) -> SessionSettings<'_> {
+        let t = &self.train;
+        SessionSettings::new(&self.run, t.checkpoint_every, t.keep_last)
     }
+
+    const RESUMABLE_KEYS: &'static [&'static str] = &crate::config::RESUMABLE_KEYS;
 }
 
 /// The generic loop.
@@ -289,6 +284,15 @@ fn run<T: Task>(
         elapsed_seconds: elapsed,
     };
 
+    let train_cx = LossContext {
+        pad_id,
+        regularization: config.loss.regularization,
+        device: &train_device,
+    };
+    let eval_cx = LossContext {
+        device: &eval_device,
+        ..train_cx
+    };
     while session.keep_going(step) {
         let started = Instant::now();
         let mut acc = GradientsAccumulator::<T::Model>::new();
@@ -297,13 +301,7 @@ fn run<T: Task>(
         for _ in 0..t.grad_accum {
             let idx = next_batch(&mut cursor, &mut order, n, t.batch_size);
             let batch: Vec<&T::Example> = idx.iter().map(|&i| &data.train[i]).collect();
-            let (loss, m, tokens) = task.loss(
-                &model,
-                &batch,
-                pad_id,
-                config.loss.regularization,
-                &train_device,
-            );
+            let (loss, m, tokens) = task.loss(&model, &batch, &train_cx);
             check_finite(step + 1, "loss", m.loss())?;
             let loss = if t.grad_accum > 1 {
                 loss.div_scalar(t.grad_accum as f64)
@@ -349,14 +347,7 @@ fn run<T: Task>(
         let eval_now = step == total || (t.eval_every > 0 && step.is_multiple_of(t.eval_every));
         if eval_now {
             let valid = model.valid();
-            if let Some(m) = task.evaluate(
-                &valid,
-                &data.eval,
-                t.eval_batch_size,
-                pad_id,
-                config.loss.regularization,
-                &eval_device,
-            ) {
+            if let Some(m) = task.evaluate(&valid, &data.eval, t.eval_batch_size, &eval_cx) {
                 let json = m.to_json();
                 session
                     .bar()

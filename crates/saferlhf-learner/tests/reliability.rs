@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use saferlhf_learner::checkpoint::{FINAL_DIR, list_checkpoints};
+use saferlhf_learner::config::{
+    DataConfig, DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, TrainLoopConfig,
+};
 use saferlhf_learner::{Resume, TaskKind, TrainConfig, TrainOptions, train};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -26,33 +29,40 @@ fn sft_run(dir: &Path) -> TrainConfig {
         lines.push('\n');
     }
     std::fs::write(&data, lines).unwrap();
-    let text = format!(
-        r#"
-        [run]
-        dir = "{run}"
-        seed = 5
-        progress = false
-        [model]
-        preset = "char-tiny"
-        template = "raw"
-        max_length = 32
-        [data]
-        eval_fraction = 0.25
-        [[data.sources]]
-        format = "sft"
-        path = "{data}"
-        [optim]
-        lr = 1e-3
-        [train]
-        max_steps = 3
-        batch_size = 4
-        checkpoint_every = 1
-        keep_last = 5
-        "#,
-        run = dir.join("run").display(),
-        data = data.display(),
-    );
-    TrainConfig::from_toml_str(&text, Path::new("test.toml"), &[], Some(TaskKind::Sft)).unwrap()
+    let config = TrainConfig {
+        task: Some(TaskKind::Sft),
+        run: RunConfig {
+            dir: dir.join("run"),
+            seed: 5,
+            progress: false,
+            ..RunConfig::default()
+        },
+        model: ModelConfig {
+            preset: Some("char-tiny".into()),
+            template: "raw".into(),
+            max_length: 32,
+            ..ModelConfig::default()
+        },
+        data: DataConfig {
+            eval_fraction: 0.25,
+            sources: vec![DataSource::new(SourceFormat::Sft, data)],
+            ..DataConfig::default()
+        },
+        optim: OptimConfig {
+            lr: 1e-3,
+            ..OptimConfig::default()
+        },
+        train: TrainLoopConfig {
+            max_steps: Some(3),
+            batch_size: 4,
+            checkpoint_every: 1,
+            keep_last: 5,
+            ..TrainLoopConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    config.validate().unwrap();
+    config
 }
 
 #[test]

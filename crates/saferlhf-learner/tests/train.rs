@@ -106,11 +106,17 @@ fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// A temporary directory `name` holding `n` rule pairs (seed `seed`) in `pairs.jsonl`.
+fn rule_pairs(name: &str, n: usize, seed: u64) -> (TempDir, std::path::PathBuf) {
+    let tmp = TempDir::new(name);
+    let data = tmp.0.join("pairs.jsonl");
+    write_rule_pairs(&data, n, seed);
+    (tmp, data)
+}
+
 #[test]
 fn reward_model_learns_a_rule_to_high_held_out_accuracy() {
-    let tmp = TempDir::new("train-rule");
-    let data = tmp.0.join("pairs.jsonl");
-    write_rule_pairs(&data, 300, 1);
+    let (tmp, data) = rule_pairs("train-rule", 300, 1);
     let run = tmp.0.join("run");
     let cfg = config(
         TaskKind::Reward,
@@ -276,9 +282,7 @@ fn sft_resume_is_bit_exact() {
 
 #[test]
 fn resume_refuses_a_changed_config_and_a_corrupt_checkpoint() {
-    let tmp = TempDir::new("train-refuse");
-    let data = tmp.0.join("data.jsonl");
-    write_rule_pairs(&data, 40, 4);
+    let (tmp, data) = rule_pairs("train-refuse", 40, 4);
     let run = tmp.0.join("run");
     let keys = "[train]\nmax_steps = 4\nbatch_size = 8\ncheckpoint_every = 2\n";
     let cfg = config(TaskKind::Reward, &data, &run, keys);
@@ -404,9 +408,7 @@ fn config_errors_name_the_key() {
 
 #[test]
 fn offset_and_limit_cut_a_source_into_disjoint_parts() {
-    let tmp = TempDir::new("train-offset");
-    let data = tmp.0.join("pairs.jsonl");
-    write_rule_pairs(&data, 50, 5);
+    let (tmp, data) = rule_pairs("train-offset", 50, 5);
     // The same file twice: pairs 0..20, then pairs 20..50 (offset past the end would give 0).
     let extra = format!(
         r#"

@@ -72,6 +72,11 @@ fn sampling(temperature: f32, max_new_tokens: usize, seed: u64) -> GenerateConfi
     }
 }
 
+/// [`run`] on prompts 1, 5 and 9 tokens long.
+fn run_1_5_9(model: &LlamaForCausalLM, config: &GenerateConfig) -> Host {
+    run(model, &prompts_1_5_9(), config)
+}
+
 fn run(model: &LlamaForCausalLM, prompts: &[Vec<u32>], config: &GenerateConfig) -> Host {
     let rollout = generate(model, prompts, config, &device()).expect("generation succeeds");
     let host = Host::new(&rollout);
@@ -340,9 +345,8 @@ fn prompts_1_5_9() -> Vec<Vec<u32>> {
 #[test]
 fn cached_greedy_equals_recomputation_gqa() {
     let model = gqa_model();
-    let prompts = prompts_1_5_9();
-    let cached = run(&model, &prompts, &greedy(20, true));
-    let full = run(&model, &prompts, &greedy(20, false));
+    let cached = run_1_5_9(&model, &greedy(20, true));
+    let full = run_1_5_9(&model, &greedy(20, false));
     assert_same_rollout(&cached, &full, 1e-4, "greedy, cache vs recomputation");
     assert_eq!(cached.steps(), 20);
     assert_eq!(cached.stopped, vec![false; 3]);
@@ -429,14 +433,13 @@ fn packed_decoding_equals_the_ordinary_path_and_one_packing_serves_many_calls() 
 #[test]
 fn seeded_sampling_is_reproducible() {
     let model = gqa_model();
-    let prompts = prompts_1_5_9();
-    let a = run(&model, &prompts, &sampling(2.0, 24, 42));
-    let b = run(&model, &prompts, &sampling(2.0, 24, 42));
+    let a = run_1_5_9(&model, &sampling(2.0, 24, 42));
+    let b = run_1_5_9(&model, &sampling(2.0, 24, 42));
     assert_same_rollout(&a, &b, 0.0, "same seed");
     // 72 draws at temperature 2 from a 64-token vocabulary: a different seed repeating all of
     // them is out of the question; so is any two of five seeds doing so.
     let runs: Vec<Host> = (0..5)
-        .map(|seed| run(&model, &prompts, &sampling(2.0, 24, 100 + seed)))
+        .map(|seed| run_1_5_9(&model, &sampling(2.0, 24, 100 + seed)))
         .chain([a])
         .collect();
     for i in 0..runs.len() {
@@ -683,9 +686,8 @@ fn generation_ends_when_every_row_has_stopped() {
 #[test]
 fn max_new_tokens_one_takes_one_step() {
     let model = gqa_model();
-    let prompts = prompts_1_5_9();
-    let h = run(&model, &prompts, &greedy(1, true));
-    let free = run(&model, &prompts, &greedy(5, true));
+    let h = run_1_5_9(&model, &greedy(1, true));
+    let free = run_1_5_9(&model, &greedy(5, true));
     assert_eq!(h.steps(), 1);
     for r in 0..3 {
         assert_eq!(h.responses[r], free.responses[r][..1]);
@@ -709,23 +711,13 @@ fn masks_follow_left_padding() {
     assert_eq!(seq[0], vec![0, 0, 5, g(0, 0), g(0, 1)]);
     assert_eq!(seq[1], vec![6, 7, 8, g(1, 0), g(1, 1)]);
     assert_eq!(seq[2], vec![0, 9, 10, g(2, 0), g(2, 1)]);
-    let (f, t) = (false, true);
-    assert_eq!(
-        bool_rows(r.attention_mask.clone()),
-        vec![
-            vec![f, f, t, t, t],
-            vec![t, t, t, t, t],
-            vec![f, t, t, t, t]
-        ]
-    );
-    assert_eq!(
-        bool_rows(r.response_mask.clone()),
-        vec![
-            vec![f, f, f, t, t],
-            vec![f, f, f, t, t],
-            vec![f, f, f, t, t]
-        ]
-    );
+    // Masks as rows of 0/1 characters.
+    let mask = |t: Tensor<2, Bool>| -> Vec<String> {
+        let row = |r: Vec<bool>| r.iter().map(|&b| if b { '1' } else { '0' }).collect();
+        bool_rows(t).into_iter().map(row).collect()
+    };
+    assert_eq!(mask(r.attention_mask.clone()), ["00111", "11111", "01111"]);
+    assert_eq!(mask(r.response_mask.clone()), ["00011", "00011", "00011"]);
     assert_eq!(r.new_tokens(), 6);
 }
 

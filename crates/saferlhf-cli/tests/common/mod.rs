@@ -36,3 +36,10 @@ pub fn checkpoints(run: &str) -> Vec<String> {
 pub fn cli(line: &str) -> Output {
     saferlhf(&line.split_whitespace().collect::<Vec<_>>())
 }
+
+/// Asserts that `text` (an error or a log) contains every one of `parts`.
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "`{part}` not in: {text}");
+    }
+}

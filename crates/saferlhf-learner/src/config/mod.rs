@@ -278,6 +278,21 @@ pub struct DataSource {
 }
 
 impl DataSource {
+    /// The file `path`, read as `format`, with every optional key at its default.
+    pub fn new(format: SourceFormat, path: impl Into<PathBuf>) -> Self {
+        DataSource {
+            format,
+            path: path.into(),
+            skip_invalid: defaults::SKIP_INVALID,
+            offset: None,
+            limit: None,
+            safe_threshold: None,
+            min_margin: None,
+            max_pairs_per_prompt: None,
+            hh_prompt: None,
+        }
+    }
+
     /// The PyRIT safe/unsafe threshold in force.
     pub fn safe_threshold(&self) -> f32 {
         self.safe_threshold

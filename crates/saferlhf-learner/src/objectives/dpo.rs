@@ -117,13 +117,17 @@ impl DpoMetrics {
             m.chosen_logp += policy_chosen[i] as f64;
             m.rejected_logp += policy_rejected[i] as f64;
         }
-        let k = n as f64;
-        m.accuracy /= k;
-        m.chosen_reward /= k;
-        m.rejected_reward /= k;
-        m.margin /= k;
-        m.chosen_logp /= k;
-        m.rejected_logp /= k;
+        let sums = [
+            &mut m.accuracy,
+            &mut m.chosen_reward,
+            &mut m.rejected_reward,
+            &mut m.margin,
+            &mut m.chosen_logp,
+            &mut m.rejected_logp,
+        ];
+        for sum in sums {
+            *sum /= n as f64;
+        }
         m
     }
     // ANCHOR_END: metrics

@@ -45,7 +45,7 @@ use crate::config::TaskKind;
 use crate::error::{Result, TrainError};
 use crate::models::{ModelMeta, save_text_side};
 use crate::objectives::{OnlineObjective, build_online};
-use crate::session::{Session, SessionConfig, SessionEnd, TrainOptions};
+use crate::session::{Session, SessionConfig, SessionEnd, SessionSettings, TrainOptions};
 
 /// Where an RL run stands (`state.json` in each checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,20 +93,15 @@ impl std::ops::Deref for RlSummary {
 }
 
 impl SessionConfig for RlConfig {
-    fn run(&self) -> &crate::config::RunConfig {
-        &self.run
+    const RESUMABLE_KEYS: &'static [&'static str] = &super::config::RL_RESUMABLE_KEYS;
+
+    fn session(&self) -> SessionSettings<'_> {
+        let t = &self.train;
+        SessionSettings::new(&self.run, t.checkpoint_every, t.keep_last)
     }
-    fn checkpoint_every(&self) -> u64 {
-        self.train.checkpoint_every
-    }
-    fn keep_last(&self) -> usize {
-        self.train.keep_last
-    }
+
     fn load_saved(&self, path: &Path) -> Result<Self> {
         RlConfig::load(path, &[])
-    }
-    fn resumable_keys(&self) -> &'static [&'static str] {
-        &super::config::RL_RESUMABLE_KEYS
     }
 }
 
