@@ -203,36 +203,25 @@ fn bad_arguments_name_the_argument() {
     let err = base(&["--reward-model", &p(&missing), "--cost-model", &p(&missing)]);
     assert_mentions(&err, &["--reward-model", "not a directory"]);
 
-    let err = failed(&saferlhf(&[
-        "bench",
-        "compensation",
-        "--quick",
-        "--seeds",
-        "0",
-        "--out",
-        &p(&tmp.0.join("b")),
-    ]));
+    // `bench compensation --quick` with two more arguments, into a new directory.
+    let bench = |flag: &str, value: &str| {
+        let out = p(&tmp.0.join(flag.trim_start_matches('-')));
+        failed(&saferlhf(&[
+            "bench",
+            "compensation",
+            "--quick",
+            flag,
+            value,
+            "--out",
+            &out,
+        ]))
+    };
+    let err = bench("--seeds", "0");
     assert!(err.contains("--seeds"), "{err}");
-    let err = failed(&saferlhf(&[
-        "bench",
-        "compensation",
-        "--quick",
-        "--preset",
-        "huge",
-        "--out",
-        &p(&tmp.0.join("c")),
-    ]));
+    let err = bench("--preset", "huge");
     assert_mentions(&err, &["preset", "huge"]);
     // A --set of a setting the benchmark does not have names it (and lists the known ones).
-    let err = failed(&saferlhf(&[
-        "bench",
-        "compensation",
-        "--quick",
-        "--set",
-        "kl=0",
-        "--out",
-        &p(&tmp.0.join("d")),
-    ]));
+    let err = bench("--set", "kl=0");
     assert_mentions(&err, &["--set", "unknown setting `kl`", "kl_coeff"]);
 }
 

@@ -201,14 +201,19 @@ mod tests {
 
     use super::*;
 
+    /// `path` holds `text` and is the only entry of `dir` (no temporary left behind).
+    fn assert_sole_file(dir: &Path, path: &Path, text: &str) {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), text);
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1);
+    }
+
     #[test]
     fn atomic_file_replaces_and_leaves_no_temporary() {
         let d = TempDir::new("core-file");
         let p = d.join("a.txt");
         write_atomic(&p, "one").unwrap();
         write_atomic(&p, "two").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
-        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        assert_sole_file(&d, &p, "two");
     }
 
     #[test]
@@ -222,8 +227,7 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
-        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        assert_sole_file(&d, &p, "old");
     }
 
     #[test]

@@ -61,7 +61,11 @@ fn ppo_drives_a_rule_reward_far_above_chance() {
     let text = std::fs::read_to_string(tmp.join("run/metrics.jsonl")).unwrap();
     let rewards: Vec<f64> = text
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["reward_mean"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["reward_mean"]
+                .as_f64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(rewards.len(), 40);
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
@@ -69,5 +73,8 @@ fn ppo_drives_a_rule_reward_far_above_chance() {
     eprintln!("reward (share of e): steps 1-5 {first:.3}, steps 36-40 {last:.3}");
     // Chance is about 1/45 (the char-tiny vocabulary's printable characters).
     assert!(first < 0.1, "a random policy already writes {first} e's");
-    assert!(last > 0.5, "reward {first:.3} (steps 1-5) -> {last:.3} (steps 36-40)");
+    assert!(
+        last > 0.5,
+        "reward {first:.3} (steps 1-5) -> {last:.3} (steps 36-40)"
+    );
 }
