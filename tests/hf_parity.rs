@@ -246,3 +246,98 @@ fn weights_that_do_not_fit_the_config_are_rejected() {
 fn tempdir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("saferlhf-test-{tag}-{}", std::process::id()))
 }
+
+/// The fixture's weights stored as bf16 and as f16 (the Hugging Face Hub's usual formats) load
+/// into the f32 model: every parameter is the stored half-precision value, exactly, and the
+/// logits stay close to the f32 model's.
+#[test]
+fn half_precision_weights_load_as_f32() {
+    use saferlhf::burn::tensor::{bf16, f16};
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+    let device = Device::flex();
+    let src = fixture("tiny-llama-untied");
+    let (_, reference) = load_hf_dir(&src, &device).unwrap();
+    let e = read_expected("tiny-llama-untied");
+    let (tokens, mask) = batch_tensors(&e, &device);
+    let want = to_vec(reference.forward(tokens.clone(), mask.clone()));
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let f32_file = SafeTensors::deserialize(&bytes).unwrap();
+    type Half = (Dtype, fn(f32) -> u16, fn(u16) -> f32);
+    let halves: [(&str, Half); 2] = [
+        (
+            "bf16",
+            (
+                Dtype::BF16,
+                |x| bf16::from_f32(x).to_bits(),
+                |b| bf16::from_bits(b).to_f32(),
+            ),
+        ),
+        (
+            "f16",
+            (
+                Dtype::F16,
+                |x| f16::from_f32(x).to_bits(),
+                |b| f16::from_bits(b).to_f32(),
+            ),
+        ),
+    ];
+    for (name, (dtype, to_bits, from_bits)) in halves {
+        let dir = saferlhf_testkit::TempDir::new(&format!("half-{name}"));
+        std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+        let mut stored: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (key, view) in f32_file.tensors() {
+            assert_eq!(view.dtype(), Dtype::F32, "{key}");
+            let half: Vec<u8> = view
+                .data()
+                .chunks_exact(4)
+                .flat_map(|c| to_bits(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                .collect();
+            stored.push((key, view.shape().to_vec(), half));
+        }
+        let views: Vec<(String, TensorView)> = stored
+            .iter()
+            .map(|(k, shape, data)| {
+                (
+                    k.clone(),
+                    TensorView::new(dtype, shape.clone(), data).unwrap(),
+                )
+            })
+            .collect();
+        let file = safetensors::serialize(views, None).unwrap();
+        std::fs::write(dir.join("model.safetensors"), file).unwrap();
+
+        let (config, model) =
+            load_hf_dir(&dir, &device).unwrap_or_else(|err| panic!("{name} weights: {err}"));
+        // Every parameter is the stored half value, widened exactly (read back from an f32
+        // export of the loaded model).
+        let export = saferlhf_testkit::TempDir::new(&format!("half-{name}-export"));
+        save_hf_dir(&model, &config, &*export).unwrap();
+        let exported = std::fs::read(export.join("model.safetensors")).unwrap();
+        let exported = SafeTensors::deserialize(&exported).unwrap();
+        for (key, _, half) in &stored {
+            let widened: Vec<f32> = half
+                .chunks_exact(2)
+                .map(|c| from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect();
+            let view = exported.tensor(key).unwrap();
+            assert_eq!(view.dtype(), Dtype::F32, "{name} {key}");
+            let got: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            assert_eq!(got, widened, "{name} {key}");
+        }
+        let logits = to_vec(model.forward(tokens.clone(), mask.clone()));
+        let max_diff = logits
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // Rounding every weight to 8 (bf16) or 11 (f16) significant bits moves the logits a
+        // little; a wrong conversion (bits misread, a byte swap) moves them by whole units.
+        eprintln!("{name}: max |logit - f32 logit| = {max_diff}");
+        assert!(max_diff.is_finite() && max_diff < 0.5, "{name}: {max_diff}");
+    }
+}

@@ -9,9 +9,11 @@ use saferlhf_core::fs::write_atomic_with;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use burn::tensor::DType;
 use burn::tensor::Device;
 use burn_store::{
-    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    ApplyResult, BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore,
 };
 
 use crate::config::LlamaConfig;
@@ -91,7 +93,10 @@ pub(crate) fn apply_hf_safetensors<M: ModuleSnapshot>(
             std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         ));
     }
-    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+    // Hugging Face checkpoints are often bf16 or f16; the model computes in f32, so every float
+    // tensor is converted on load (a half-precision parameter would fail in the first matmul).
+    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(adapter);
     if let Some((pattern, replacement)) = remap {
         store = store.with_key_remapping(pattern, replacement);
     }
