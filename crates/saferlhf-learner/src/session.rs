@@ -23,7 +23,7 @@
 //!   process and names the holder; a stale lock (dead process) is taken over;
 //! * **no accidental overwrite**: a fresh run in a directory that holds checkpoints is refused;
 //! * **exact resume**: the config must equal the checkpoint's except for the keys
-//!   [`SessionConfig::resumable_keys`] lists; the state file has a format version;
+//!   [`SessionConfig::RESUMABLE_KEYS`] lists; the state file has a format version;
 //! * **atomic checkpoints and final export** ([`crate::checkpoint`]): a crash or a failed write
 //!   leaves the previous checkpoint intact; the error names the file;
 //! * **limits**: `stop_at_step` and `time_limit` end a session early with a checkpoint to
