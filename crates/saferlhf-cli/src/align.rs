@@ -34,7 +34,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = load_config(&args)?;
     // A SACPO run resumes stage by stage from its run directory (`--resume DIR` names it).
     let command = format!("align ({})", config.task());
-    let Some((device, options)) = start(&args, &config.run, || config.to_toml(), &command)? else {
+    let Some((device, options)) = start(&args, &config, &command)? else {
         return Ok(());
     };
     let summary = align(&config, &device, &options)?;

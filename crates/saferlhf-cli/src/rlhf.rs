@@ -14,7 +14,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.run.dir = dir;
     }
     let command = format!("rlhf ({})", config.objective.as_str());
-    let start = crate::train::start(&args, &config.run, || config.to_toml(), &command)?;
+    let start = crate::train::start(&args, &config, &command)?;
     let Some((device, options)) = start else {
         return Ok(());
     };

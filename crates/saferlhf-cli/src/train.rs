@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use saferlhf::learner::checkpoint::{CONFIG_FILE, STATE_FILE, resolve_resume};
-use saferlhf::learner::config::RunConfig;
-use saferlhf::learner::{Resume, TaskKind, TrainConfig, TrainOptions, TrainSummary, train};
+use saferlhf::learner::{
+    Resume, SessionConfig, TaskKind, TrainConfig, TrainOptions, TrainSummary, train,
+};
 
 /// Arguments shared by the three training subcommands.
 #[derive(Args, Debug)]
@@ -47,8 +48,7 @@ pub fn run(task: TaskKind, args: TrainArgs) -> Result<()> {
     if let Some(dir) = run_dir {
         config.run.dir = dir;
     }
-    let Some((device, options)) = start(&args, &config.run, || config.to_toml(), task.as_str())?
-    else {
+    let Some((device, options)) = start(&args, &config, task.as_str())? else {
         return Ok(());
     };
     let summary = train(&config, &device, &options)?;
@@ -90,18 +90,19 @@ pub fn config_source(args: &TrainArgs) -> Result<(PathBuf, Option<PathBuf>)> {
 }
 
 /// The common start of `train-*`, `align` and `rlhf` once the config is loaded: with
-/// `--print-config`, prints `toml` and returns `None`; otherwise the device of `run.device` and
-/// the options of the flags, after a "run directory" line on stderr naming the command.
+/// `--print-config`, prints the resolved config and returns `None`; otherwise the device of
+/// `run.device` and the options of the flags, after a "run directory" line on stderr naming the
+/// command.
 pub fn start(
     args: &TrainArgs,
-    run: &RunConfig,
-    toml: impl FnOnce() -> String,
+    config: &impl SessionConfig,
     command: &str,
 ) -> Result<Option<(saferlhf::Device, TrainOptions)>> {
     if args.print_config {
-        print!("{}", toml());
+        print!("{}", config.to_toml());
         return Ok(None);
     }
+    let run = config.run();
     let device = saferlhf::parse_device(&run.device)
         .map_err(anyhow::Error::msg)
         .context("config key `run.device`")?;

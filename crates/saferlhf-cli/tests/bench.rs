@@ -222,7 +222,7 @@ fn bad_arguments_name_the_argument() {
     assert_mentions(&err, &["preset", "huge"]);
     // A --set of a setting the benchmark does not have names it (and lists the known ones).
     let err = bench("--set", "kl=0");
-    assert_mentions(&err, &["--set", "unknown setting `kl`", "kl_coeff"]);
+    assert_mentions(&err, &["--set", "unknown field `kl`", "kl_coeff"]);
 }
 
 /// Oracle mode from the CLI: the RL methods train on the oracle's scores (the learned models'

@@ -256,15 +256,16 @@ impl<T> Iterator for Rows<T> {
 /// Opens `path` for buffered reading, transparently decompressing gzip (detected by the magic
 /// bytes 1f 8b, whatever the extension).
 pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
-    let io_err = |source| DataError::io_at(path)(source);
-    let file = File::open(path).map_err(io_err)?;
+    let file = File::open(path).map_err(DataError::io_at(path))?;
     let mut reader = BufReader::new(file);
     let mut magic = [0u8; 2];
     let mut have = 0;
     // Peek without consuming: fill_buf may return fewer bytes than asked, so read into a small
     // buffer and chain it back in front of the rest.
     while have < 2 {
-        let n = reader.read(&mut magic[have..]).map_err(io_err)?;
+        let n = reader
+            .read(&mut magic[have..])
+            .map_err(DataError::io_at(path))?;
         if n == 0 {
             break;
         }

@@ -36,6 +36,7 @@ use crate::error::{Result, TrainError};
 use crate::objectives::dpo::{DpoConfig, Preference};
 use crate::objectives::sacpo::{Stage, stages};
 use crate::objectives::{OfflineObjective, SacpoConfig};
+use crate::session::SessionConfig;
 use crate::trainer::{Resume, TrainOptions, TrainSummary, train};
 
 /// One DPO run of an alignment call.

@@ -54,5 +54,5 @@ pub use losses::{
     masked_mean, neg_log_sigmoid, reward_loss, sft_loss, token_nll,
 };
 pub use merge::{MergeSummary, merge_models};
-pub use session::SessionEnd;
+pub use session::{SessionConfig, SessionEnd};
 pub use trainer::{Resume, TrainOptions, TrainSummary, train};

@@ -87,11 +87,12 @@ pub trait SessionConfig: Sized + Serialize {
     fn progress(&self) -> bool {
         self.run().progress
     }
-    /// The resolved config as TOML (written to `config.toml`).
+    /// The resolved config as TOML, every default filled in (written to `config.toml`).
     fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
-    /// Dotted keys whose values differ from `saved`, except the resumable ones.
+    /// Dotted keys whose values differ from `saved`, except [`Self::RESUMABLE_KEYS`]; empty when
+    /// a run with `self` may resume a checkpoint saved with `saved`.
     fn resume_conflicts(&self, saved: &Self) -> Vec<String> {
         let table = |c: &Self| toml::Table::try_from(c).unwrap_or_default();
         crate::config::load::resume_conflicts(&table(self), &table(saved), Self::RESUMABLE_KEYS)

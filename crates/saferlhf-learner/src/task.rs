@@ -75,11 +75,6 @@ pub trait Task {
     /// The task's kind.
     const KIND: TaskKind;
 
-    /// The task's kind.
-    fn kind(&self) -> TaskKind {
-        Self::KIND
-    }
-
     /// Loads, splits and tokenizes the config's data.
     fn load_data(&self, config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Self::Example>> {
         Self::Example::load(config, encoder)

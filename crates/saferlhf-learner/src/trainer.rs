@@ -181,11 +181,11 @@ fn run<T: Task>(
     let opened = Session::open(config, options)?;
     let resume_state: Option<TrainState> = opened.read_state()?;
     if let Some(state) = &resume_state
-        && state.task != task.kind()
+        && state.task != T::KIND
     {
         return Err(TrainError::checkpoint(
             opened.resume_dir().unwrap_or(&config.run.dir),
-            format!("holds a {} run, not {}", state.task, task.kind()),
+            format!("holds a {} run, not {}", state.task, T::KIND),
         ));
     }
 
@@ -250,9 +250,9 @@ fn run<T: Task>(
             ),
         };
     let mut order = epoch_permutation(n, cursor.shuffle_seed, cursor.epoch);
-    let meta = ModelMeta::new(task.kind(), &config.model);
+    let meta = ModelMeta::new(T::KIND, &config.model);
     let t = &config.train;
-    let mut session = opened.start(task.kind().as_str(), total, step, elapsed_before)?;
+    let mut session = opened.start(T::KIND.as_str(), total, step, elapsed_before)?;
     let mut last_eval: Option<Map<String, Value>> = None;
 
     let fill = |model: &T::Model, optim: &ModuleOptimizer, dir: &std::path::Path| -> Result<()> {
@@ -263,7 +263,7 @@ fn run<T: Task>(
     };
     let state_at = |step: u64, cursor: DataCursor, tokens_seen: u64, elapsed: f64| TrainState {
         format: STATE_FORMAT,
-        task: task.kind(),
+        task: T::KIND,
         step,
         total_steps: total,
         cursor,
@@ -378,7 +378,7 @@ fn run<T: Task>(
         },
     )?;
     Ok(TrainSummary {
-        task: task.kind(),
+        task: T::KIND,
         run: end,
         eval: last_eval,
         data: summary,

@@ -20,7 +20,7 @@ use saferlhf_learner::objectives::{Dpo, OfflineObjective, SumFrom};
 use saferlhf_learner::params::seeded_init;
 use saferlhf_learner::task::{DpoTask, sequence_logprobs, sum_starts};
 use saferlhf_learner::tiny::{tiny_llama_config, tiny_tokenizer};
-use saferlhf_learner::{TaskKind, TrainConfig, TrainOptions};
+use saferlhf_learner::{SessionConfig, TaskKind, TrainConfig, TrainOptions};
 use saferlhf_model::LlamaForCausalLM;
 use saferlhf_model::tokenizer::ChatTemplate;
 use saferlhf_model::weights::{load_hf_dir, save_hf_dir};

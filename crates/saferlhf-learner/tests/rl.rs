@@ -139,8 +139,8 @@ fn repo_cost_gradient_is_zero_when_all_safe_and_ppo_lags_when_all_unsafe() {
     }
 }
 
-/// One PPO update of `models` on `exp` as RL step `step + 1` would do it, with fresh
-/// optimizers unless `optim` is given; returns the new policy and critics.
+/// One PPO update of `models` on `exp` with `optim`, shuffled as RL step `step + 1` is (the
+/// learning-rate schedule is read at optimizer step `step`); returns the new policy and critics.
 fn update_on(
     config: &RlConfig,
     models: &RlModels,

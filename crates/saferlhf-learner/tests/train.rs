@@ -12,7 +12,9 @@ use saferlhf_learner::checkpoint::{
     CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE, checkpoint_steps, list_checkpoints,
 };
 use saferlhf_learner::rng::SplitMix64;
-use saferlhf_learner::{Resume, TaskKind, TrainConfig, TrainError, TrainOptions, train};
+use saferlhf_learner::{
+    Resume, SessionConfig, TaskKind, TrainConfig, TrainError, TrainOptions, train,
+};
 
 const WORDS: [&str; 12] = [
     "apple", "river", "stone", "cloud", "green", "quiet", "light", "table", "sun", "bird", "road",

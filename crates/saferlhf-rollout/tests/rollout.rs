@@ -11,6 +11,7 @@ use saferlhf_model::{LlamaConfig, LlamaForCausalLM, LogitPolicy};
 use saferlhf_rollout::{
     GenerateConfig, Rollout, RolloutError, Sampler, generate, generate_with, left_pad,
 };
+use saferlhf_testkit::assert_mentions;
 
 fn device() -> Device {
     Device::flex()
@@ -747,13 +748,6 @@ fn generate_err(
     match generate(model, prompts, config, &device()) {
         Ok(_) => panic!("generation with {config:?} on {prompts:?} should fail"),
         Err(e) => e,
-    }
-}
-
-fn assert_mentions(err: &RolloutError, parts: &[&str]) {
-    let text = err.to_string();
-    for part in parts {
-        assert!(text.contains(part), "`{text}` does not mention `{part}`");
     }
 }
 

@@ -86,6 +86,14 @@ pub fn ok(out: &Output) -> String {
     stderr
 }
 
+/// Asserts that `text` (an error, a log, a command's stderr) mentions every one of `parts`.
+pub fn assert_mentions(text: impl std::fmt::Display, parts: &[&str]) {
+    let text = text.to_string();
+    for part in parts {
+        assert!(text.contains(part), "`{text}` does not mention `{part}`");
+    }
+}
+
 /// Asserts that a command failed; returns its stderr.
 pub fn failed(out: &Output) -> String {
     assert!(!out.status.success(), "unexpectedly succeeded");

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-pub use saferlhf_testkit::{TempDir, failed, metrics, ok, root, safetensors_tensors};
+pub use saferlhf_testkit::{
+    TempDir, assert_mentions, failed, metrics, ok, root, safetensors_tensors,
+};
 
 /// Runs `saferlhf args...` in the repository root.
 pub fn saferlhf(args: &[&str]) -> Output {
@@ -35,11 +37,4 @@ pub fn checkpoints(run: &str) -> Vec<String> {
 /// may contain a space; use [`saferlhf`] for those).
 pub fn cli(line: &str) -> Output {
     saferlhf(&line.split_whitespace().collect::<Vec<_>>())
-}
-
-/// Asserts that `text` (an error or a log) contains every one of `parts`.
-pub fn assert_mentions(text: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(text.contains(part), "`{part}` not in: {text}");
-    }
 }

@@ -11,8 +11,8 @@
 //! `--set key=value` overrides to the parsed TOML table *before* deserializing (so an override
 //! can reach any key, `data.sources.0.path` included), deserializes and validates; validation
 //! errors name the dotted key (`optim.lr: must be > 0, got 0`). The resolved config (defaults
-//! filled in) is what [`TrainConfig::to_toml`] writes into the run directory and every
-//! checkpoint.
+//! filled in) is what [`SessionConfig::to_toml`](crate::SessionConfig::to_toml) writes into
+//! the run directory and every checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -686,22 +686,6 @@ impl TrainConfig {
             }
         }
         Ok(())
-    }
-
-    /// The resolved config as TOML (every default filled in).
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
-    }
-
-    /// The resolved config as a TOML table.
-    pub fn to_table(&self) -> toml::Table {
-        toml::Table::try_from(self).unwrap_or_default()
-    }
-
-    /// Dotted keys whose values differ between `self` and `other`, excluding
-    /// [`RESUMABLE_KEYS`]; empty when a run with `self` may resume a checkpoint of `other`.
-    pub fn resume_conflicts(&self, other: &TrainConfig) -> Vec<String> {
-        load::resume_conflicts(&self.to_table(), &other.to_table(), &RESUMABLE_KEYS)
     }
 }
 

@@ -345,18 +345,6 @@ impl RlConfig {
         Ok(config)
     }
 
-    /// The resolved config as TOML.
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
-    }
-
-    /// Dotted keys that differ from `other`, except [`RL_RESUMABLE_KEYS`].
-    pub fn resume_conflicts(&self, other: &RlConfig) -> Vec<String> {
-        let a = toml::Table::try_from(self).unwrap_or_default();
-        let b = toml::Table::try_from(other).unwrap_or_default();
-        load::resume_conflicts(&a, &b, &RL_RESUMABLE_KEYS)
-    }
-
     /// Checks every value; errors name the dotted key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
@@ -527,6 +515,7 @@ impl RlConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::SessionConfig;
 
     const MINIMAL: &str = r#"
 objective = "ppo_lag"
