@@ -1,12 +1,15 @@
-//! Logit parity with Hugging Face transformers on small random Llama models.
+//! Logit parity with Hugging Face transformers on small random models of every supported family.
 //!
-//! Fixtures come from `scripts/make-hf-fixtures.py` (transformers, eager attention, float32):
-//! left-padded inputs, their logits, per-token log-probs and greedy generations.
+//! Fixtures come from `scripts/make-hf-fixtures.py` (Llama, float32, single file) and
+//! `scripts/make-family-fixtures.py` (Qwen2, Qwen3 stored in bf16, Llama 3 RoPE scaling; sharded):
+//! transformers with eager attention, left-padded inputs, their logits, per-token log-probs and
+//! greedy generations.
 
 use std::path::PathBuf;
 
 use saferlhf::Device;
 use saferlhf::burn::tensor::{Bool, Int, Tensor, TensorData};
+use saferlhf::model::config::{Family, RopeScaling};
 use saferlhf::model::weights::{load_hf_dir, save_hf_dir};
 use saferlhf::model::{LlamaConfig, LlamaForCausalLM};
 use saferlhf::rollout::{GenerateConfig, Sampler, generate};
@@ -182,6 +185,86 @@ fn tied_model_matches_transformers() {
 #[test]
 fn untied_model_matches_transformers() {
     check_fixture("tiny-llama-untied", false);
+}
+
+#[test]
+fn qwen2_matches_transformers() {
+    // q/k/v biases (and none on o), tied head, 7 shards.
+    check_fixture("tiny-qwen2", true);
+    let (config, model) = load_hf_dir(fixture("tiny-qwen2"), &Device::flex()).unwrap();
+    assert_eq!(config.family().unwrap(), Family::Qwen2);
+    let attn = &model.model.layers[0].self_attn;
+    assert!(attn.q_proj.bias.is_some() && attn.v_proj.bias.is_some());
+    assert!(attn.o_proj.bias.is_none() && attn.q_norm.is_none());
+}
+
+#[test]
+fn qwen3_in_bf16_matches_transformers() {
+    // Per-head q/k RMSNorm, head_dim 32 with hidden 64 over 4 heads, untied, bf16 shards.
+    check_fixture("tiny-qwen3", false);
+    let (config, model) = load_hf_dir(fixture("tiny-qwen3"), &Device::flex()).unwrap();
+    assert_eq!(config.family().unwrap(), Family::Qwen3);
+    assert_eq!(config.head_dim(), 32);
+    assert!(model.model.layers[1].self_attn.k_norm.is_some());
+}
+
+#[test]
+fn llama3_rope_scaling_matches_transformers() {
+    // The fixture's sequences (20 tokens) are longer than its original context (16), so the
+    // scaling changes the logits (by up to 7 in transformers without it).
+    check_fixture("tiny-llama3", true);
+    let config = LlamaConfig::from_file(fixture("tiny-llama3").join("config.json")).unwrap();
+    assert!(matches!(config.rope().unwrap(), RopeScaling::Llama3 { .. }));
+}
+
+#[test]
+fn every_family_exports_what_it_loaded() {
+    let device = Device::flex();
+    for (name, extra) in [
+        ("tiny-qwen2", "model.layers.0.self_attn.q_proj.bias"),
+        ("tiny-qwen3", "model.layers.0.self_attn.q_norm.weight"),
+        ("tiny-llama3", "model.layers.1.mlp.up_proj.weight"),
+    ] {
+        let (config, model) = load_hf_dir(fixture(name), &device).unwrap();
+        let dir = tempdir(&format!("export-{name}"));
+        save_hf_dir(&model, &config, &dir).unwrap();
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        let family = config.family().unwrap();
+        assert_eq!(written["model_type"], family.model_type(), "{name}");
+        assert_eq!(written["architectures"][0], family.architecture(), "{name}");
+        // transformers reads a null head_dim as a number (and fails): absent fields stay absent.
+        for key in ["head_dim", "num_key_value_heads"] {
+            assert!(
+                written.get(key).is_none_or(|v| !v.is_null()),
+                "{name}: {key}"
+            );
+        }
+        let (config2, model2) = load_hf_dir(&dir, &device).unwrap();
+        assert_eq!(config2.family().unwrap(), family, "{name}");
+        assert_eq!(config2.rope().unwrap(), config.rope().unwrap(), "{name}");
+        check_logits(&model2, &read_expected(name), &device);
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert!(file.tensor(extra).is_ok(), "{name}: {extra} not exported");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_missing_shard_is_named() {
+    let dir = tempdir("missing-shard");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture("tiny-qwen2")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let shard = "model-00003-of-00007.safetensors";
+    std::fs::remove_file(dir.join(shard)).unwrap();
+    let err = load_hf_dir(&dir, &Device::flex()).unwrap_err().to_string();
+    assert!(err.contains(shard), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

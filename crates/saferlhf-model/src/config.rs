@@ -1,5 +1,6 @@
-//! Model configuration: the fields of a Hugging Face Llama `config.json`, named presets, and the
-//! checks that reject a configuration the decoder cannot run.
+//! Model configuration: the fields of a Hugging Face `config.json` of the decoder families this
+//! crate implements ([`Family`]: Llama 2/3.x and SmolLM, Qwen2/Qwen2.5, Qwen3), named presets, and
+//! the checks that reject a configuration the decoder cannot run.
 
 use std::path::Path;
 
@@ -27,14 +28,195 @@ impl TokenIds {
     }
 }
 
-/// Configuration of a Llama-family decoder.
+/// The decoder families this crate implements. They share one pre-norm decoder (RMSNorm, RoPE in
+/// the rotate-half layout, grouped-query attention, SwiGLU) and differ in a few places:
 ///
-/// Field names and meanings are those of Hugging Face's `LlamaConfig`, so a `config.json` from the
-/// Hub deserializes directly (keys this crate does not use, such as `architectures`, are ignored;
-/// keys that would change the computation in a way this crate does not implement, such as
-/// `rope_scaling`, are rejected by [`LlamaConfig::validate`]).
+/// | family | `model_type` | q/k/v bias | o bias | q/k RMSNorm per head |
+/// |---|---|---|---|---|
+/// | Llama (2, 3.x, SmolLM) | `llama` | `attention_bias` | `attention_bias` | no |
+/// | Qwen2, Qwen2.5 | `qwen2` | yes | no | no |
+/// | Qwen3 | `qwen3` | `attention_bias` | `attention_bias` | yes |
+///
+/// (as in transformers' `modeling_llama.py`, `modeling_qwen2.py`, `modeling_qwen3.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `LlamaForCausalLM`.
+    Llama,
+    /// `Qwen2ForCausalLM`.
+    Qwen2,
+    /// `Qwen3ForCausalLM`.
+    Qwen3,
+}
+
+impl Family {
+    /// Every family, in table order.
+    pub const ALL: [Family; 3] = [Family::Llama, Family::Qwen2, Family::Qwen3];
+
+    /// The family of a `model_type` (`llama`, `qwen2`, `qwen3`).
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.model_type() == model_type)
+    }
+
+    /// The family of an `architectures` entry (`Qwen2ForCausalLM`, ...).
+    pub fn from_architecture(architecture: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.architecture() == architecture)
+    }
+
+    /// `config.json`'s `model_type`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+
+    /// The transformers class, `config.json`'s `architectures` entry.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Qwen3 => "Qwen3ForCausalLM",
+        }
+    }
+}
+
+/// The rotary-embedding frequency scaling of a configuration (`rope_scaling`, or transformers 5's
+/// `rope_parameters`), as transformers' `modeling_rope_utils.py` computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// No scaling (`default`), and `dynamic` (dynamic NTK): that one changes the frequencies only
+    /// for sequences longer than `max_position_embeddings`, which this crate never runs.
+    None,
+    /// `linear`: every inverse frequency divided by `factor`.
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// `llama3` (Llama 3.1+): low frequencies divided by `factor`, high ones kept, the band
+    /// between interpolated.
+    Llama3 {
+        /// Divisor of the low frequencies.
+        factor: f64,
+        /// Wavelengths above `original_max_position_embeddings / low_freq_factor` are scaled.
+        low_freq_factor: f64,
+        /// Wavelengths below `original_max_position_embeddings / high_freq_factor` are kept.
+        high_freq_factor: f64,
+        /// The context length of pre-training.
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// RoPE types transformers knows that this crate does not implement (named in the error).
+const KNOWN_UNSUPPORTED_ROPE: [&str; 3] = ["yarn", "longrope", "su"];
+
+impl RopeScaling {
+    /// The inverse frequencies θ^(-2i/d) (i < d/2) of `head_dim` d, scaled.
+    pub fn inv_freq(&self, theta: f64, head_dim: usize) -> Vec<f64> {
+        let half = head_dim / 2;
+        (0..half)
+            .map(|i| {
+                let base = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
+                match *self {
+                    RopeScaling::None => base,
+                    RopeScaling::Linear { factor } => base / factor,
+                    RopeScaling::Llama3 {
+                        factor,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_position_embeddings: context,
+                    } => {
+                        let wavelen = 2.0 * std::f64::consts::PI / base;
+                        let (low_wavelen, high_wavelen) =
+                            (context / low_freq_factor, context / high_freq_factor);
+                        if wavelen < high_wavelen {
+                            base
+                        } else if wavelen > low_wavelen {
+                            base / factor
+                        } else {
+                            let smooth = (context / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * base / factor + smooth * base
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Parses a `rope_scaling` / `rope_parameters` object (`rope_type`, or the older `type`);
+    /// `field` names it in errors.
+    fn parse(value: &serde_json::Value, field: &str) -> Result<Self> {
+        let bad = |reason: String| ModelError::Config {
+            field: field.into(),
+            reason,
+        };
+        let kind = value
+            .get("rope_type")
+            .or_else(|| value.get("type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("default");
+        let number = |key: &str| -> Result<f64> {
+            let v = value
+                .get(key)
+                .ok_or_else(|| bad(format!("`{kind}` scaling needs `{key}`")))?;
+            v.as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| bad(format!("`{key}` must be a positive number, found {v}")))
+        };
+        match kind {
+            "default" | "dynamic" => Ok(RopeScaling::None),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: number("factor")?,
+            }),
+            "llama3" => {
+                let (low_freq_factor, high_freq_factor) =
+                    (number("low_freq_factor")?, number("high_freq_factor")?);
+                if high_freq_factor <= low_freq_factor {
+                    return Err(bad(format!(
+                        "high_freq_factor ({high_freq_factor}) must exceed low_freq_factor \
+                         ({low_freq_factor})"
+                    )));
+                }
+                Ok(RopeScaling::Llama3 {
+                    factor: number("factor")?,
+                    low_freq_factor,
+                    high_freq_factor,
+                    original_max_position_embeddings: number("original_max_position_embeddings")?,
+                })
+            }
+            other => Err(bad(format!(
+                "RoPE type `{other}` is not supported (supported: default, dynamic, linear, \
+                 llama3{})",
+                if KNOWN_UNSUPPORTED_ROPE.contains(&other) {
+                    "; transformers applies it, this crate does not yet"
+                } else {
+                    ""
+                }
+            ))),
+        }
+    }
+}
+
+/// Configuration of a decoder of one of the [`Family`]s (the name is historical: Llama was the
+/// first).
+///
+/// Field names and meanings are those of Hugging Face's `LlamaConfig` / `Qwen2Config` /
+/// `Qwen3Config`, so a `config.json` from the Hub deserializes directly (keys this crate does not
+/// use, such as `initializer_range`, are ignored; keys that would change the computation in a way
+/// this crate does not implement, such as a sliding attention window or `yarn` RoPE scaling, are
+/// rejected by [`LlamaConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    /// `llama`, `qwen2` or `qwen3` ([`Family`]); absent means `llama` unless `architectures`
+    /// names another family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
+    /// The transformers classes (`["Qwen2ForCausalLM"]`); consulted when `model_type` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architectures: Option<Vec<String>>,
     /// Number of tokens in the vocabulary (rows of the embedding).
     pub vocab_size: usize,
     /// Width of the residual stream.
@@ -46,10 +228,10 @@ pub struct LlamaConfig {
     /// Number of query heads.
     pub num_attention_heads: usize,
     /// Number of key/value heads (grouped-query attention); defaults to `num_attention_heads`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<usize>,
     /// Width of one head; defaults to `hidden_size / num_attention_heads`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     /// RoPE base frequency θ.
     #[serde(default = "default_rope_theta")]
@@ -66,20 +248,28 @@ pub struct LlamaConfig {
     /// Activation of the feed-forward layer; only `silu` is implemented.
     #[serde(default = "default_hidden_act")]
     pub hidden_act: String,
-    /// Bias on the attention projections; only `false` is implemented.
+    /// Bias on the attention projections (Llama, Qwen3; Qwen2 always has q/k/v biases and no o
+    /// bias, see [`Family`]).
     #[serde(default)]
     pub attention_bias: bool,
-    /// Bias on the feed-forward projections; only `false` is implemented.
+    /// Bias on the feed-forward projections (Llama only).
     #[serde(default)]
     pub mlp_bias: bool,
-    /// transformers >= 5 writes RoPE settings here (`{"rope_theta": .., "rope_type": "default"}`)
-    /// instead of a top-level `rope_theta`; [`LlamaConfig::from_json_str`] folds it into
-    /// `rope_theta`. Only the `default` RoPE type is implemented.
+    /// transformers >= 5 writes RoPE settings here (`{"rope_theta": .., "rope_type": "llama3",
+    /// "factor": ..}`) instead of a top-level `rope_theta` and `rope_scaling`;
+    /// [`LlamaConfig::from_json_str`] folds it into those two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<serde_json::Value>,
-    /// RoPE scaling (Llama 3.1 style); not implemented, must be absent or null.
+    /// RoPE frequency scaling ([`RopeScaling`]: `linear`, `dynamic`, `llama3`); absent or null
+    /// means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
+    /// Qwen2/Qwen3 sliding-window attention; not implemented, must be false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_sliding_window: bool,
+    /// transformers 5's per-layer attention kinds; only `full_attention` is implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_types: Option<Vec<String>>,
     /// Beginning-of-sequence token id.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
@@ -109,6 +299,8 @@ impl LlamaConfig {
     /// `char-tiny`): hidden 256, 4 layers, 4 heads, FFN 1024, vocabulary 512.
     pub fn tiny() -> Self {
         LlamaConfig {
+            model_type: None,
+            architectures: None,
             vocab_size: 512,
             hidden_size: 256,
             intermediate_size: 1024,
@@ -125,6 +317,8 @@ impl LlamaConfig {
             mlp_bias: false,
             rope_parameters: None,
             rope_scaling: None,
+            use_sliding_window: false,
+            layer_types: None,
             bos_token_id: Some(1),
             eos_token_id: Some(TokenIds::One(2)),
             pad_token_id: Some(0),
@@ -203,40 +397,100 @@ impl LlamaConfig {
                 reason: e.to_string(),
             })?;
         if let Some(params) = config.rope_parameters.take().filter(|p| !p.is_null()) {
-            let kind = params
-                .get("rope_type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("default");
-            if kind != "default" {
-                return Err(ModelError::Config {
-                    field: "rope_parameters.rope_type".into(),
-                    reason: format!("`{kind}` is not supported (only default)"),
-                });
-            }
             if let Some(theta) = params.get("rope_theta") {
                 config.rope_theta = theta.as_f64().ok_or_else(|| ModelError::Config {
                     field: "rope_parameters.rope_theta".into(),
                     reason: format!("expected a number, found {theta}"),
                 })?;
             }
+            // The scaling part (everything but θ) becomes `rope_scaling`, checked below.
+            let mut scaling = params;
+            if let Some(map) = scaling.as_object_mut() {
+                map.remove("rope_theta");
+            }
+            RopeScaling::parse(&scaling, "rope_parameters")?;
+            let is_default = scaling
+                .get("rope_type")
+                .and_then(|t| t.as_str())
+                .is_none_or(|t| t == "default");
+            if !is_default {
+                config.rope_scaling = Some(scaling);
+            }
         }
         config.validate()?;
         Ok(config)
     }
 
-    /// Writes the configuration as a Hugging Face `config.json` (with `architectures` and
-    /// `model_type` so transformers recognises it).
+    /// Writes the configuration as a Hugging Face `config.json` (with the family's
+    /// `architectures` and `model_type` so transformers recognises it).
     pub fn to_hf_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let serde_json::Value::Object(map) = &mut value {
+            let family = self.family().unwrap_or(Family::Llama);
             map.insert(
                 "architectures".into(),
-                serde_json::json!(["LlamaForCausalLM"]),
+                serde_json::json!([family.architecture()]),
             );
-            map.insert("model_type".into(), serde_json::json!("llama"));
+            map.insert("model_type".into(), serde_json::json!(family.model_type()));
             map.insert("torch_dtype".into(), serde_json::json!("float32"));
         }
         value
+    }
+
+    /// The family: from `model_type`, else from `architectures`, else Llama. An unknown
+    /// `model_type` (or, without one, an unknown architecture) is an error naming it.
+    pub fn family(&self) -> Result<Family> {
+        let supported = |names: fn(Family) -> &'static str| Family::ALL.map(names).join(", ");
+        if let Some(model_type) = &self.model_type {
+            return Family::from_model_type(model_type).ok_or_else(|| ModelError::Config {
+                field: "model_type".into(),
+                reason: format!(
+                    "`{model_type}` is not supported (supported: {})",
+                    supported(Family::model_type)
+                ),
+            });
+        }
+        match self.architectures.as_deref() {
+            None | Some([]) => Ok(Family::Llama),
+            Some(names) => names
+                .iter()
+                .find_map(|n| Family::from_architecture(n))
+                .ok_or_else(|| ModelError::Config {
+                    field: "architectures".into(),
+                    reason: format!(
+                        "{names:?} names no supported class (supported: {})",
+                        supported(Family::architecture)
+                    ),
+                }),
+        }
+    }
+
+    /// The RoPE frequency scaling ([`RopeScaling::None`] when absent).
+    pub fn rope(&self) -> Result<RopeScaling> {
+        match &self.rope_scaling {
+            Some(value) if !value.is_null() => RopeScaling::parse(value, "rope_scaling"),
+            _ => Ok(RopeScaling::None),
+        }
+    }
+
+    /// Whether the q/k/v projections have biases.
+    pub fn qkv_bias(&self) -> bool {
+        matches!(self.family(), Ok(Family::Qwen2)) || self.attention_bias
+    }
+
+    /// Whether the output projection of attention has a bias.
+    pub fn o_bias(&self) -> bool {
+        !matches!(self.family(), Ok(Family::Qwen2)) && self.attention_bias
+    }
+
+    /// Whether the feed-forward projections have biases (only Llama reads `mlp_bias`).
+    pub fn ffn_bias(&self) -> bool {
+        matches!(self.family(), Ok(Family::Llama)) && self.mlp_bias
+    }
+
+    /// Whether queries and keys are RMS-normalised per head before RoPE (Qwen3).
+    pub fn qk_norm(&self) -> bool {
+        matches!(self.family(), Ok(Family::Qwen3))
     }
 
     /// Number of key/value heads.
@@ -312,20 +566,26 @@ impl LlamaConfig {
                 format!("`{}` is not supported (only silu)", self.hidden_act),
             );
         }
-        if self.attention_bias {
+        self.family()?;
+        self.rope()?;
+        if self.use_sliding_window {
             return bad(
-                "attention_bias",
-                "biased attention projections are not supported",
+                "use_sliding_window",
+                "sliding-window attention is not supported (it equals full attention while a \
+                 sequence is no longer than `sliding_window`: a model used only on such sequences \
+                 may set it to false)",
             );
         }
-        if self.mlp_bias {
+        if let Some(kind) = self
+            .layer_types
+            .iter()
+            .flatten()
+            .find(|k| k.as_str() != "full_attention")
+        {
             return bad(
-                "mlp_bias",
-                "biased feed-forward projections are not supported",
+                "layer_types",
+                format!("`{kind}` layers are not supported (only full_attention)"),
             );
-        }
-        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return bad("rope_scaling", "RoPE scaling is not supported");
         }
         for id in self
             .eos_ids()
@@ -380,9 +640,107 @@ mod tests {
             "rope_parameters":{"rope_theta":500000.0,"rope_type":"default"}}"#;
         let config = LlamaConfig::from_json_str(json).unwrap();
         assert_eq!(config.rope_theta, 500000.0);
+        assert_eq!(config.rope().unwrap(), RopeScaling::None);
         let json = json.replace("\"default\"", "\"llama3\"");
         let err = LlamaConfig::from_json_str(&json).unwrap_err().to_string();
-        assert!(err.contains("rope_type"), "{err}");
+        assert!(
+            err.contains("rope_parameters") && err.contains("factor"),
+            "{err}"
+        );
+        let json = json.replace(
+            "\"llama3\"",
+            "\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\
+             \"original_max_position_embeddings\":8192",
+        );
+        let config = LlamaConfig::from_json_str(&json).unwrap();
+        assert_eq!(config.rope_theta, 500000.0);
+        assert!(matches!(
+            config.rope().unwrap(),
+            RopeScaling::Llama3 { factor: 8.0, .. }
+        ));
+    }
+
+    #[test]
+    fn llama3_and_linear_frequencies_by_hand() {
+        // head_dim 4, θ = 10000: unscaled inverse frequencies 1 and 0.01 (wavelengths 2π and
+        // 200π).
+        let llama3 = |context: f64| RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: context,
+        };
+        let close = |a: &[f64], b: &[f64]| {
+            assert!(
+                a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9),
+                "{a:?} vs {b:?}"
+            )
+        };
+        close(&RopeScaling::None.inv_freq(10_000.0, 4), &[1.0, 0.01]);
+        close(
+            &RopeScaling::Linear { factor: 2.0 }.inv_freq(10_000.0, 4),
+            &[0.5, 0.005],
+        );
+        // Context 100: kept below wavelength 25, divided by 8 above 100.
+        close(&llama3(100.0).inv_freq(10_000.0, 4), &[1.0, 0.00125]);
+        // Context 1000: 200π lies between 250 and 1000; smooth = (1000 / 200π - 1) / 3.
+        let smooth = (1000.0 / (200.0 * std::f64::consts::PI) - 1.0) / 3.0;
+        close(
+            &llama3(1000.0).inv_freq(10_000.0, 4),
+            &[1.0, (1.0 - smooth) * 0.01 / 8.0 + smooth * 0.01],
+        );
+    }
+
+    #[test]
+    fn hub_style_llama3_rope_scaling_parses() {
+        // Llama 3.1's own config.json (transformers 4 layout).
+        let json = r#"{"architectures":["LlamaForCausalLM"],"vocab_size":128,"hidden_size":64,
+            "intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,
+            "rope_theta":500000.0,"rope_scaling":{"factor":8.0,"low_freq_factor":1.0,
+            "high_freq_factor":4.0,"original_max_position_embeddings":8192,"rope_type":"llama3"}}"#;
+        let config = LlamaConfig::from_json_str(json).unwrap();
+        assert_eq!(config.family().unwrap(), Family::Llama);
+        assert!(matches!(config.rope().unwrap(), RopeScaling::Llama3 { .. }));
+        for (kind, named) in [("yarn", "yarn"), ("wavy", "wavy")] {
+            let bad = json.replace("\"llama3\"", &format!("\"{kind}\""));
+            let err = LlamaConfig::from_json_str(&bad).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains("rope_scaling"), "{err}");
+        }
+    }
+
+    #[test]
+    fn families_come_from_model_type_or_architectures() {
+        let base = r#""vocab_size":128,"hidden_size":64,"intermediate_size":128,
+            "num_hidden_layers":2,"num_attention_heads":4"#;
+        let parse = |extra: &str| LlamaConfig::from_json_str(&format!("{{{base}{extra}}}"));
+        assert_eq!(parse("").unwrap().family().unwrap(), Family::Llama);
+        let qwen2 = parse(r#","model_type":"qwen2","use_sliding_window":false"#).unwrap();
+        assert_eq!(qwen2.family().unwrap(), Family::Qwen2);
+        assert!(qwen2.qkv_bias() && !qwen2.o_bias() && !qwen2.qk_norm());
+        let qwen3 = parse(r#","architectures":["Qwen3ForCausalLM"]"#).unwrap();
+        assert_eq!(qwen3.family().unwrap(), Family::Qwen3);
+        assert!(!qwen3.qkv_bias() && qwen3.qk_norm());
+        let err = parse(r#","model_type":"mistral""#).unwrap_err().to_string();
+        assert!(err.contains("mistral") && err.contains("qwen3"), "{err}");
+        let err = parse(r#","architectures":["GPT2LMHeadModel"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GPT2LMHeadModel"), "{err}");
+        let err = parse(r#","model_type":"qwen2","use_sliding_window":true"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use_sliding_window"), "{err}");
+        let err = parse(r#","layer_types":["full_attention","sliding_attention"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sliding_attention"), "{err}");
+        // Llama's mlp_bias is read; Qwen has no feed-forward biases.
+        assert!(parse(r#","mlp_bias":true"#).unwrap().ffn_bias());
+        assert!(
+            !parse(r#","model_type":"qwen2","mlp_bias":true"#)
+                .unwrap()
+                .ffn_bias()
+        );
     }
 
     #[test]

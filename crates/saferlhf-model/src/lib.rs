@@ -17,7 +17,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use cache::KvCache;
-pub use config::LlamaConfig;
+pub use config::{Family, LlamaConfig, RopeScaling};
 pub use decode::DecodeWeights;
 pub use error::{ModelError, Result};
 pub use logits::LogitPolicy;

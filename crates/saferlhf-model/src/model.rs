@@ -1,8 +1,11 @@
-//! The Llama-family decoder: RMSNorm, rotary position embeddings (Hugging Face's rotate-half
-//! layout), grouped-query attention on burn's fused attention, SwiGLU, optionally tied embeddings.
+//! The decoder of every [`Family`](crate::config::Family) (Llama, Qwen2, Qwen3): RMSNorm, rotary
+//! position embeddings (Hugging Face's rotate-half layout, optionally scaled), grouped-query
+//! attention on burn's fused attention (with the family's projection biases and, for Qwen3,
+//! per-head q/k RMSNorm), SwiGLU, optionally tied embeddings.
 //!
-//! Module and field names mirror Hugging Face's `LlamaForCausalLM` (`model.layers.0.self_attn.
-//! q_proj`, ...) so weights import and export by name. Every forward takes a left-padded batch
+//! Module and field names mirror Hugging Face's `LlamaForCausalLM` / `Qwen2ForCausalLM` /
+//! `Qwen3ForCausalLM` (`model.layers.0.self_attn.q_proj`, `...q_norm`) so weights import and
+//! export by name. Every forward takes a left-padded batch
 //! and a key mask; rows of different lengths share one call.
 
 use burn::module::Module;
@@ -28,6 +31,10 @@ pub struct SelfAttention {
     pub v_proj: Linear,
     /// Output projection, heads * head_dim -> hidden.
     pub o_proj: Linear,
+    /// Qwen3: RMSNorm over each query head (head_dim), before RoPE.
+    pub q_norm: Option<RmsNorm>,
+    /// Qwen3: RMSNorm over each key head (head_dim), before RoPE.
+    pub k_norm: Option<RmsNorm>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -75,7 +82,9 @@ pub struct LlamaForCausalLM {
     pub model: LlamaModel,
     /// Output projection hidden -> vocab; `None` when tied to `model.embed_tokens`.
     pub lm_head: Option<Linear>,
-    rope_theta: f64,
+    /// RoPE inverse frequencies (head_dim / 2 of them, scaling applied).
+    #[module(skip)]
+    inv_freq: Vec<f32>,
     max_positions: usize,
 }
 
@@ -90,13 +99,13 @@ pub(crate) struct RopeTables {
 }
 
 impl RopeTables {
-    /// Angles position * θ^(-2i/d) for each (row, position), computed on the device.
-    fn new(positions: Tensor<2, Int>, head_dim: usize, theta: f64) -> Self {
+    /// Angles position * f_i for each (row, position), computed on the device, from the
+    /// `head_dim / 2` inverse frequencies f_i (θ^(-2i/d), scaled).
+    fn new(positions: Tensor<2, Int>, inv_freq: &[f32]) -> Self {
         let device = positions.device();
-        let (d, half) = (head_dim, head_dim / 2);
-        let inv_freq: Vec<f32> = (0..d)
-            .map(|i| (1.0 / theta.powf((2 * (i % half)) as f64 / d as f64)) as f32)
-            .collect();
+        let half = inv_freq.len();
+        let d = 2 * half;
+        let inv_freq: Vec<f32> = (0..d).map(|i| inv_freq[i % half]).collect();
         let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [d]), &device);
         let [batch, seq] = positions.dims();
         let angles = positions.float().reshape([batch, seq, 1]) * inv_freq.reshape([1, 1, d]);
@@ -153,7 +162,29 @@ fn flat_linear(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tens
 }
 
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
-    LinearConfig::new(d_in, d_out).with_bias(false).init(device)
+    biased_linear(d_in, d_out, false, device)
+}
+
+fn biased_linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_bias(bias).init(device)
+}
+
+/// `x` plus `linear`'s bias (if it has one), broadcast over [batch, seq]: the packed decode
+/// products carry only the weights.
+fn add_bias(x: Tensor<3>, linear: &Linear) -> Tensor<3> {
+    match &linear.bias {
+        Some(bias) => {
+            let n = bias.dims()[0];
+            x + bias.val().reshape([1, 1, n])
+        }
+        None => x,
+    }
+}
+
+fn rms_norm(width: usize, config: &LlamaConfig, device: &Device) -> RmsNorm {
+    RmsNormConfig::new(width)
+        .with_epsilon(config.rms_norm_eps)
+        .init(device)
 }
 
 impl SelfAttention {
@@ -163,11 +194,15 @@ impl SelfAttention {
             config.kv_heads(),
             config.head_dim(),
         );
+        let (qkv_bias, o_bias) = (config.qkv_bias(), config.o_bias());
+        let head_norm = || config.qk_norm().then(|| rms_norm(d, config, device));
         SelfAttention {
-            q_proj: linear(config.hidden_size, h * d, device),
-            k_proj: linear(config.hidden_size, kv * d, device),
-            v_proj: linear(config.hidden_size, kv * d, device),
-            o_proj: linear(h * d, config.hidden_size, device),
+            q_proj: biased_linear(config.hidden_size, h * d, qkv_bias, device),
+            k_proj: biased_linear(config.hidden_size, kv * d, qkv_bias, device),
+            v_proj: biased_linear(config.hidden_size, kv * d, qkv_bias, device),
+            o_proj: biased_linear(h * d, config.hidden_size, o_bias, device),
+            q_norm: head_norm(),
+            k_norm: head_norm(),
             n_heads: h,
             n_kv_heads: kv,
             head_dim: d,
@@ -192,11 +227,13 @@ impl SelfAttention {
         let (q, k, v) = match pack {
             Some(pack) => {
                 let qkv = pack.qkv.matmul(x);
-                let part = |from: usize, to: usize| qkv.clone().slice([0..b, 0..s, from..to]);
+                let part = |from: usize, to: usize, linear: &Linear| {
+                    add_bias(qkv.clone().slice([0..b, 0..s, from..to]), linear)
+                };
                 (
-                    part(0, h * d),
-                    part(h * d, (h + kv) * d),
-                    part((h + kv) * d, (h + 2 * kv) * d),
+                    part(0, h * d, &self.q_proj),
+                    part(h * d, (h + kv) * d, &self.k_proj),
+                    part((h + kv) * d, (h + 2 * kv) * d, &self.v_proj),
                 )
             }
             None => (
@@ -205,9 +242,14 @@ impl SelfAttention {
                 project(&self.v_proj, x),
             ),
         };
+        // Qwen3 normalises each head before RoPE.
+        let norm = |t: Tensor<4>, norm: &Option<RmsNorm>| match norm {
+            Some(norm) => norm.forward(t),
+            None => t,
+        };
         // [batch, heads, seq, head_dim], rotated before the heads move in front of the positions.
-        let q = rope.apply(heads(q, h)).swap_dims(1, 2);
-        let k = rope.apply(heads(k, kv)).swap_dims(1, 2);
+        let q = rope.apply(norm(heads(q, h), &self.q_norm)).swap_dims(1, 2);
+        let k = rope.apply(norm(heads(k, kv), &self.k_norm)).swap_dims(1, 2);
         let v = heads(v, kv).swap_dims(1, 2);
         // k, v: [batch, kv_heads, keys, head_dim]
         let (k, v) = match cache {
@@ -223,7 +265,7 @@ impl SelfAttention {
             .swap_dims(1, 2)
             .reshape([b, s, h * d]);
         match pack {
-            Some(pack) => pack.o.matmul(out),
+            Some(pack) => add_bias(pack.o.matmul(out), &self.o_proj),
             None => project(&self.o_proj, out),
         }
     }
@@ -248,9 +290,9 @@ impl Mlp {
                 let [b, s, _] = x.dims();
                 let both = pack.gate_up.matmul(x);
                 let inner = pack.down.d_in();
-                let gate = silu(both.clone().slice([0..b, 0..s, 0..inner]));
-                pack.down
-                    .matmul(gate * both.slice([0..b, 0..s, inner..2 * inner]))
+                let gate = add_bias(both.clone().slice([0..b, 0..s, 0..inner]), &self.gate_proj);
+                let up = add_bias(both.slice([0..b, 0..s, inner..2 * inner]), &self.up_proj);
+                add_bias(pack.down.matmul(silu(gate) * up), &self.down_proj)
             }
             None => {
                 let gate = silu(project(&self.gate_proj, x.clone()));
@@ -263,18 +305,19 @@ impl Mlp {
 impl LlamaForCausalLM {
     /// A randomly initialised model of the given (validated) configuration on `device`.
     pub fn new(config: &LlamaConfig, device: &Device) -> Self {
-        let norm = || {
-            RmsNormConfig::new(config.hidden_size)
-                .with_epsilon(config.rms_norm_eps)
-                .init(device)
-        };
+        let norm = || rms_norm(config.hidden_size, config, device);
+        let (hidden, inner, ffn_bias) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.ffn_bias(),
+        );
         let layers = (0..config.num_hidden_layers)
             .map(|_| DecoderLayer {
                 self_attn: SelfAttention::new(config, device),
                 mlp: Mlp {
-                    gate_proj: linear(config.hidden_size, config.intermediate_size, device),
-                    up_proj: linear(config.hidden_size, config.intermediate_size, device),
-                    down_proj: linear(config.intermediate_size, config.hidden_size, device),
+                    gate_proj: biased_linear(hidden, inner, ffn_bias, device),
+                    up_proj: biased_linear(hidden, inner, ffn_bias, device),
+                    down_proj: biased_linear(inner, hidden, ffn_bias, device),
                 },
                 input_layernorm: norm(),
                 post_attention_layernorm: norm(),
@@ -289,7 +332,14 @@ impl LlamaForCausalLM {
             },
             lm_head: (!config.tie_word_embeddings)
                 .then(|| linear(config.hidden_size, config.vocab_size, device)),
-            rope_theta: config.rope_theta,
+            // A validated config has a known scaling; an invalid one falls back to none.
+            inv_freq: config
+                .rope()
+                .unwrap_or(crate::config::RopeScaling::None)
+                .inv_freq(config.rope_theta, config.head_dim())
+                .into_iter()
+                .map(|f| f as f32)
+                .collect(),
             max_positions: config.max_position_embeddings,
         }
     }
@@ -409,13 +459,13 @@ impl LlamaForCausalLM {
         } else {
             key_mask
         };
-        let (kv_heads, head_dim) = self.kv_shape();
+        let (kv_heads, _) = self.kv_shape();
         let rep = self
             .model
             .layers
             .first()
             .map_or(1, |l| l.self_attn.n_heads / l.self_attn.n_kv_heads.max(1));
-        let rope = RopeTables::new(positions, head_dim, self.rope_theta);
+        let rope = RopeTables::new(positions, &self.inv_freq);
         // Causal part: query i (absolute index offset + i) sees keys j <= offset + i.
         let causal: Vec<bool> = (0..s)
             .flat_map(|i| (0..keys).map(move |j| j <= offset + i))

@@ -8,7 +8,7 @@ use burn::tensor::{Bytes, DType, Device};
 use burn_store::burn_pack::Tensor as PackTensor;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter};
 
-use crate::config::{LlamaConfig, TokenIds};
+use crate::config::{Family, LlamaConfig, TokenIds};
 use crate::gguf::{GgufFile, unpermute_qk};
 use crate::model::LlamaForCausalLM;
 use crate::tokenizer::Tokenizer;
@@ -49,17 +49,39 @@ pub fn load_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Pretra
     })
 }
 
-/// The decoder configuration stored in a GGUF file's `llama.*` metadata.
+/// The decoder configuration stored in a GGUF file's `<architecture>.*` metadata (`llama`,
+/// `qwen2`, `qwen3`).
 pub fn llama_config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig> {
     let arch = gguf.get_str("general.architecture")?;
-    if arch != "llama" {
-        return Err(ModelError::Format {
-            path: gguf.path().to_path_buf(),
-            format: "GGUF",
-            reason: format!("architecture `{arch}` is not supported (only llama)"),
-        });
+    let unsupported = |reason: String| ModelError::Format {
+        path: gguf.path().to_path_buf(),
+        format: "GGUF",
+        reason,
+    };
+    let family = Family::from_model_type(arch).ok_or_else(|| {
+        unsupported(format!(
+            "architecture `{arch}` is not supported (supported: llama, qwen2, qwen3)"
+        ))
+    })?;
+    let key = |name: &str| format!("{arch}.{name}");
+    // llama.cpp bakes Llama 3.1+ RoPE scaling into a `rope_freqs` tensor and other scalings into
+    // `rope.scaling.*` keys; neither is read here, so such a file is refused rather than run
+    // with unscaled positions.
+    if gguf.tensor_info("rope_freqs.weight").is_ok() {
+        return Err(unsupported(
+            "RoPE frequency factors (`rope_freqs.weight`, Llama 3.1+ scaling) are not supported \
+             in GGUF files; load the Hugging Face directory, whose `rope_scaling` is"
+                .into(),
+        ));
     }
-    let key = |name: &str| format!("llama.{name}");
+    if let Ok(kind) = gguf.get_str(&key("rope.scaling.type"))
+        && kind != "none"
+    {
+        return Err(unsupported(format!(
+            "RoPE scaling `{kind}` in GGUF metadata is not supported; load the Hugging Face \
+             directory"
+        )));
+    }
     let heads = gguf.get_usize(&key("attention.head_count"))?;
     let vocab_size = match gguf.get_usize(&key("vocab_size")) {
         Ok(v) => v,
@@ -67,6 +89,8 @@ pub fn llama_config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig> {
     };
     let optional_id = |name: &str| gguf.get_u32(name).ok();
     let config = LlamaConfig {
+        model_type: (family != Family::Llama).then(|| family.model_type().to_string()),
+        architectures: None,
         vocab_size,
         hidden_size: gguf.get_usize(&key("embedding_length"))?,
         intermediate_size: gguf.get_usize(&key("feed_forward_length"))?,
@@ -76,7 +100,7 @@ pub fn llama_config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig> {
             gguf.get_usize(&key("attention.head_count_kv"))
                 .unwrap_or(heads),
         ),
-        head_dim: None,
+        head_dim: gguf.get_usize(&key("attention.key_length")).ok(),
         rope_theta: gguf.get_f64(&key("rope.freq_base")).unwrap_or(10_000.0),
         rms_norm_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
         tie_word_embeddings: gguf.tensor_info("output.weight").is_err(),
@@ -86,6 +110,8 @@ pub fn llama_config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig> {
         mlp_bias: false,
         rope_parameters: None,
         rope_scaling: None,
+        use_sliding_window: false,
+        layer_types: None,
         bos_token_id: optional_id("tokenizer.ggml.bos_token_id"),
         eos_token_id: optional_id("tokenizer.ggml.eos_token_id").map(TokenIds::One),
         pad_token_id: optional_id("tokenizer.ggml.padding_token_id"),
@@ -98,7 +124,8 @@ pub fn llama_config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig> {
     Ok(config)
 }
 
-/// Hugging Face name of a GGUF tensor of a llama model, or None for tensors the model ignores.
+/// Hugging Face name of a GGUF tensor of a llama, qwen2 or qwen3 model, or None for tensors the
+/// model ignores.
 fn hf_name_of(gguf_name: &str) -> Option<String> {
     let fixed = match gguf_name {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
@@ -117,7 +144,13 @@ fn hf_name_of(gguf_name: &str) -> Option<String> {
         "attn_q.weight" => "self_attn.q_proj.weight",
         "attn_k.weight" => "self_attn.k_proj.weight",
         "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_q_norm.weight" => "self_attn.q_norm.weight",
+        "attn_k_norm.weight" => "self_attn.k_norm.weight",
         "attn_output.weight" => "self_attn.o_proj.weight",
+        "attn_output.bias" => "self_attn.o_proj.bias",
         "ffn_norm.weight" => "post_attention_layernorm.weight",
         "ffn_gate.weight" => "mlp.gate_proj.weight",
         "ffn_up.weight" => "mlp.up_proj.weight",
@@ -128,8 +161,10 @@ fn hf_name_of(gguf_name: &str) -> Option<String> {
 }
 
 /// Builds a model of `config` from a GGUF file's tensors: dequantized to f32, renamed to Hugging
-/// Face names, q/k rows un-permuted from llama.cpp's layout back to Hugging Face's rotate-half
-/// layout. Every model parameter must be found with the right shape.
+/// Face names, and for the llama architecture q/k rows un-permuted from llama.cpp's layout back to
+/// Hugging Face's rotate-half layout (llama.cpp's converter permutes only llama's; Qwen's rotate
+/// in the rotate-half ("NEOX") layout there too). Every model parameter must be found with the
+/// right shape.
 pub fn load_gguf_weights(
     gguf: &GgufFile,
     config: &LlamaConfig,
@@ -146,7 +181,9 @@ pub fn load_gguf_weights(
             continue;
         };
         let (shape, mut data) = gguf.tensor_f32(info.name())?;
-        let heads = if name.ends_with("q_proj.weight") {
+        let heads = if !matches!(config.family(), Ok(Family::Llama)) {
+            None
+        } else if name.ends_with("q_proj.weight") {
             Some(config.num_attention_heads)
         } else if name.ends_with("k_proj.weight") {
             Some(config.kv_heads())
