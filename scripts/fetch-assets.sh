@@ -183,3 +183,86 @@ fetch_pyrit_harm() {
 }
 
 fetch_pyrit_harm
+
+# ---------------------------------------------------------------------------------------------------
+# Chat templates of the model families saferlhf loads (crates/saferlhf-model/src/chat.rs; tests in
+# tests/chat_templates.rs)
+#
+# llama.cpp keeps the Jinja chat templates of popular Hugging Face models (copied from each model's
+# tokenizer_config.json by its scripts/get_chat_template.py) in models/templates/; the PyPI sdist of
+# llama-cpp-python 0.3.36 (MIT) vendors llama.cpp with them. This section fetches that sdist from
+# the package index (the index pip uses: $PIP_INDEX_URL, default PyPI) without building it, checks
+# its sha256 and extracts the templates below into assets/chat-templates/. The sdist itself is not
+# kept. Same rules as above: idempotent, written under temporary names, renamed once complete.
+# ---------------------------------------------------------------------------------------------------
+
+TEMPLATES_SDIST="llama_cpp_python-0.3.36.tar.gz"
+TEMPLATES_SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+TEMPLATES_MEMBER_DIR="llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates"
+TEMPLATES_DEST="$ASSETS/chat-templates"
+CHAT_TEMPLATES=(
+    Qwen-Qwen2.5-7B-Instruct.jinja
+    Qwen-Qwen3-0.6B.jinja
+    meta-llama-Llama-3.1-8B-Instruct.jinja
+    meta-llama-Llama-3.2-3B-Instruct.jinja
+    meta-llama-Llama-3.3-70B-Instruct.jinja
+    HuggingFaceTB-SmolLM3-3B.jinja
+    deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja
+    google-gemma-2-2b-it.jinja
+    microsoft-Phi-3.5-mini-instruct.jinja
+    mistralai-Mistral-Nemo-Instruct-2407.jinja
+)
+
+fetch_chat_templates() {
+    local name missing=0
+    for name in "${CHAT_TEMPLATES[@]}"; do
+        [[ -f "$TEMPLATES_DEST/$name" ]] || missing=1
+    done
+    if [[ $missing -eq 0 ]]; then
+        log "ok: $TEMPLATES_DEST (${#CHAT_TEMPLATES[@]} chat templates)"
+        return 0
+    fi
+    mkdir -p "$TEMPLATES_DEST"
+    log "downloading $TEMPLATES_SDIST (llama.cpp's chat templates) from the package index"
+    "$PYTHON" - "$TEMPLATES_SDIST" "$TEMPLATES_SDIST_SHA256" "$TEMPLATES_MEMBER_DIR" \
+        "$TEMPLATES_DEST" "${CHAT_TEMPLATES[@]}" <<'PYEOF' || die "fetching the chat templates failed"
+import hashlib, html.parser, os, sys, tarfile, tempfile, urllib.parse, urllib.request
+
+sdist, want, member_dir, dest, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/") + "/llama-cpp-python/"
+
+class Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs = []
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs += [v for k, v in attrs if k == "href"]
+
+with urllib.request.urlopen(index, timeout=120) as r:
+    parser = Links()
+    parser.feed(r.read().decode())
+urls = [urllib.parse.urljoin(index, h) for h in parser.hrefs if h.split("#")[0].endswith("/" + sdist)]
+if not urls:
+    sys.exit(f"{sdist} is not listed at {index}")
+with tempfile.TemporaryDirectory(dir=dest) as tmp:
+    path = os.path.join(tmp, sdist)
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(urls[0].split("#")[0], timeout=600) as r, open(path, "wb") as out:
+        while chunk := r.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != want:
+        sys.exit(f"sha256 mismatch for {sdist}: expected {want}, found {digest.hexdigest()}")
+    with tarfile.open(path) as tar:
+        for name in names:
+            data = tar.extractfile(f"{member_dir}/{name}").read()
+            part = os.path.join(dest, name + ".tmp")
+            with open(part, "wb") as out:
+                out.write(data)
+            os.replace(part, os.path.join(dest, name))
+PYEOF
+    log "ok: $TEMPLATES_DEST (${#CHAT_TEMPLATES[@]} chat templates, from an sdist of verified sha256)"
+}
+
+fetch_chat_templates

@@ -24,6 +24,24 @@ fn temp_file(tag: &str) -> PathBuf {
     ))
 }
 
+/// The GGUF carries SmolLM2's Jinja template (`tokenizer.chat_template`); rendered, it is what the
+/// hard-coded `smollm2` fallback writes, and it ends an answer with `<|im_end|>`.
+#[test]
+fn the_gguf_chat_template_is_smollm2s() {
+    let Some(path) = asset() else { return };
+    let p = load_pretrained(&path, &Device::flex()).unwrap();
+    assert!(p.tokenizer.chat_template().is_some());
+    let own = ChatTemplate::Model { system: None };
+    for prompt in ["What is the capital of France?", "Hi"] {
+        assert_eq!(
+            own.resolve(&p.tokenizer).unwrap().render(prompt).unwrap(),
+            ChatTemplate::smollm2().render(prompt).unwrap()
+        );
+    }
+    let im_end = p.tokenizer.token_to_id("<|im_end|>").unwrap();
+    assert_eq!(own.stop_ids(&p.tokenizer).unwrap()[0], im_end);
+}
+
 #[test]
 fn greedy_chatml_answers_paris() {
     let Some(path) = asset() else { return };
@@ -33,7 +51,8 @@ fn greedy_chatml_answers_paris() {
         max_new_tokens: 24,
         ..GenerateConfig::default()
     };
-    for template in [ChatTemplate::chatml(), ChatTemplate::smollm2()] {
+    let own = ChatTemplate::Model { system: None };
+    for template in [ChatTemplate::chatml(), ChatTemplate::smollm2(), own] {
         let out = generate_text(
             &p.model,
             &p.tokenizer,

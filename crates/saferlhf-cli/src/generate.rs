@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use saferlhf::model::load_pretrained;
 use saferlhf::model::tokenizer::ChatTemplate;
@@ -28,11 +28,12 @@ pub struct GenerateArgs {
     /// A prompt; repeat the flag to answer several prompts in one batch.
     #[arg(long = "prompt", required = true)]
     pub prompts: Vec<String>,
-    /// Chat template: chatml, smollm2 (ChatML with SmolLM2's default system turn), saferlhf
-    /// (`BEGINNING OF CONVERSATION: USER: ... ASSISTANT:`) or raw.
+    /// Chat template: model (the model's own Jinja template), chatml, smollm2 (ChatML with
+    /// SmolLM2's default system turn), saferlhf (`BEGINNING OF CONVERSATION: USER: ...
+    /// ASSISTANT:`) or raw.
     #[arg(long, default_value = "chatml")]
     pub template: String,
-    /// System turn for the ChatML template.
+    /// System turn for the chatml and model templates.
     #[arg(long)]
     pub system: Option<String>,
     /// Most tokens to generate per prompt.
@@ -69,10 +70,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let device = saferlhf::parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let mut template: ChatTemplate = args.template.parse()?;
     if let Some(system) = &args.system {
-        match &mut template {
-            ChatTemplate::ChatMl { system: s } => *s = Some(system.clone()),
-            _ => bail!("--system only applies to the chatml template"),
-        }
+        template = template
+            .with_system(system.clone())
+            .map_err(|e| anyhow::anyhow!("--system: {e}"))?;
     }
     let sampler = match args.sampler {
         SamplerKind::Greedy => Sampler::Greedy,

@@ -39,6 +39,7 @@
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use saferlhf_data::{HH_ASSISTANT, HH_HUMAN, Role, hh_turns};
+use saferlhf_model::chat::Message;
 use saferlhf_model::tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::error::Result;
@@ -86,8 +87,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder; the end token is the template's first stop id.
+    /// An encoder; the end token is the template's first stop id. The `model` template is
+    /// read from the tokenizer here.
     pub fn new(tokenizer: Tokenizer, template: ChatTemplate, max_length: usize) -> Result<Self> {
+        let template = template.resolve(&tokenizer)?;
         let end_id = template
             .stop_ids(&tokenizer)?
             .first()
@@ -173,6 +176,23 @@ impl Encoder {
                 .collect::<String>()
         };
         Ok(match &self.template {
+            ChatTemplate::Jinja { template, system } => {
+                let messages: Vec<Message> = system
+                    .iter()
+                    .map(|s| Message::new("system", s.as_str()))
+                    .chain(turns.iter().map(|t| {
+                        let role = if t.role == Role::Human {
+                            "user"
+                        } else {
+                            "assistant"
+                        };
+                        Message::new(role, t.text.as_str())
+                    }))
+                    .collect();
+                template.render(&messages, true)?
+            }
+            // Resolved in `Encoder::new`.
+            ChatTemplate::Model { .. } => self.template.render(prompt)?,
             ChatTemplate::ChatMl { system } => {
                 let system = system
                     .as_deref()
@@ -201,7 +221,7 @@ impl Encoder {
     /// Token ids of a response (without end token).
     pub fn response_ids(&self, response: &str) -> Result<Vec<u32>> {
         let text = match self.template {
-            ChatTemplate::ChatMl { .. } => response.trim_start(),
+            ChatTemplate::ChatMl { .. } | ChatTemplate::Jinja { .. } => response.trim_start(),
             _ => response,
         };
         Ok(self.tokenizer.encode(text, false)?)
@@ -423,6 +443,29 @@ mod tests {
             "BEGINNING OF CONVERSATION: USER: hi ASSISTANT: hello USER: how? ASSISTANT:"
         );
         assert_eq!(encoder(ChatTemplate::Raw, 512).render_prompt(p).unwrap(), p);
+    }
+
+    #[test]
+    fn the_models_template_renders_hh_dialogues_and_ends_responses() {
+        // A ChatML-shaped Jinja template as the tokenizer's own: every turn, through the template.
+        let tokenizer = tiny_tokenizer().unwrap().with_chat_template(
+            "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
+             {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        );
+        let own = Encoder::new(tokenizer, "model".parse().unwrap(), 512).unwrap();
+        let chatml = encoder(ChatTemplate::chatml(), 512);
+        let p = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant:";
+        assert_eq!(
+            own.render_prompt(p).unwrap(),
+            chatml.render_prompt(p).unwrap()
+        );
+        assert_eq!(own.end_id(), chatml.end_id());
+        let (a, b) = (
+            own.encode("hi", " yes", EndToken::Always).unwrap(),
+            chatml.encode("hi", " yes", EndToken::Always).unwrap(),
+        );
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(own.template().name(), "model");
     }
 
     #[test]

@@ -50,22 +50,16 @@ impl ModelMeta {
     }
 }
 
-/// Parses a template name with an optional ChatML system turn.
+/// Parses a template name with an optional system turn (chatml and model templates).
 pub fn template(name: &str, system: Option<&str>) -> Result<ChatTemplate> {
-    let mut t = ChatTemplate::from_str(name)
+    let t = ChatTemplate::from_str(name)
         .map_err(|e| TrainError::config("model.template", e.to_string()))?;
-    if let Some(s) = system {
-        match &mut t {
-            ChatTemplate::ChatMl { system } => *system = Some(s.to_string()),
-            _ => {
-                return Err(TrainError::config(
-                    "model.system",
-                    "only applies to the chatml template",
-                ));
-            }
-        }
+    match system {
+        Some(s) => t
+            .with_system(s)
+            .map_err(|e| TrainError::config("model.system", e.to_string())),
+        None => Ok(t),
     }
-    Ok(t)
 }
 
 /// The tokenizer of `model.init` / `model.preset`: the char-tiny preset's, a GGUF file's metadata,

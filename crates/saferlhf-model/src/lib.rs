@@ -4,6 +4,7 @@
 //! them.
 
 pub mod cache;
+pub mod chat;
 pub mod config;
 pub mod decode;
 pub mod error;

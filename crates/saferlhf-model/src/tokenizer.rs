@@ -10,7 +10,9 @@
 //! this reproduces the Hugging Face tokenizer id for id (checked against an independent Python
 //! implementation by `scripts/check-tokenizer.py`).
 //!
-//! [`ChatTemplate`] turns a user prompt into model input text: ChatML (optionally with a system turn;
+//! [`ChatTemplate`] turns a user prompt into model input text: the model's own Jinja template
+//! (`model`: [`crate::chat::JinjaTemplate`], read from `tokenizer_config.json`, `chat_template.jinja`
+//! or the GGUF metadata), or one of the named fallbacks: ChatML (optionally with a system turn;
 //! [`ChatTemplate::smollm2`] reproduces SmolLM2's own template, which inserts a default system
 //! prompt), the Safe RLHF (PKU-Alignment) `BEGINNING OF CONVERSATION:` format, or the raw prompt.
 
@@ -27,6 +29,7 @@ use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 
+use crate::chat::{JinjaTemplate, Message};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 
@@ -70,6 +73,7 @@ pub struct Tokenizer {
     bos_id: Option<u32>,
     pad_id: u32,
     stop_ids: Vec<u32>,
+    chat_template: Option<String>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for Tokenizer {
             .field("bos_id", &self.bos_id)
             .field("pad_id", &self.pad_id)
             .field("stop_ids", &self.stop_ids)
+            .field("chat_template", &self.chat_template.is_some())
             .finish()
     }
 }
@@ -94,7 +99,10 @@ impl Tokenizer {
     ///
     /// The eos / bos / pad tokens come from a `tokenizer_config.json` beside the file when there is
     /// one; otherwise eos is the first of `<|endoftext|>`, `</s>`, `<eos>`, `<|end_of_text|>`,
-    /// `<|im_end|>` in the vocabulary, bos is unset and pad is eos.
+    /// `<|im_end|>` in the vocabulary, bos is unset and pad is eos. The chat template is
+    /// `tokenizer_config.json`'s `chat_template` (a string, or the `default` of a list of named
+    /// ones) or a `chat_template.jinja` beside it; the ids of `generation_config.json`'s
+    /// `eos_token_id` (one or a list) join the stop ids.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let json = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
@@ -147,8 +155,49 @@ impl Tokenizer {
         };
         let bos_id = config_token("bos_token")?;
         let pad_id = config_token("pad_token")?.unwrap_or(eos_id);
+        let chat_template = match config.as_ref().and_then(|c| c.get("chat_template")) {
+            None | Some(serde_json::Value::Null) => {
+                read_optional(&path.with_file_name("chat_template.jinja"))?
+            }
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            Some(serde_json::Value::Array(named)) => named
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| t.get("template"))
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            Some(other) => {
+                return Err(tok_err(
+                    &config_path,
+                    format!("`chat_template` must be a string or a list, found {other}"),
+                ));
+            }
+        };
         let source = path.to_path_buf();
-        Ok(Self::assemble(inner, source, eos_id, bos_id, pad_id))
+        let mut tokenizer = Self::assemble(inner, source, eos_id, bos_id, pad_id);
+        tokenizer.chat_template = chat_template;
+        let generation = path.with_file_name("generation_config.json");
+        if let Some(text) = read_optional(&generation)? {
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| tok_err(&generation, e))?;
+            if let Some(ids) = value.get("eos_token_id").filter(|v| !v.is_null()) {
+                let ids: crate::config::TokenIds = serde_json::from_value(ids.clone())
+                    .map_err(|e| tok_err(&generation, format!("`eos_token_id`: {e}")))?;
+                let n = tokenizer.vocab_size();
+                for id in ids.to_vec() {
+                    if id as usize >= n {
+                        return Err(tok_err(
+                            &generation,
+                            format!("`eos_token_id` {id} is outside the vocabulary of {n}"),
+                        ));
+                    }
+                    if !tokenizer.stop_ids.contains(&id) {
+                        tokenizer.stop_ids.push(id);
+                    }
+                }
+            }
+        }
+        Ok(tokenizer)
     }
 
     /// Builds the tokenizer stored in a GGUF file's metadata (byte-level BPE, `gpt2` model).
@@ -323,7 +372,12 @@ impl Tokenizer {
         }
 
         let source = path.to_path_buf();
-        Ok(Self::assemble(inner, source, eos_id, bos_id, pad_id))
+        let mut tokenizer = Self::assemble(inner, source, eos_id, bos_id, pad_id);
+        tokenizer.chat_template = gguf
+            .get_str("tokenizer.chat_template")
+            .ok()
+            .map(str::to_string);
+        Ok(tokenizer)
     }
 
     /// Wraps a Hugging Face tokenizer built in code (e.g. a character-level test vocabulary);
@@ -376,7 +430,25 @@ impl Tokenizer {
             bos_id,
             pad_id,
             stop_ids,
+            chat_template: None,
         }
+    }
+
+    /// The model's own Jinja chat template, if its files carry one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// This tokenizer with `template` as its chat template (the Jinja source).
+    pub fn with_chat_template(mut self, template: impl Into<String>) -> Self {
+        self.chat_template = Some(template.into());
+        self
+    }
+
+    /// The text of a special id, as a template sees it (empty for `None`).
+    fn token_text(&self, id: Option<u32>) -> String {
+        id.and_then(|id| self.inner.id_to_token(id))
+            .unwrap_or_default()
     }
 
     /// Token ids of `text`; `add_special_tokens` adds bos/eos only where the tokenizer is configured
@@ -419,9 +491,10 @@ impl Tokenizer {
         Ok(out)
     }
 
-    /// Renders `prompt` with `template` and encodes it (no extra special tokens).
+    /// Renders `prompt` with `template` (the model's own when it is [`ChatTemplate::Model`])
+    /// and encodes it (no extra special tokens).
     pub fn encode_prompt(&self, template: &ChatTemplate, prompt: &str) -> Result<Vec<u32>> {
-        self.encode(&template.render(prompt)?, false)
+        self.encode(&template.resolve(self)?.render(prompt)?, false)
     }
 
     /// Number of ids, special tokens included.
@@ -492,9 +565,31 @@ impl Tokenizer {
     }
 }
 
+/// The contents of `path`, or `None` when there is no such file.
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ModelError::io(path, e)),
+    }
+}
+
 /// How a single user prompt becomes model input text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChatTemplate {
+    /// The model's own Jinja template (named `model`), read from the tokenizer by
+    /// [`ChatTemplate::resolve`]; `system` adds a system turn.
+    Model {
+        /// Optional system turn.
+        system: Option<String>,
+    },
+    /// A Jinja template (a resolved [`ChatTemplate::Model`]) with an optional system turn.
+    Jinja {
+        /// The compiled template.
+        template: JinjaTemplate,
+        /// Optional system turn.
+        system: Option<String>,
+    },
     /// ChatML: `<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n`, preceded by
     /// `<|im_start|>system\n{system}<|im_end|>\n` when `system` is set.
     ChatMl {
@@ -521,12 +616,74 @@ impl ChatTemplate {
         }
     }
 
-    /// The model input text for `prompt`; an empty or whitespace-only prompt is an error.
+    /// This template with a system turn: for `chatml` and `model` (and a resolved model
+    /// template); the others have none, and asking for one is an error.
+    pub fn with_system(mut self, system: impl Into<String>) -> Result<Self> {
+        match &mut self {
+            ChatTemplate::ChatMl { system: s }
+            | ChatTemplate::Model { system: s }
+            | ChatTemplate::Jinja { system: s, .. } => *s = Some(system.into()),
+            other => {
+                return Err(ModelError::InvalidInput(format!(
+                    "a system turn only applies to the chatml and model templates, not `{}`",
+                    other.name()
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// [`ChatTemplate::Model`] with the tokenizer's template compiled
+    /// ([`ChatTemplate::Jinja`]); any other template unchanged. A tokenizer without a template
+    /// is an error that names it.
+    pub fn resolve(&self, tokenizer: &Tokenizer) -> Result<ChatTemplate> {
+        let ChatTemplate::Model { system } = self else {
+            return Ok(self.clone());
+        };
+        let source = tokenizer.chat_template().ok_or_else(|| {
+            tok_err(
+                tokenizer.source(),
+                "has no chat template (no `chat_template` in tokenizer_config.json, no \
+                 chat_template.jinja, no `tokenizer.chat_template` in the GGUF): choose the \
+                 template by name (chatml, smollm2, saferlhf or raw)",
+            )
+        })?;
+        let template = JinjaTemplate::new(
+            source,
+            tokenizer.token_text(tokenizer.bos_id()),
+            tokenizer.token_text(Some(tokenizer.eos_id())),
+        )
+        .map_err(|e| tok_err(tokenizer.source(), e))?;
+        Ok(ChatTemplate::Jinja {
+            template,
+            system: system.clone(),
+        })
+    }
+
+    /// The conversation of one prompt: the system turn, if any, and the user's.
+    fn messages(system: &Option<String>, prompt: &str) -> Vec<Message> {
+        system
+            .iter()
+            .map(|s| Message::new("system", s.as_str()))
+            .chain([Message::new("user", prompt)])
+            .collect()
+    }
+
+    /// The model input text for `prompt`; an empty or whitespace-only prompt is an error, and so
+    /// is an unresolved [`ChatTemplate::Model`].
     pub fn render(&self, prompt: &str) -> Result<String> {
         if prompt.trim().is_empty() {
             return Err(ModelError::InvalidInput("empty prompt".to_string()));
         }
         Ok(match self {
+            ChatTemplate::Model { .. } => {
+                return Err(ModelError::InvalidInput(
+                    "the `model` chat template is read from the tokenizer: resolve it first".into(),
+                ));
+            }
+            ChatTemplate::Jinja { template, system } => {
+                template.render(&Self::messages(system, prompt), true)?
+            }
             ChatTemplate::ChatMl { system } => {
                 let system = system
                     .as_deref()
@@ -541,10 +698,33 @@ impl ChatTemplate {
         })
     }
 
-    /// Ids that end the assistant's turn: for ChatML `<|im_end|>` then eos, otherwise eos.
+    /// Ids that end the assistant's turn: for ChatML `<|im_end|>` then eos; for the model's own
+    /// template the special token that ends an assistant turn in it (`<|eot_id|>`,
+    /// `<end_of_turn>`, ...) then the tokenizer's stop ids (eos, `generation_config.json`'s);
+    /// otherwise eos.
     pub fn stop_ids(&self, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
         let eos = tokenizer.eos_id();
         match self {
+            ChatTemplate::Model { .. } => self.resolve(tokenizer)?.stop_ids(tokenizer),
+            ChatTemplate::Jinja { template, .. } => {
+                let mut ids = Vec::new();
+                if let Some(tail) = template.end_of_turn()? {
+                    // The first special token of what follows an assistant's answer.
+                    let tail_ids = tokenizer.encode(tail.trim_start(), false)?;
+                    let special = tokenizer.inner.get_added_tokens_decoder();
+                    ids.extend(
+                        tail_ids
+                            .iter()
+                            .find(|id| special.get(id).is_some_and(|t| t.special)),
+                    );
+                }
+                for &id in tokenizer.stop_ids() {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                Ok(ids)
+            }
             ChatTemplate::ChatMl { .. } => {
                 let end = tokenizer.token_to_id("<|im_end|>").ok_or_else(|| {
                     tok_err(
@@ -562,10 +742,11 @@ impl ChatTemplate {
         }
     }
 
-    /// The template's name as accepted by [`FromStr`]: `chatml`, `smollm2`, `saferlhf` or `raw`
-    /// (`chatml` with a custom system prompt also reports `chatml`).
+    /// The template's name as accepted by [`FromStr`]: `model`, `chatml`, `smollm2`,
+    /// `saferlhf` or `raw` (`chatml` with a custom system prompt also reports `chatml`).
     pub fn name(&self) -> &'static str {
         match self {
+            ChatTemplate::Model { .. } | ChatTemplate::Jinja { .. } => "model",
             ChatTemplate::ChatMl { system: None } => "chatml",
             ChatTemplate::ChatMl { system: Some(s) } if s == SMOLLM2_DEFAULT_SYSTEM => "smollm2",
             ChatTemplate::ChatMl { .. } => "chatml",
@@ -578,15 +759,17 @@ impl ChatTemplate {
 impl FromStr for ChatTemplate {
     type Err = ModelError;
 
-    /// Parses `chatml`, `smollm2`, `saferlhf` (also `safe-rlhf`) or `raw`, case-insensitively.
+    /// Parses `model`, `chatml`, `smollm2`, `saferlhf` (also `safe-rlhf`) or `raw`,
+    /// case-insensitively.
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "model" => Ok(ChatTemplate::Model { system: None }),
             "chatml" => Ok(ChatTemplate::chatml()),
             "smollm2" => Ok(ChatTemplate::smollm2()),
             "saferlhf" | "safe-rlhf" | "safe_rlhf" => Ok(ChatTemplate::SafeRlhf),
             "raw" => Ok(ChatTemplate::Raw),
             other => Err(ModelError::InvalidInput(format!(
-                "unknown chat template `{other}` (expected chatml, smollm2, saferlhf or raw)"
+                "unknown chat template `{other}` (expected model, chatml, smollm2, saferlhf or raw)"
             ))),
         }
     }
@@ -848,6 +1031,77 @@ mod tests {
             Tokenizer::from_file(&json),
             Err(ModelError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn the_models_chat_template_and_generation_stop_ids_are_read() {
+        let t = tiny("smollm", |w| w).unwrap();
+        let dir = temp_path("tok-template");
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("tokenizer.json");
+        t.inner().save(&json, false).unwrap();
+        let model: ChatTemplate = "model".parse().unwrap();
+        let f = Tokenizer::from_file(&json).unwrap();
+        assert!(f.chat_template().is_none());
+        let err = model.resolve(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("no chat template") && err.contains("chatml"),
+            "{err}"
+        );
+
+        // A chat_template.jinja beside tokenizer.json (transformers 5 writes one).
+        std::fs::write(
+            dir.join("chat_template.jinja"),
+            "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
+             {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        )
+        .unwrap();
+        let f = Tokenizer::from_file(&json).unwrap();
+        assert_eq!(
+            model.resolve(&f).unwrap().render("hi").unwrap(),
+            ChatTemplate::chatml().render("hi").unwrap()
+        );
+        assert_eq!(
+            f.encode_prompt(&model, "hi").unwrap(),
+            f.encode_prompt(&ChatTemplate::chatml(), "hi").unwrap()
+        );
+        // The end of an assistant turn in the template (<|im_end|>, 2), then eos (0).
+        assert_eq!(model.stop_ids(&f).unwrap()[..2], [2, 0]);
+        let with_system = model.clone().with_system("S").unwrap();
+        assert!(
+            f.encode_prompt(&with_system, "hi").unwrap()
+                == f.encode_prompt(&ChatTemplate::chatml().with_system("S").unwrap(), "hi")
+                    .unwrap()
+        );
+        assert!(ChatTemplate::Raw.with_system("S").is_err());
+
+        // tokenizer_config.json's template (the `default` of a list) wins; generation_config's
+        // eos ids join the stop ids.
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"chat_template": [{"name": "tool_use", "template": "T"},
+                {"name": "default", "template": "X{{ messages[0].content }}"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("generation_config.json"),
+            r#"{"eos_token_id": [0, 1]}"#,
+        )
+        .unwrap();
+        let f = Tokenizer::from_file(&json).unwrap();
+        assert_eq!(model.resolve(&f).unwrap().render("hi").unwrap(), "Xhi");
+        assert!(f.stop_ids().contains(&1), "{:?}", f.stop_ids());
+        std::fs::write(
+            dir.join("generation_config.json"),
+            r#"{"eos_token_id": 99999}"#,
+        )
+        .unwrap();
+        let err = Tokenizer::from_file(&json).unwrap_err().to_string();
+        assert!(
+            err.contains("generation_config.json") && err.contains("99999"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Reference ids from scripts/check-tokenizer.py, which computes them with the Python

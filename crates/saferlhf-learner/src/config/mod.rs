@@ -137,9 +137,11 @@ pub struct ModelConfig {
     /// 64, hidden 32, 2 layers; for tests) or `small` (the same tokenizer, hidden 64, 3 layers;
     /// the safety-compensation benchmark's policy). See `saferlhf_learner::tiny`.
     pub preset: Option<String>,
-    /// Chat template of the prompt: `chatml`, `smollm2`, `saferlhf` or `raw`.
+    /// Chat template of the prompt: `model` (the model's own Jinja template, from its
+    /// `tokenizer_config.json`, `chat_template.jinja` or GGUF metadata), or a named one: `chatml`,
+    /// `smollm2`, `saferlhf` or `raw`.
     pub template: String,
-    /// System turn for the `chatml` template.
+    /// System turn for the `chatml` and `model` templates.
     pub system: Option<String>,
     /// Most tokens of prompt + response + end token; longer examples are truncated (the prompt
     /// from the left, the response from the right; see `collate`).
@@ -191,11 +193,11 @@ impl ModelConfig {
         if let Err(e) = saferlhf_model::tokenizer::ChatTemplate::from_str(&self.template) {
             return bad(&key("template"), e.to_string());
         }
-        if self.system.is_some() && self.template != "chatml" {
+        if self.system.is_some() && !matches!(self.template.as_str(), "chatml" | "model") {
             return bad(
                 &key("system"),
                 format!(
-                    "only applies to the chatml template, not `{}`",
+                    "only applies to the chatml and model templates, not `{}`",
                     self.template
                 ),
             );
