@@ -108,7 +108,7 @@ pub struct BenchSettings {
     pub kl_coeff: f64,
     /// Actor learning rate (RL) and SACPO learning rate.
     pub policy_lr: f64,
-    /// Critic learning rate (RL; linear value heads on the frozen score models).
+    /// Critic learning rate (RL).
     pub critic_lr: f64,
     /// Initial λ of PPO-Lag and RePO.
     pub lambda_init: f64,
@@ -143,6 +143,15 @@ pub struct BenchSettings {
     /// cut at `max_new_tokens` (TRL documents `missing_eos_penalty = 1.0` as its example).
     #[serde(default)]
     pub truncation_penalty: f64,
+    /// `ppo.critics` of the RL methods: `score_heads` (linear value heads on the frozen score
+    /// models' hidden states) or `separate` (two full critics initialised from the score models,
+    /// as safe-rlhf trains them).
+    #[serde(default = "default_bench_critics")]
+    pub critics: CriticMode,
+}
+
+fn default_bench_critics() -> CriticMode {
+    CriticMode::ScoreHeads
 }
 
 impl BenchSettings {
@@ -182,6 +191,7 @@ impl BenchSettings {
             progress: true,
             oracle_rl: false,
             truncation_penalty: 1.0,
+            critics: default_bench_critics(),
         }
     }
 
@@ -553,7 +563,7 @@ fn rl_config(
             minibatch: s.minibatch,
             micro_batch: s.minibatch,
             kl_coeff: s.kl_coeff,
-            critics: CriticMode::ScoreHeads,
+            critics: s.critics,
             ..d.ppo
         },
         actor: OptimConfig {
