@@ -1,7 +1,8 @@
 //! saferlhf: safe (constrained) RLHF of language models on burn.
 //!
 //! This facade re-exports the workspace crates and chooses the compute device at run time:
-//! - [`model`]: the Llama-family policy, weight import/export, tokenizer and chat templates;
+//! - [`model`]: the policy (Llama, Qwen2, Qwen3 families), weight import/export, tokenizer and
+//!   chat templates;
 //! - [`rollout`]: batched generation with a KV cache and seeded samplers;
 //! - [`data`]: preference, prompt and SFT datasets and their loaders;
 //! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints;

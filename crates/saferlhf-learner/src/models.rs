@@ -71,6 +71,7 @@ pub fn load_tokenizer(model: &ModelConfig) -> Result<Tokenizer> {
     let Some(init) = &model.init else {
         return Err(TrainError::config("model.init", "missing"));
     };
+    let init = &saferlhf_model::hub::resolve(init)?;
     if init.is_dir() {
         Ok(Tokenizer::from_file(init.join("tokenizer.json"))?)
     } else {
@@ -85,7 +86,8 @@ pub fn encoder_for(model: &ModelConfig, tokenizer: Tokenizer) -> Result<Encoder>
     Encoder::new(tokenizer, t, model.max_length)
 }
 
-/// Writes `tokenizer.json`, `tokenizer_config.json` (eos, bos, pad) and `saferlhf.json`.
+/// Writes `tokenizer.json`, `tokenizer_config.json` (eos, bos, pad, the chat template if any)
+/// and `saferlhf.json`.
 pub fn save_text_side(tokenizer: &Tokenizer, meta: &ModelMeta, dir: &Path) -> Result<()> {
     let json_path = dir.join("tokenizer.json");
     write_atomic_with(&json_path, |tmp| -> std::result::Result<(), ModelError> {
@@ -95,11 +97,15 @@ pub fn save_text_side(tokenizer: &Tokenizer, meta: &ModelMeta, dir: &Path) -> Re
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", tmp.display())))
     })?;
     let name = |id: u32| tokenizer.id_to_token(id).map(serde_json::Value::String);
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "eos_token": name(tokenizer.eos_id()),
         "bos_token": tokenizer.bos_id().and_then(name),
         "pad_token": name(tokenizer.pad_id()),
     });
+    // The model's own chat template goes with it, so `template = "model"` works on the result.
+    if let Some(template) = tokenizer.chat_template() {
+        config["chat_template"] = serde_json::Value::String(template.to_string());
+    }
     for (file, value) in [
         ("tokenizer_config.json", config),
         (META_FILE, serde_json::to_value(meta).unwrap_or_default()),
@@ -147,4 +153,27 @@ pub fn load_score_model<K: ScoreType>(
     }
     let encoder = Encoder::new(tokenizer, meta.chat_template()?, meta.max_length)?;
     Ok((meta, model, encoder))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saved_text_side_keeps_the_models_chat_template() {
+        let dir = saferlhf_testkit::TempDir::new("text-side");
+        let source = "{% for m in messages %}{{ m.content }}{% endfor %}";
+        let tokenizer = tiny_tokenizer().unwrap().with_chat_template(source);
+        let model = ModelConfig {
+            preset: Some("char-tiny".into()),
+            template: "model".into(),
+            ..ModelConfig::default()
+        };
+        let meta = ModelMeta::new(TaskKind::Sft, &model);
+        save_text_side(&tokenizer, &meta, &dir.0).unwrap();
+        let back = Tokenizer::from_file(dir.0.join("tokenizer.json")).unwrap();
+        assert_eq!(back.chat_template(), Some(source));
+        let encoder = Encoder::new(back, meta.chat_template().unwrap(), 64).unwrap();
+        assert_eq!(encoder.render_prompt("hi").unwrap(), "hi");
+    }
 }

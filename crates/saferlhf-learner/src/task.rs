@@ -163,6 +163,7 @@ pub fn initial_policy(
     let Some(init) = &model.init else {
         return Err(TrainError::config(format!("{section}.init"), "missing"));
     };
+    let init = &saferlhf_model::hub::resolve(init)?;
     if init.is_dir() {
         Ok(load_hf_dir(init, device)?)
     } else {

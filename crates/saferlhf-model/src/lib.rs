@@ -1,6 +1,6 @@
-//! The language-model side of saferlhf: a Llama-family decoder, its configuration (Hugging Face
-//! `config.json` compatible), weight import and export (Hugging Face safetensors, GGUF), the
-//! tokenizer and chat templates. `saferlhf-rollout` generates with these models; the learner trains
+//! The language-model side of saferlhf: the decoder of the Llama, Qwen2 and Qwen3 families, its
+//! configuration (Hugging Face `config.json` compatible), weight import and export (Hugging Face
+//! safetensors, GGUF), the tokenizer and chat templates (named ones and the model's own Jinja). `saferlhf-rollout` generates with these models; the learner trains
 //! them.
 
 pub mod cache;
@@ -10,6 +10,7 @@ pub mod decode;
 pub mod error;
 pub mod gguf;
 pub mod host;
+pub mod hub;
 pub mod logits;
 pub mod model;
 pub mod pretrained;

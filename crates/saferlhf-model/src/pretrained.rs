@@ -26,9 +26,11 @@ pub struct Pretrained {
     pub tokenizer: Tokenizer,
 }
 
-/// Loads a `.gguf` file or a Hugging Face model directory (which must hold `tokenizer.json`).
+/// Loads a `.gguf` file or a Hugging Face model directory (which must hold `tokenizer.json`),
+/// or a Hugging Face repository id (`Qwen/Qwen2.5-0.5B-Instruct`) found in the local cache
+/// ([`crate::hub::resolve`]; never downloaded).
 pub fn load_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Pretrained> {
-    let path = path.as_ref();
+    let path = &crate::hub::resolve(path.as_ref())?;
     if path.is_dir() {
         let (config, model) = load_hf_dir(path, device)?;
         let tokenizer = Tokenizer::from_file(path.join("tokenizer.json"))?;
