@@ -417,6 +417,12 @@ impl LlamaConfig {
                 config.rope_scaling = Some(scaling);
             }
         }
+        // One spelling per family (`model_type` for Qwen, nothing for Llama), so that configs
+        // compare equal however they were written (a score model's `architectures` names its
+        // head, not the family).
+        let family = config.family()?;
+        config.architectures = None;
+        config.model_type = (family != Family::Llama).then(|| family.model_type().to_string());
         config.validate()?;
         Ok(config)
     }
@@ -629,7 +635,13 @@ mod tests {
         let config = LlamaConfig::from_json_str(json).unwrap();
         assert_eq!(config.kv_heads(), 2);
         assert_eq!(config.eos_ids(), vec![2, 3]);
-        let back: LlamaConfig = serde_json::from_value(config.to_hf_json()).unwrap();
+        let back = LlamaConfig::from_json_str(&config.to_hf_json().to_string()).unwrap();
+        assert_eq!(back, config);
+        // A Qwen config round-trips as Qwen.
+        let qwen = json.replace("\"llama\"", "\"qwen2\"");
+        let config = LlamaConfig::from_json_str(&qwen).unwrap();
+        assert_eq!(config.family().unwrap(), Family::Qwen2);
+        let back = LlamaConfig::from_json_str(&config.to_hf_json().to_string()).unwrap();
         assert_eq!(back, config);
     }
 
