@@ -424,3 +424,66 @@ fn half_precision_weights_load_as_f32() {
         assert!(max_diff.is_finite() && max_diff < 0.5, "{name}: {max_diff}");
     }
 }
+
+/// Every quantisation the GGUF reader decodes, on random blocks, against the `gguf` package's
+/// NumPy dequantisation (`scripts/make-gguf-fixtures.py`): equal to the last bit.
+#[test]
+fn gguf_quants_match_the_gguf_package() {
+    use saferlhf::model::gguf::GgufFile;
+    let dir = fixture("gguf");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("quants.json")).unwrap()).unwrap();
+    let gguf = GgufFile::open(dir.join("quants.gguf")).unwrap();
+    let tensors = expected["tensors"].as_object().unwrap();
+    for name in [
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+    ] {
+        let want = &tensors[name];
+        let (shape, values) = gguf.tensor_f32(name).unwrap();
+        let want_shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, want_shape, "{name}");
+        let want: Vec<f32> = want["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(values.len(), want.len(), "{name}");
+        for (i, (got, want)) in values.iter().zip(&want).enumerate() {
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{name}[{i}]: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// The Qwen2 and Qwen3 fixtures as llama.cpp names them in GGUF (q/k in the rotate-half layout,
+/// `attn_q.bias`, `attn_q_norm`, `qwen3.attention.key_length`) give transformers' logits.
+#[test]
+fn qwen_ggufs_match_transformers() {
+    use saferlhf::model::gguf::GgufFile;
+    use saferlhf::model::pretrained::{llama_config_from_gguf, load_gguf_weights};
+    let device = Device::flex();
+    for (name, family) in [("tiny-qwen2", Family::Qwen2), ("tiny-qwen3", Family::Qwen3)] {
+        let gguf = GgufFile::open(fixture("gguf").join(format!("{name}.gguf"))).unwrap();
+        let config = llama_config_from_gguf(&gguf).unwrap();
+        assert_eq!(config.family().unwrap(), family, "{name}");
+        let hf = LlamaConfig::from_file(fixture(name).join("config.json")).unwrap();
+        assert_eq!(
+            (config.head_dim(), config.tie_word_embeddings),
+            (hf.head_dim(), hf.tie_word_embeddings),
+            "{name}"
+        );
+        let model = load_gguf_weights(&gguf, &config, &device).unwrap();
+        let e = read_expected(name);
+        check_logits(&model, &e, &device);
+        check_generation(&model, &e, &device);
+    }
+}

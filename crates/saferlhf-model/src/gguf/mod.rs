@@ -6,9 +6,10 @@
 //! (`general.alignment`, default 32). Every offset, length and count read from the file is checked
 //! against the bytes actually present before it is used, so a truncated or corrupt file gives a
 //! [`ModelError::Format`] naming what is wrong, never a panic or a huge allocation.
-//! [`GgufFile::tensor_f32`] dequantizes one tensor (F32, F16, BF16, F64, Q4_0, Q4_1, Q8_0) to `f32`
-//! and returns its shape in PyTorch / Hugging Face order (GGUF lists dimensions fastest-varying first,
-//! so the shape is the GGUF `ne` list reversed).
+//! [`GgufFile::tensor_f32`] dequantizes one tensor (F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1,
+//! Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) to `f32` and returns its shape in PyTorch / Hugging Face
+//! order (GGUF lists dimensions fastest-varying first, so the shape is the GGUF `ne` list
+//! reversed).
 //!
 //! Why not a crate: the GGUF crates on crates.io were reviewed and none fits. `ggus` 0.5 panics on
 //! corrupt lengths (`Layout::array(..).unwrap()`) and reads enum tags straight from file bytes with

@@ -336,13 +336,13 @@ fn many_blocks_dequantize_in_parallel_chunks() {
 #[test]
 fn unsupported_and_unknown_types() {
     let bytes = Writer::new()
-        .tensor("q6k", &[256], 14, vec![0; 210])
+        .tensor("iq4xs", &[256], 23, vec![0; 136])
         .tensor("weird", &[4], 200, vec![0; 16])
         .build();
     let g = parse(bytes).expect("unknown types parse; they fail only when read");
-    match g.tensor_f32("q6k") {
+    match g.tensor_f32("iq4xs") {
         Err(ModelError::UnsupportedTensorType { tensor, dtype, .. }) => {
-            assert_eq!((tensor.as_str(), dtype.as_str()), ("q6k", "Q6_K (14)"));
+            assert_eq!((tensor.as_str(), dtype.as_str()), ("iq4xs", "IQ4_XS (23)"));
         }
         other => panic!("unexpected {other:?}"),
     }
