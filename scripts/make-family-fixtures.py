@@ -17,6 +17,12 @@ The reference logits of the bf16 fixture come from the bf16 checkpoint loaded wi
 ``dtype=torch.float32``: f32 arithmetic on the bf16-rounded weights, which is what saferlhf
 computes when it loads a bf16 checkpoint (it widens every tensor to f32).
 
+Each fixture also gets a character-level tokenizer (``tokenizer.json``: ``<|endoftext|>`` = 0 =
+padding, ``<|im_start|>``, ``<|im_end|>`` = end of sequence, ``<unk>``, then printable ASCII and
+newline; 100 ids under the models' 128) and a ``tokenizer_config.json`` with a ChatML
+``chat_template``, so the directories also serve as tiny training inputs (``tests/families.rs``:
+one SFT, reward, cost and RL step on each family).
+
 Weights are drawn as in ``make-hf-fixtures.py`` (every 1-D or 2-D weight ~ N(0, 0.2^2),
 biases included; every norm weight ~ U(0.5, 1.5)), with a dedicated generator visiting
 parameters in sorted name order, so a mistake in a bias, a q/k norm or the RoPE frequencies
@@ -47,6 +53,7 @@ import numpy as np
 import safetensors
 import torch
 import transformers
+from tokenizers import Tokenizer, decoders, models
 from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
@@ -143,6 +150,27 @@ POSITION_IDS_CONVENTION = (
 )
 
 
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% endif %}"
+)
+
+
+def write_tokenizer(target: Path):
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(SPECIALS + chars)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIALS)
+    tok.save(str(target / "tokenizer.json"))
+    config = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "bos_token": None,
+              "unk_token": "<unk>", "chat_template": CHATML}
+    (target / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n")
+    assert tok.encode("<|im_start|>Hi!\n<|im_end|>").ids == [1, 44, 77, 5, 99, 2], tok.encode("Hi!").ids
+
+
 def round_sig(x: float, sig: int = 7) -> float:
     if not math.isfinite(x):
         raise ValueError(f"non-finite value {x}")
@@ -215,6 +243,7 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
         target.mkdir(parents=True, exist_ok=True)
         built = build_model(config_cls, model_cls, spec, SEED)
         built.to(dtype).save_pretrained(target, safe_serialization=True, max_shard_size=SHARD)
+        write_tokenizer(target)
         for f in target.iterdir():
             os.chmod(f, 0o644)
         shards = sorted(p.name for p in target.glob("*.safetensors"))
