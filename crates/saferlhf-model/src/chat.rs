@@ -42,6 +42,9 @@ impl Message {
 
 const NAME: &str = "chat_template";
 
+/// minijinja fuel per render (about one unit per instruction).
+const FUEL: u64 = 10_000_000;
+
 /// A compiled Jinja chat template with the special-token texts it is rendered with.
 #[derive(Clone)]
 pub struct JinjaTemplate {
@@ -98,6 +101,9 @@ impl JinjaTemplate {
                 .build()
                 .map_err(|e| template_error("syntax settings", e))?,
         );
+        // A template is code from the model's files: bound the work one render may do (real
+        // templates use a few thousand units; a runaway loop stops with an error).
+        env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -182,8 +188,17 @@ fn raise_exception(message: String) -> std::result::Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message))
 }
 
-fn strftime_now(format: String) -> String {
-    chrono::Local::now().format(&format).to_string()
+/// The local time in a strftime `format`; a format chrono cannot write is an error (its
+/// `Display` fails, which `to_string` would turn into a panic: found by tests/fuzz_readers.rs).
+fn strftime_now(format: String) -> std::result::Result<String, Error> {
+    let mut out = String::new();
+    write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: invalid format {format:?}"),
+        )
+    })?;
+    Ok(out)
 }
 
 /// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False, indent=indent)`.
@@ -359,6 +374,27 @@ mod tests {
         .unwrap();
         assert_eq!(t.render_with(&[], true, &extra).unwrap(), "True|True");
         assert_eq!(t.render(&[], false).unwrap(), "False|False");
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let t = JinjaTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        let err = t.render(&[], true).unwrap_err().to_string();
+        assert!(err.contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_strftime_format_is_an_error() {
+        let t = JinjaTemplate::new("{{ strftime_now('%d %b %') }}", "", "").unwrap();
+        let err = t.render(&[], true).unwrap_err().to_string();
+        assert!(err.contains("strftime_now"), "{err}");
+        let t = JinjaTemplate::new("{{ strftime_now('%Y') }}", "", "").unwrap();
+        assert_eq!(t.render(&[], true).unwrap().len(), 4);
     }
 
     #[test]

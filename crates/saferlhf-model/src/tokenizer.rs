@@ -106,7 +106,19 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let json = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let inner = HfTokenizer::from_bytes(&json).map_err(|e| tok_err(path, e))?;
+        // tokenizers 0.23 panics (an `expect` in its decoder deserializer) on some malformed
+        // files instead of returning an error; found by tests/fuzz_readers.rs. A panic here
+        // becomes the same kind of error as a parse failure.
+        let parsed =
+            std::panic::catch_unwind(|| HfTokenizer::from_bytes(&json)).map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("the tokenizers crate panicked");
+                tok_err(path, format!("malformed tokenizer.json: {what}"))
+            })?;
+        let inner = parsed.map_err(|e| tok_err(path, e))?;
 
         let config_path = path.with_file_name("tokenizer_config.json");
         let config = match std::fs::read(&config_path) {
