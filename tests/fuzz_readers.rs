@@ -291,12 +291,16 @@ fn tokenizer_files_and_chat_templates() {
     let tokenizer = read(src.join("tokenizer.json"));
     let tokenizer_config = read(src.join("tokenizer_config.json"));
     std::fs::write(dir.0.join("tokenizer_config.json"), &tokenizer_config).unwrap();
-    fuzz("tokenizer.json", std::slice::from_ref(&tokenizer), |bytes| {
-        let path = put(&dir, "tokenizer.json", bytes);
-        if let Ok(t) = Tokenizer::from_file(&path) {
-            quietly(t.encode("Hi <|im_start|> there", false));
-        }
-    });
+    fuzz(
+        "tokenizer.json",
+        std::slice::from_ref(&tokenizer),
+        |bytes| {
+            let path = put(&dir, "tokenizer.json", bytes);
+            if let Ok(t) = Tokenizer::from_file(&path) {
+                quietly(t.encode("Hi <|im_start|> there", false));
+            }
+        },
+    );
     std::fs::write(dir.0.join("tokenizer.json"), &tokenizer).unwrap();
     let model = ChatTemplate::Model { system: None };
     fuzz("tokenizer_config.json", &[tokenizer_config], |bytes| {

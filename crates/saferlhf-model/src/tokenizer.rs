@@ -25,6 +25,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
@@ -58,6 +59,27 @@ const EOS_CANDIDATES: [&str; 5] = [
 /// The id of the first of [`EOS_CANDIDATES`] in the vocabulary.
 fn known_eos(inner: &tokenizers::Tokenizer) -> Option<u32> {
     EOS_CANDIDATES.iter().find_map(|t| inner.token_to_id(t))
+}
+
+/// The split regex of Qwen2's byte-level BPE (Qwen2, Qwen2.5, Qwen3; llama.cpp's pre-tokenizer
+/// `qwen2`), as transformers' `Qwen2Converter` writes it into `tokenizer.json`: single digits.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The split regex of Llama 3's byte-level BPE (llama.cpp's `llama-bpe`; transformers'
+/// tiktoken converter): digits in groups of up to three.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// How text is split before byte-level BPE, by llama.cpp's `tokenizer.ggml.pre` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PreSplit {
+    /// `gpt-2`: GPT-2's byte-level regex.
+    Gpt2,
+    /// `smollm`: digits one by one, then GPT-2's regex.
+    SmolLm,
+    /// `qwen2`: NFC, then [`QWEN2_SPLIT`].
+    Qwen2,
+    /// `llama-bpe`: [`LLAMA3_SPLIT`].
+    Llama3,
 }
 
 /// GGUF token types (llama.cpp `llama_token_type`).
@@ -222,15 +244,17 @@ impl Tokenizer {
                 format!("tokenizer model `{model}` is not supported (only byte-level BPE `gpt2`)"),
             ));
         }
-        let split_digits = match gguf.get_str("tokenizer.ggml.pre") {
-            Ok("smollm") => true,
-            Ok("gpt-2") => false,
+        let pre_split = match gguf.get_str("tokenizer.ggml.pre") {
+            Ok("smollm") => PreSplit::SmolLm,
+            Ok("gpt-2") => PreSplit::Gpt2,
+            Ok("qwen2") => PreSplit::Qwen2,
+            Ok("llama-bpe") => PreSplit::Llama3,
             Ok(other) => {
                 return Err(tok_err(
                     path,
                     format!(
-                        "pre-tokenizer `{other}` is not supported (only `smollm` and `gpt-2`); \
-                         its split regex differs and ids would be wrong"
+                        "pre-tokenizer `{other}` is not supported (supported: smollm, gpt-2, \
+                         qwen2, llama-bpe); its split regex differs and ids would be wrong"
                     ),
                 ));
             }
@@ -239,7 +263,7 @@ impl Tokenizer {
                     "{}: no tokenizer.ggml.pre; assuming the GPT-2 pre-tokenizer",
                     path.display()
                 );
-                false
+                PreSplit::Gpt2
             }
             Err(e) => return Err(e),
         };
@@ -298,14 +322,36 @@ impl Tokenizer {
 
         let mut inner = HfTokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);
-        let pre = if split_digits {
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+        // Qwen2 and Llama 3 split with their own regex first, then map bytes without GPT-2's
+        // regex (`use_regex = false`), as their tokenizer.json files do.
+        let split_then_bytes = |pattern: &str| -> Result<PreTokenizerWrapper> {
+            let split = Split::new(
+                SplitPattern::Regex(pattern.to_string()),
+                tokenizers::SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| tok_err(path, format!("split regex: {e}")))?;
+            Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Split(split),
+                PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
+            ])))
+        };
+        let pre = match pre_split {
+            PreSplit::Gpt2 => PreTokenizerWrapper::ByteLevel(byte_level),
+            PreSplit::SmolLm => PreTokenizerWrapper::Sequence(Sequence::new(vec![
                 PreTokenizerWrapper::Digits(Digits::new(true)),
                 PreTokenizerWrapper::ByteLevel(byte_level),
-            ]))
-        } else {
-            PreTokenizerWrapper::ByteLevel(byte_level)
+            ])),
+            PreSplit::Qwen2 => split_then_bytes(QWEN2_SPLIT)?,
+            PreSplit::Llama3 => split_then_bytes(LLAMA3_SPLIT)?,
         };
+        if pre_split == PreSplit::Qwen2 {
+            inner
+                .with_normalizer(Some(tokenizers::NormalizerWrapper::NFC(
+                    tokenizers::normalizers::unicode::NFC,
+                )))
+                .map_err(|e| tok_err(path, format!("NFC normalizer: {e}")))?;
+        }
         inner.with_pre_tokenizer(Some(pre));
         inner.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
 
@@ -900,6 +946,75 @@ mod tests {
         Tokenizer::from_gguf(&g)
     }
 
+    /// The `qwen2` and `llama-bpe` pre-tokenizers split text as the tokenizer.json files of Qwen2
+    /// and Llama 3 do: the splits below are what the Python `tokenizers` package gives with
+    /// transformers' `Qwen2Converter` and tiktoken-converter configurations (NFC then the Qwen2
+    /// regex; the Llama 3 regex), both then `ByteLevel(use_regex=False)`.
+    #[test]
+    fn qwen2_and_llama3_pre_tokenizers_split_as_their_tokenizer_json() {
+        let text = "I'LL pay 12345 dollars,  now!\n\n  Cafe\u{301} ok?";
+        let common_head = ["I", "'LL", "Ġpay", "Ġ"];
+        let common_tail = [
+            "Ġdollars",
+            ",",
+            "Ġ",
+            "Ġnow",
+            "!ĊĊ",
+            "Ġ",
+            "ĠCafÃ©",
+            "Ġok",
+            "?",
+        ];
+        for (pre, digits, nfc) in [
+            ("qwen2", vec!["1", "2", "3", "4", "5"], true),
+            ("llama-bpe", vec!["123", "45"], false),
+        ] {
+            let t = tiny(pre, |w| w).unwrap();
+            let mut input = text.to_string();
+            if let Some(n) = t.inner().get_normalizer() {
+                use tokenizers::tokenizer::Normalizer;
+                let mut normalized = tokenizers::NormalizedString::from(input.as_str());
+                n.normalize(&mut normalized).unwrap();
+                input = normalized.get().to_string();
+            }
+            assert_eq!(t.inner().get_normalizer().is_some(), nfc, "{pre}");
+            let mut pretokenized = tokenizers::PreTokenizedString::from(input.as_str());
+            use tokenizers::tokenizer::PreTokenizer;
+            t.inner()
+                .get_pre_tokenizer()
+                .unwrap()
+                .pre_tokenize(&mut pretokenized)
+                .unwrap();
+            let got: Vec<String> = pretokenized
+                .get_splits(
+                    tokenizers::OffsetReferential::Original,
+                    tokenizers::OffsetType::Byte,
+                )
+                .into_iter()
+                .map(|(s, _, _)| s.to_string())
+                .collect();
+            let want: Vec<&str> = common_head
+                .iter()
+                .copied()
+                .chain(digits)
+                .chain(common_tail.iter().copied())
+                .collect();
+            if nfc {
+                assert_eq!(got, want, "{pre}");
+            } else {
+                // Without NFC the combining accent (U+0301, not a letter) is split off.
+                let mut want: Vec<&str> = want[..want.len() - 3].to_vec();
+                want.extend(["ĠCafe", "Ìģ", "Ġok", "?"]);
+                assert_eq!(got, want, "{pre}");
+            }
+        }
+        let err = tiny("deepseek-llm", |w| w).unwrap_err().to_string();
+        assert!(
+            err.contains("deepseek-llm") && err.contains("qwen2"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn tiny_gguf_tokenizer() {
         let t = tiny("smollm", |w| w).unwrap();
@@ -953,8 +1068,8 @@ mod tests {
     #[test]
     fn tiny_gguf_errors() {
         let err = |r: Result<Tokenizer>| r.unwrap_err().to_string();
-        let e = err(tiny("qwen2", |w| w));
-        assert!(e.contains("pre-tokenizer `qwen2`"), "{e}");
+        let e = err(tiny("falcon", |w| w));
+        assert!(e.contains("pre-tokenizer `falcon`"), "{e}");
         let e = err(tiny("smollm", |w| {
             w.kv("tokenizer.ggml.unknown_token_id", GgufValue::U32(0))
                 .kv("tokenizer.ggml.padding_token_id", GgufValue::U32(99))
