@@ -41,8 +41,8 @@ Run with the venv of ``scripts/requirements-fixtures.txt``::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import math
 import os
 import platform
 import sys
@@ -63,6 +63,11 @@ from transformers import (
     Qwen3Config,
     Qwen3ForCausalLM,
 )
+
+# The Llama fixture script's helpers (rounding, the expected.json record, the plain forward).
+_spec = importlib.util.spec_from_file_location("make_hf_fixtures", Path(__file__).with_name("make-hf-fixtures.py"))
+hf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hf)
 
 SEED = 20261206
 PAD_ID = 0
@@ -171,17 +176,6 @@ def write_tokenizer(target: Path):
     assert tok.encode("<|im_start|>Hi!\n<|im_end|>").ids == [1, 44, 77, 5, 99, 2], tok.encode("Hi!").ids
 
 
-def round_sig(x: float, sig: int = 7) -> float:
-    if not math.isfinite(x):
-        raise ValueError(f"non-finite value {x}")
-    return float(f"{x:.{sig - 1}e}")
-
-
-def to_list_rounded(t: torch.Tensor):
-    arr = t.detach().to(torch.float64).cpu().numpy()
-    return np.vectorize(round_sig, otypes=[float])(arr).tolist()
-
-
 def build_model(config_cls, model_cls, spec: dict, seed: int):
     torch.manual_seed(seed)
     cfg = config_cls(**spec)
@@ -213,12 +207,6 @@ def make_inputs(vocab: int, seed: int):
         attention_mask[b, seq - n :] = 1
     position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     return rows, input_ids, attention_mask, position_ids
-
-
-@torch.no_grad()
-def forward_logits(model, input_ids, attention_mask=None, position_ids=None):
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    return out.logits.to(torch.float32)
 
 
 @torch.no_grad()
@@ -261,8 +249,8 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
         ok &= type(auto) is model_cls
 
         rows, input_ids, attention_mask, position_ids = make_inputs(model.config.vocab_size, SEED)
-        logits = forward_logits(model, input_ids, attention_mask, position_ids)
-        d = (forward_logits(auto.eval(), input_ids, attention_mask, position_ids) - logits).abs().max().item()
+        logits = hf.forward_logits(model, input_ids, attention_mask, position_ids)
+        d = (hf.forward_logits(auto.eval(), input_ids, attention_mask, position_ids) - logits).abs().max().item()
         print(f"[{name}] AutoModelForCausalLM reload: max |logits diff| = {d:.3e}")
         ok &= d == 0.0
         logp = torch.log_softmax(logits[:, :-1].to(torch.float64), dim=-1)
@@ -274,7 +262,7 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
         print(f"[{name}] logits real-position |max| {logits[real].abs().max():.3f}, std {logits[real].std():.3f}")
         for b, row in enumerate(rows):
             n = row.numel()
-            solo = forward_logits(model, row.unsqueeze(0), None, torch.arange(n).unsqueeze(0))[0]
+            solo = hf.forward_logits(model, row.unsqueeze(0), None, torch.arange(n).unsqueeze(0))[0]
             d = (solo - logits[b, seq - n :]).abs().max().item()
             ok &= d <= TOL
             solo_gen = greedy(model, row.unsqueeze(0), torch.ones(1, n, dtype=torch.long))
@@ -287,7 +275,7 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
                                                 "rope_theta": spec["rope_parameters"]["rope_theta"]})
             unscaled = model_cls(config_cls(**plain)).eval()
             unscaled.load_state_dict(model.state_dict())
-            d = (forward_logits(unscaled, input_ids, attention_mask, position_ids) - logits)[real].abs().max().item()
+            d = (hf.forward_logits(unscaled, input_ids, attention_mask, position_ids) - logits)[real].abs().max().item()
             print(f"[{name}] logits without the RoPE scaling differ by up to {d:.3f}")
             ok &= d > 1e-2
         expected = {
@@ -306,23 +294,8 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
                 "position_ids_convention": POSITION_IDS_CONVENTION,
                 "script": "scripts/make-family-fixtures.py",
             },
-            "pad_token_id": PAD_ID,
-            "padding_side": "left",
-            "lengths": LENGTHS,
-            "input_ids": input_ids.tolist(),
-            "attention_mask": attention_mask.tolist(),
-            "position_ids": position_ids.tolist(),
-            "logits": to_list_rounded(logits),
-            "logprobs": to_list_rounded(logprobs),
-            "logprobs_mask": logprobs_mask.tolist(),
-            "generate": {
-                "max_new_tokens": MAX_NEW_TOKENS,
-                "do_sample": False,
-                "pad_token_id": PAD_ID,
-                "eos_token_id": None,
-                "sequences": sequences.tolist(),
-                "new_tokens": sequences[:, seq:].tolist(),
-            },
+            **hf.record(LENGTHS, input_ids, attention_mask, position_ids, logits, logprobs, logprobs_mask,
+                        sequences, MAX_NEW_TOKENS),
         }
         if write:
             with open(target / "expected.json", "w") as f:

@@ -160,6 +160,32 @@ def to_list_rounded(t: torch.Tensor):
     return np.vectorize(round_sig, otypes=[float])(arr).tolist()
 
 
+def record(lengths, input_ids, attention_mask, position_ids, logits, logprobs, logprobs_mask, sequences,
+           max_new_tokens) -> dict:
+    """The inputs and reference outputs of expected.json (everything but "meta"); shared with
+    scripts/make-family-fixtures.py."""
+    seq = input_ids.shape[1]
+    return {
+        "pad_token_id": PAD_ID,
+        "padding_side": "left",
+        "lengths": lengths,
+        "input_ids": input_ids.tolist(),
+        "attention_mask": attention_mask.tolist(),
+        "position_ids": position_ids.tolist(),
+        "logits": to_list_rounded(logits),
+        "logprobs": to_list_rounded(logprobs),
+        "logprobs_mask": logprobs_mask.tolist(),
+        "generate": {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": PAD_ID,
+            "eos_token_id": None,
+            "sequences": sequences.tolist(),
+            "new_tokens": sequences[:, seq:].tolist(),
+        },
+    }
+
+
 def make_config(spec: dict) -> LlamaConfig:
     spec = dict(spec)
     rope_theta = spec.pop("rope_theta")
@@ -366,23 +392,8 @@ def run_one(name: str, spec: dict, out_dir: Path, write: bool) -> bool:
             "position_ids_convention": POSITION_IDS_CONVENTION,
             "script": "scripts/make-hf-fixtures.py",
         },
-        "pad_token_id": PAD_ID,
-        "padding_side": "left",
-        "lengths": LENGTHS,
-        "input_ids": input_ids.tolist(),
-        "attention_mask": attention_mask.tolist(),
-        "position_ids": position_ids.tolist(),
-        "logits": to_list_rounded(logits),
-        "logprobs": to_list_rounded(logprobs),
-        "logprobs_mask": logprobs_mask.tolist(),
-        "generate": {
-            "max_new_tokens": MAX_NEW_TOKENS,
-            "do_sample": False,
-            "pad_token_id": PAD_ID,
-            "eos_token_id": None,
-            "sequences": sequences.tolist(),
-            "new_tokens": sequences[:, seq:].tolist(),
-        },
+        **record(LENGTHS, input_ids, attention_mask, position_ids, logits, logprobs, logprobs_mask,
+                 sequences, MAX_NEW_TOKENS),
     }
 
     # 3. save_pretrained -> from_pretrained round trip reproduces the logits.
