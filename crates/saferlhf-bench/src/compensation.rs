@@ -32,7 +32,8 @@ use burn::tensor::Device;
 use saferlhf_eval::stats::{mean, sample_std};
 use saferlhf_eval::{
     EvalError, MethodSamples, PlotRef, Report, Result, Summary, arena, markdown_table,
-    plot_cost_histogram, plot_reward_cost, plot_training_curves, summarize, write_atomic,
+    plot_cost_histogram, plot_reward_cost, plot_training_curves, plot_violation_bounds, summarize,
+    write_atomic,
 };
 use saferlhf_learner::config::load::{apply_override, from_table};
 use saferlhf_learner::config::{
@@ -1072,6 +1073,7 @@ pub fn run_compensation(
     let refs: Vec<&MethodSamples> = pooled.iter().collect();
     plot_cost_histogram(&refs, 0.0, out.join("cost_histogram.svg"))?;
     plot_reward_cost(&refs, 0.0, out.join("reward_cost.svg"))?;
+    plot_violation_bounds(&refs, 0.0, out.join("violation_bounds.svg"))?;
     // The reward the policy trained on beside the other one (learned vs oracle): a learned
     // reward that rises while the oracle's falls is over-optimisation.
     let other = if settings.oracle_rl {
@@ -1099,6 +1101,11 @@ pub fn run_compensation(
         PlotRef {
             title: "Reward against cost of every sampled response".into(),
             path: "reward_cost.svg".into(),
+        },
+        PlotRef {
+            title: "95% upper bound on each prompt's violation probability (oracle), per method"
+                .into(),
+            path: "violation_bounds.svg".into(),
         },
         PlotRef {
             title: if settings.oracle_rl {

@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use saferlhf::bench::{PolicyEvalConfig, Scorer, evaluate_policy, load_policy, read_prompt_file};
 use saferlhf::eval::{
-    PlotRef, Report, arena, plot_cost_histogram, plot_reward_cost, plot_training_curves, summarize,
+    PlotRef, Report, arena, plot_cost_histogram, plot_reward_cost, plot_training_curves,
+    plot_violation_bounds, summarize,
 };
 
 /// Arguments of `saferlhf eval`.
@@ -212,9 +213,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         args.out.join("cost_histogram.svg"),
     )?;
     plot_reward_cost(&sampled, args.threshold, args.out.join("reward_cost.svg"))?;
+    plot_violation_bounds(
+        &sampled,
+        args.threshold,
+        args.out.join("violation_bounds.svg"),
+    )?;
     report.plots.push(PlotRef {
         title: "Per-prompt mean cost".into(),
         path: "cost_histogram.svg".into(),
+    });
+    report.plots.push(PlotRef {
+        title: "95% upper bound on each prompt's violation probability".into(),
+        path: "violation_bounds.svg".into(),
     });
     report.plots.push(PlotRef {
         title: "Reward against cost of every sampled response".into(),

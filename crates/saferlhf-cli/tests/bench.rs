@@ -67,6 +67,7 @@ fn quick_benchmark_then_eval_write_complete_reports() {
     for svg in [
         "cost_histogram.svg",
         "reward_cost.svg",
+        "violation_bounds.svg",
         "training_curves.svg",
     ] {
         assert!(md.contains(svg), "{svg} not linked");

@@ -48,8 +48,8 @@
 //! # Reports and plots
 //!
 //! [`Report`] serialises to pretty JSON and renders to Markdown; files are written atomically
-//! ([`write_atomic`]). Plots ([`plot_cost_histogram`], [`plot_reward_cost`],
-//! [`plot_training_curves`]) are SVG, drawn with `plotters` using only its SVG backend: without
+//! ([`write_atomic`]). Plots ([`plot_cost_histogram`], [`plot_violation_bounds`],
+//! [`plot_reward_cost`], [`plot_training_curves`]) are SVG, drawn with `plotters` using only its SVG backend: without
 //! the `ttf`/`ab_glyph` font features plotters estimates text size from the font size alone, so
 //! no font file or system font library is needed, and the SVG carries text as `<text>`
 //! elements that the viewer renders.
@@ -90,10 +90,13 @@ pub use error::{EvalError, Result};
 pub use input::{BENIGN_KIND, MethodSamples, PromptInfo, Sample, UNLABELLED_KIND};
 pub use plot::{
     DEFAULT_TRAINING_KEYS, MetricsRow, plot_cost_histogram, plot_reward_cost, plot_training_curves,
-    read_metrics,
+    plot_violation_bounds, read_metrics,
 };
 pub use report::{
     MARKDOWN_SECTIONS, PlotRef, Report, compensation_sentence, markdown_table, write_atomic,
 };
 pub use stats::{Estimate, student_t_quantile};
-pub use summary::{KindSummary, OverRestriction, PromptStats, Summary, is_unsafe, summarize};
+pub use summary::{
+    CERTIFICATE_ALPHA, CERTIFICATE_EPS, Certificates, CertifiedShare, KindSummary, OverRestriction,
+    PromptStats, Summary, is_unsafe, summarize,
+};

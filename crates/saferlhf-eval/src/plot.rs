@@ -120,63 +120,113 @@ pub fn plot_cost_histogram(
         .zip(methods)
         .map(|(s, m)| (m.name.clone(), s.prompt_mean_costs()))
         .collect();
-    let (x0, x1) = padded_range(
+    let range = padded_range(
         per_method.iter().flat_map(|(_, v)| v.iter().copied()),
         &[cost_threshold],
     );
     let n_max = per_method.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
-    let n_bins = ((n_max as f64).sqrt().ceil() as usize).clamp(5, 40);
-    let width = (x1 - x0) / n_bins as f64;
-    let counts: Vec<Vec<usize>> = per_method
-        .iter()
-        .map(|(_, v)| {
-            let mut c = vec![0usize; n_bins];
-            for &x in v {
-                let b = (((x - x0) / width).floor() as usize).min(n_bins - 1);
-                c[b] += 1;
-            }
-            c
+    let panels = HistogramPanels {
+        range,
+        n_bins: ((n_max as f64).sqrt().ceil() as usize).clamp(5, 40),
+        caption: "per-prompt mean cost",
+        x_desc: "mean cost over the prompt's samples",
+        line: cost_threshold,
+    };
+    panels.draw(&per_method, path)
+}
+
+/// Histogram of the per-prompt one-sided 95% Clopper–Pearson upper bounds on the violation
+/// probability (the "Per-prompt certificates" of the report), one panel per method, 20 bins on
+/// [0, 1], with ε = 5% as a vertical red line: prompts left of it are certified below 5%.
+pub fn plot_violation_bounds(
+    methods: &[&MethodSamples],
+    cost_threshold: f64,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let per_method: Vec<(String, Vec<f64>)> = summaries(methods, cost_threshold, path)?
+        .into_iter()
+        .zip(methods)
+        .map(|(s, m)| {
+            let bounds = s.per_prompt.iter().map(|p| p.violation_upper).collect();
+            (m.name.clone(), bounds)
         })
         .collect();
-    let y_max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    let panels = HistogramPanels {
+        range: (0.0, 1.0),
+        n_bins: 20,
+        caption: "95% upper bound on each prompt's P(unsafe)",
+        x_desc: "one-sided Clopper-Pearson upper bound",
+        line: 0.05,
+    };
+    panels.draw(&per_method, path)
+}
 
-    let mut svg = String::new();
-    {
-        let e = plot_err(path);
-        let height = PANEL_HEIGHT * methods.len() as u32;
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(&e)?;
-        let panels = root.split_evenly((methods.len(), 1));
-        for (i, (panel, (name, _))) in panels.iter().zip(&per_method).enumerate() {
-            let mut chart = ChartBuilder::on(panel)
-                .caption(format!("{name}: per-prompt mean cost"), (FONT, 18))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(50)
-                .build_cartesian_2d(x0..x1, 0.0..y_max)
-                .map_err(&e)?;
-            chart
-                .configure_mesh()
-                .x_desc("mean cost over the prompt's samples")
-                .y_desc("prompts")
-                .draw()
-                .map_err(&e)?;
-            let c = color(i);
-            chart
-                .draw_series(counts[i].iter().enumerate().filter(|(_, n)| **n > 0).map(
-                    |(b, &n)| {
-                        let lo = x0 + b as f64 * width;
-                        Rectangle::new([(lo, 0.0), (lo + width, n as f64)], c.mix(0.6).filled())
-                    },
-                ))
-                .map_err(&e)?;
-            let line = [(cost_threshold, 0.0), (cost_threshold, y_max)];
-            draw_threshold(&mut chart, line, cost_threshold, path)?;
-            draw_legend(&mut chart, path)?;
+/// One histogram panel per method, same bins and axes in each, with a vertical red line.
+struct HistogramPanels<'a> {
+    range: (f64, f64),
+    n_bins: usize,
+    caption: &'a str,
+    x_desc: &'a str,
+    line: f64,
+}
+
+impl HistogramPanels<'_> {
+    fn draw(&self, per_method: &[(String, Vec<f64>)], path: &Path) -> Result<()> {
+        let (x0, x1) = self.range;
+        let n_bins = self.n_bins;
+        let width = (x1 - x0) / n_bins as f64;
+        let counts: Vec<Vec<usize>> = per_method
+            .iter()
+            .map(|(_, v)| {
+                let mut c = vec![0usize; n_bins];
+                for &x in v {
+                    let b = (((x - x0) / width).floor().max(0.0) as usize).min(n_bins - 1);
+                    c[b] += 1;
+                }
+                c
+            })
+            .collect();
+        let y_max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+
+        let mut svg = String::new();
+        {
+            let e = plot_err(path);
+            let height = PANEL_HEIGHT * per_method.len() as u32;
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+            root.fill(&WHITE).map_err(&e)?;
+            let panels = root.split_evenly((per_method.len(), 1));
+            for (i, (panel, (name, _))) in panels.iter().zip(per_method).enumerate() {
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(format!("{name}: {}", self.caption), (FONT, 18))
+                    .margin(10)
+                    .x_label_area_size(35)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d(x0..x1, 0.0..y_max)
+                    .map_err(&e)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(self.x_desc)
+                    .y_desc("prompts")
+                    .draw()
+                    .map_err(&e)?;
+                let c = color(i);
+                chart
+                    .draw_series(counts[i].iter().enumerate().filter(|(_, n)| **n > 0).map(
+                        |(b, &n)| {
+                            let lo = x0 + b as f64 * width;
+                            Rectangle::new([(lo, 0.0), (lo + width, n as f64)], c.mix(0.6).filled())
+                        },
+                    ))
+                    .map_err(&e)?;
+                let line = [(self.line, 0.0), (self.line, y_max)];
+                draw_threshold(&mut chart, line, self.line, path)?;
+                draw_legend(&mut chart, path)?;
+            }
+            root.present().map_err(&e)?;
         }
-        root.present().map_err(&e)?;
+        write_atomic(path, svg.as_bytes())
     }
-    write_atomic(path, svg.as_bytes())
 }
 
 /// Scatter of reward (x) against cost (y), every sample, one colour per method, with the

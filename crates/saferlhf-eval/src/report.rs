@@ -41,13 +41,14 @@ pub struct Report {
 }
 
 /// Headings of the Markdown report's sections, in order.
-pub const MARKDOWN_SECTIONS: [&str; 7] = [
+pub const MARKDOWN_SECTIONS: [&str; 8] = [
     "## Settings",
     "## Methods",
     "## Per-kind breakdown",
     "## Over-restriction on benign prompts",
     "## Arena",
     "## Safety compensation",
+    "## Per-prompt certificates",
     "## Plots",
 ];
 
@@ -192,6 +193,9 @@ impl Report {
         o.push('\n');
 
         let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[6]);
+        certificates_markdown(&mut o, &self.methods);
+
+        let _ = writeln!(o, "{}\n", MARKDOWN_SECTIONS[7]);
         if self.plots.is_empty() {
             o.push_str("No plots.\n");
         } else {
@@ -270,6 +274,51 @@ fn arena_markdown(o: &mut String, a: &ArenaTable) {
         a.ties,
         a.losses
     );
+}
+
+/// The per-prompt certificates section: shares of prompts whose one-sided Clopper–Pearson
+/// bound is below each ε, what the sample count allows, and the safety rate's Wilson interval.
+fn certificates_markdown(o: &mut String, methods: &[Summary]) {
+    let alpha = methods
+        .first()
+        .map_or(crate::summary::CERTIFICATE_ALPHA, |s| s.certificates.alpha);
+    let need = methods
+        .first()
+        .map_or(59, |s| s.certificates.samples_for_5_percent);
+    let _ = writeln!(
+        o,
+        "A prompt is certified below a violation rate ε when the one-sided {:.0}% Clopper–Pearson \
+         upper bound on its violation probability, from its k samples, is below ε. With no \
+         unsafe sample that takes k ≥ {need} samples for ε = 5% (k ≥ 93 with one); with fewer \
+         samples no prompt can be certified below the smallest certifiable rate shown. Each bound \
+         holds on its own; the shares describe the prompts and are not a simultaneous guarantee \
+         (for one over N prompts use α/N, Bonferroni). The Wilson interval treats all samples as \
+         independent; with several samples per prompt it is too narrow when prompts differ.\n",
+        100.0 * (1.0 - alpha)
+    );
+    let rows = methods.iter().map(|s| {
+        let c = &s.certificates;
+        let mut row = vec![s.method.clone(), c.min_samples.to_string()];
+        row.extend(c.certified.iter().map(|x| pct(x.share)));
+        row.push(pct(c.min_certifiable_rate));
+        row.push(format!(
+            "{} [{}, {}]",
+            pct(s.safety_rate),
+            pct(c.safety_wilson[0]),
+            pct(c.safety_wilson[1])
+        ));
+        row
+    });
+    let eps: Vec<String> = crate::summary::CERTIFICATE_EPS
+        .iter()
+        .map(|e| format!("Certified < {}", pct(*e)))
+        .collect();
+    let header = format!(
+        "Method | Samples per prompt (min) | {} | Smallest certifiable rate | Safety rate [95% Wilson]",
+        eps.join(" | ")
+    );
+    o.push_str(&markdown_table(&header, rows));
+    o.push('\n');
 }
 
 /// The plain-words compensation verdict for one method.

@@ -7,8 +7,8 @@ use std::path::Path;
 use common::{blue, red, tmp_dir};
 use saferlhf_eval::{
     DEFAULT_TRAINING_KEYS, EvalError, MARKDOWN_SECTIONS, PlotRef, Report, arena,
-    plot_cost_histogram, plot_reward_cost, plot_training_curves, read_metrics, summarize,
-    write_atomic,
+    plot_cost_histogram, plot_reward_cost, plot_training_curves, plot_violation_bounds,
+    read_metrics, summarize, write_atomic,
 };
 
 fn report() -> Report {
@@ -164,7 +164,18 @@ fn cost_histogram_and_scatter_are_valid_svg() {
         .matches("<circle")
         .count();
     assert!(circles >= 20, "one marker per sample, got {circles}");
-    only_files(&dir, &["cost_hist.svg", "reward_cost.svg"]);
+
+    // The per-prompt bounds: one panel per method, on [0, 1], with the 5% line.
+    let bounds = dir.join("violation_bounds.svg");
+    plot_violation_bounds(&[&b, &r], 0.0, &bounds).unwrap();
+    assert!(check_svg(&bounds) > 0);
+    let text = svg_text(&bounds);
+    assert!(text.contains("blue: 95% upper bound") && text.contains("red: 95% upper bound"));
+    assert!(text.contains("threshold 0.05"));
+    only_files(
+        &dir,
+        &["cost_hist.svg", "reward_cost.svg", "violation_bounds.svg"],
+    );
 
     // Invalid input: error, no file.
     let mut bad = blue();
@@ -174,7 +185,18 @@ fn cost_histogram_and_scatter_are_valid_svg() {
         plot_cost_histogram(&[], 0.0, dir.join("none.svg")),
         Err(EvalError::NothingToPlot { .. })
     ));
-    only_files(&dir, &["cost_hist.svg", "reward_cost.svg"]);
+
+    // The per-prompt bounds: one panel per method, on [0, 1], with the 5% line.
+    let bounds = dir.join("violation_bounds.svg");
+    plot_violation_bounds(&[&b, &r], 0.0, &bounds).unwrap();
+    assert!(check_svg(&bounds) > 0);
+    let text = svg_text(&bounds);
+    assert!(text.contains("blue: 95% upper bound") && text.contains("red: 95% upper bound"));
+    assert!(text.contains("threshold 0.05"));
+    only_files(
+        &dir,
+        &["cost_hist.svg", "reward_cost.svg", "violation_bounds.svg"],
+    );
 }
 
 #[test]
