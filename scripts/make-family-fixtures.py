@@ -73,8 +73,8 @@ SEED = 20261206
 PAD_ID = 0
 LENGTHS = [20, 11, 3]  # real lengths; left padded to max(LENGTHS); longer than llama3's context 16
 MAX_NEW_TOKENS = 8
-WEIGHT_STD = 0.2
-NORM_LOW, NORM_HIGH = 0.5, 1.5
+WEIGHT_STD = hf.WEIGHT_STD
+NORM_LOW, NORM_HIGH = hf.NORM_LOW, hf.NORM_HIGH
 TOL = 1e-5
 SHARD = "60KB"  # small enough that every fixture is split into several shards
 
@@ -181,15 +181,7 @@ def build_model(config_cls, model_cls, spec: dict, seed: int):
     cfg = config_cls(**spec)
     cfg._attn_implementation = "eager"
     model = model_cls(cfg).to(torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            if name.endswith("norm.weight") or "layernorm" in name:
-                p.copy_(torch.rand(p.shape, generator=gen) * (NORM_HIGH - NORM_LOW) + NORM_LOW)
-            elif p.ndim in (1, 2):
-                p.copy_(torch.randn(p.shape, generator=gen) * WEIGHT_STD)
-            else:
-                raise RuntimeError(f"unexpected parameter {name} {tuple(p.shape)}")
+    hf.reinit(model, seed, biases=True)
     model.eval()
     return model
 
@@ -298,9 +290,7 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
                         sequences, MAX_NEW_TOKENS),
         }
         if write:
-            with open(target / "expected.json", "w") as f:
-                json.dump(expected, f, separators=(",", ":"))
-                f.write("\n")
+            hf.write_expected(target / "expected.json", expected)
     return ok
 
 

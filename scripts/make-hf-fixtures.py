@@ -197,22 +197,35 @@ def make_config(spec: dict) -> LlamaConfig:
     return cfg
 
 
-def build_model(spec: dict, seed: int) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = make_config(spec)
-    model = LlamaForCausalLM(cfg).to(torch.float32)
-    assert model.config._attn_implementation == "eager", model.config._attn_implementation
-    # Deterministic re-init, independent of transformers' own init order: iterate parameters by name
-    # with a dedicated generator.  named_parameters() de-duplicates tied weights (lm_head == embed).
+def reinit(model, seed: int, biases: bool):
+    """Deterministic re-init, independent of transformers' own init order: iterate parameters by name
+    with a dedicated generator (named_parameters() de-duplicates tied weights, lm_head == embed).
+    Norm weights ~ U(NORM_LOW, NORM_HIGH); matrices (and, with `biases`, 1-D biases) ~ N(0, WEIGHT_STD²).
+    Shared with scripts/make-family-fixtures.py."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
             if name.endswith("norm.weight") or "layernorm" in name:
                 p.copy_(torch.rand(p.shape, generator=gen) * (NORM_HIGH - NORM_LOW) + NORM_LOW)
-            elif p.ndim == 2:
+            elif p.ndim == 2 or (biases and p.ndim == 1):
                 p.copy_(torch.randn(p.shape, generator=gen) * WEIGHT_STD)
             else:
                 raise RuntimeError(f"unexpected parameter {name} {tuple(p.shape)}")
+
+
+def write_expected(path: Path, expected: dict):
+    """Writes expected.json compactly, one line."""
+    with open(path, "w") as f:
+        json.dump(expected, f, separators=(",", ":"))
+        f.write("\n")
+
+
+def build_model(spec: dict, seed: int) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    cfg = make_config(spec)
+    model = LlamaForCausalLM(cfg).to(torch.float32)
+    assert model.config._attn_implementation == "eager", model.config._attn_implementation
+    reinit(model, seed, biases=False)
     if cfg.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "not tied"
     model.eval()
@@ -423,9 +436,7 @@ def run_one(name: str, spec: dict, out_dir: Path, write: bool) -> bool:
         d = (torch.tensor(expected["logits"]) - logits).abs().max().item()
         print(f"[{name}] rounding error of stored logits: {d:.3e}")
         if write:
-            with open(target / "expected.json", "w") as f:
-                json.dump(expected, f, separators=(",", ":"))
-                f.write("\n")
+            write_expected(target / "expected.json", expected)
     return ok
 
 
