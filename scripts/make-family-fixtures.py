@@ -186,21 +186,6 @@ def build_model(config_cls, model_cls, spec: dict, seed: int):
     return model
 
 
-def make_inputs(vocab: int, seed: int):
-    gen = torch.Generator().manual_seed(seed + 1)
-    seq = max(LENGTHS)
-    input_ids = torch.full((len(LENGTHS), seq), PAD_ID, dtype=torch.long)
-    attention_mask = torch.zeros((len(LENGTHS), seq), dtype=torch.long)
-    rows = []
-    for b, n in enumerate(LENGTHS):
-        row = torch.randint(1, vocab, (n,), generator=gen)
-        rows.append(row)
-        input_ids[b, seq - n :] = row
-        attention_mask[b, seq - n :] = 1
-    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    return rows, input_ids, attention_mask, position_ids
-
-
 @torch.no_grad()
 def greedy(model, input_ids, attention_mask):
     out = model.generate(
@@ -240,7 +225,7 @@ def run_one(name, config_cls, model_cls, dtype, spec, out_dir: Path, write: bool
         auto = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, attn_implementation="eager")
         ok &= type(auto) is model_cls
 
-        rows, input_ids, attention_mask, position_ids = make_inputs(model.config.vocab_size, SEED)
+        rows, input_ids, attention_mask, position_ids = hf.make_inputs(model.config.vocab_size, SEED, LENGTHS)
         logits = hf.forward_logits(model, input_ids, attention_mask, position_ids)
         d = (hf.forward_logits(auto.eval(), input_ids, attention_mask, position_ids) - logits).abs().max().item()
         print(f"[{name}] AutoModelForCausalLM reload: max |logits diff| = {d:.3e}")

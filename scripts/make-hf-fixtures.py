@@ -232,13 +232,15 @@ def build_model(spec: dict, seed: int) -> LlamaForCausalLM:
     return model
 
 
-def make_inputs(vocab: int, seed: int):
+def make_inputs(vocab: int, seed: int, lengths=None):
+    """Random rows of the given real lengths (default LENGTHS), left padded with PAD_ID."""
+    lengths = LENGTHS if lengths is None else lengths
     gen = torch.Generator().manual_seed(seed + 1)
-    seq = max(LENGTHS)
-    input_ids = torch.full((len(LENGTHS), seq), PAD_ID, dtype=torch.long)
-    attention_mask = torch.zeros((len(LENGTHS), seq), dtype=torch.long)
+    seq = max(lengths)
+    input_ids = torch.full((len(lengths), seq), PAD_ID, dtype=torch.long)
+    attention_mask = torch.zeros((len(lengths), seq), dtype=torch.long)
     rows = []
-    for b, n in enumerate(LENGTHS):
+    for b, n in enumerate(lengths):
         row = torch.randint(1, vocab, (n,), generator=gen)  # never the pad id
         rows.append(row)
         input_ids[b, seq - n :] = row
