@@ -15,7 +15,7 @@ use plotters::prelude::*;
 use crate::error::{EvalError, Result};
 use crate::input::MethodSamples;
 use crate::report::write_atomic;
-use crate::summary::summarize;
+use crate::summary::{Summary, summarize};
 
 /// The metrics keys plotted by default by [`plot_training_curves`].
 pub const DEFAULT_TRAINING_KEYS: [&str; 4] = ["lambda", "cost_mean", "safety_rate", "reward_mean"];
@@ -106,6 +106,20 @@ fn summaries(
         .collect()
 }
 
+/// `(method name, values(summary))` for each method.
+fn per_prompt_values(
+    methods: &[&MethodSamples],
+    cost_threshold: f64,
+    path: &Path,
+    values: impl Fn(&Summary) -> Vec<f64>,
+) -> Result<Vec<(String, Vec<f64>)>> {
+    Ok(summaries(methods, cost_threshold, path)?
+        .iter()
+        .zip(methods)
+        .map(|(s, m)| (m.name.clone(), values(s)))
+        .collect())
+}
+
 /// Histogram of per-prompt mean cost, one panel per method (same bins and axes in every
 /// panel), with the cost threshold as a vertical red line. Bins: ⌈√n⌉ clamped to 5..=40, n the
 /// largest prompt count.
@@ -115,11 +129,7 @@ pub fn plot_cost_histogram(
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let per_method: Vec<(String, Vec<f64>)> = summaries(methods, cost_threshold, path)?
-        .into_iter()
-        .zip(methods)
-        .map(|(s, m)| (m.name.clone(), s.prompt_mean_costs()))
-        .collect();
+    let per_method = per_prompt_values(methods, cost_threshold, path, Summary::prompt_mean_costs)?;
     let range = padded_range(
         per_method.iter().flat_map(|(_, v)| v.iter().copied()),
         &[cost_threshold],
@@ -144,14 +154,9 @@ pub fn plot_violation_bounds(
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let per_method: Vec<(String, Vec<f64>)> = summaries(methods, cost_threshold, path)?
-        .into_iter()
-        .zip(methods)
-        .map(|(s, m)| {
-            let bounds = s.per_prompt.iter().map(|p| p.violation_upper).collect();
-            (m.name.clone(), bounds)
-        })
-        .collect();
+    let per_method = per_prompt_values(methods, cost_threshold, path, |s| {
+        s.per_prompt.iter().map(|p| p.violation_upper).collect()
+    })?;
     let panels = HistogramPanels {
         range: (0.0, 1.0),
         n_bins: 20,

@@ -185,18 +185,6 @@ fn cost_histogram_and_scatter_are_valid_svg() {
         plot_cost_histogram(&[], 0.0, dir.join("none.svg")),
         Err(EvalError::NothingToPlot { .. })
     ));
-
-    // The per-prompt bounds: one panel per method, on [0, 1], with the 5% line.
-    let bounds = dir.join("violation_bounds.svg");
-    plot_violation_bounds(&[&b, &r], 0.0, &bounds).unwrap();
-    assert!(check_svg(&bounds) > 0);
-    let text = svg_text(&bounds);
-    assert!(text.contains("blue: 95% upper bound") && text.contains("red: 95% upper bound"));
-    assert!(text.contains("threshold 0.05"));
-    only_files(
-        &dir,
-        &["cost_hist.svg", "reward_cost.svg", "violation_bounds.svg"],
-    );
 }
 
 #[test]
