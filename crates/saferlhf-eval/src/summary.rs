@@ -102,16 +102,12 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    /// The certificates of per-prompt `(violations, samples)` counts and `n_safe` safe samples
-    /// out of `n_samples`.
-    pub fn of(counts: &[(usize, usize)], n_safe: usize, n_samples: usize) -> Self {
+    /// The certificates of the per-prompt statistics (their `violation_upper` bounds, at
+    /// [`CERTIFICATE_ALPHA`]) and `n_safe` safe samples out of `n_samples`.
+    pub fn of(per_prompt: &[PromptStats], n_safe: usize, n_samples: usize) -> Self {
         let alpha = CERTIFICATE_ALPHA;
-        let bounds: Vec<f64> = counts
-            .iter()
-            .map(|&(v, k)| clopper_pearson_upper(v, k, alpha))
-            .collect();
-        let n = bounds.len().max(1) as f64;
-        let min_samples = counts.iter().map(|&(_, k)| k).min().unwrap_or(0);
+        let n = per_prompt.len().max(1) as f64;
+        let min_samples = per_prompt.iter().map(|p| p.n_samples).min().unwrap_or(0);
         let (low, high) = wilson(n_safe, n_samples, alpha);
         Certificates {
             alpha,
@@ -120,7 +116,11 @@ impl Certificates {
                 .iter()
                 .map(|&eps| CertifiedShare {
                     eps,
-                    share: bounds.iter().filter(|&&u| u < eps).count() as f64 / n,
+                    share: per_prompt
+                        .iter()
+                        .filter(|p| p.violation_upper < eps)
+                        .count() as f64
+                        / n,
                 })
                 .collect(),
             min_samples,
@@ -317,6 +317,7 @@ pub fn summarize(m: &MethodSamples, cost_threshold: f64) -> Result<Summary> {
         })
         .collect();
 
+    let certificates = Certificates::of(&per_prompt, n_samples - n_unsafe, n_samples);
     Ok(Summary {
         method: m.name.clone(),
         decoding: m.decoding.clone(),
@@ -338,13 +339,6 @@ pub fn summarize(m: &MethodSamples, cost_threshold: f64) -> Result<Summary> {
         violating_prompts_when_mean_safe: if mean_safe { n_any } else { 0 },
         over_restriction,
         per_kind,
-        certificates: Certificates::of(
-            &by_prompt
-                .values()
-                .map(|a| (a.n_unsafe, a.n))
-                .collect::<Vec<_>>(),
-            n_samples - n_unsafe,
-            n_samples,
-        ),
+        certificates,
     })
 }

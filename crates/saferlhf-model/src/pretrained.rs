@@ -172,6 +172,8 @@ pub fn load_gguf_weights(
     config: &LlamaConfig,
     device: &Device,
 ) -> Result<LlamaForCausalLM> {
+    // Only llama's q/k rows are permuted by llama.cpp's converter.
+    let llama_layout = matches!(config.family(), Ok(Family::Llama));
     let mut tensors = Vec::new();
     for info in gguf.tensors() {
         let Some(name) = hf_name_of(info.name()) else {
@@ -183,7 +185,7 @@ pub fn load_gguf_weights(
             continue;
         };
         let (shape, mut data) = gguf.tensor_f32(info.name())?;
-        let heads = if !matches!(config.family(), Ok(Family::Llama)) {
+        let heads = if !llama_layout {
             None
         } else if name.ends_with("q_proj.weight") {
             Some(config.num_attention_heads)

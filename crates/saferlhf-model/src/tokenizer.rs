@@ -143,14 +143,7 @@ impl Tokenizer {
         let inner = parsed.map_err(|e| tok_err(path, e))?;
 
         let config_path = path.with_file_name("tokenizer_config.json");
-        let config = match std::fs::read(&config_path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .map_err(|e| tok_err(&config_path, e))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ModelError::io(&config_path, e)),
-        };
+        let config = read_optional_json(&config_path)?;
         // A special token in tokenizer_config.json is a string, an object with "content", or null.
         let config_token = |key: &str| -> Result<Option<u32>> {
             let Some(value) = config.as_ref().and_then(|c| c.get(key)) else {
@@ -211,23 +204,24 @@ impl Tokenizer {
         let mut tokenizer = Self::assemble(inner, source, eos_id, bos_id, pad_id);
         tokenizer.chat_template = chat_template;
         let generation = path.with_file_name("generation_config.json");
-        if let Some(text) = read_optional(&generation)? {
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| tok_err(&generation, e))?;
-            if let Some(ids) = value.get("eos_token_id").filter(|v| !v.is_null()) {
-                let ids: crate::config::TokenIds = serde_json::from_value(ids.clone())
-                    .map_err(|e| tok_err(&generation, format!("`eos_token_id`: {e}")))?;
-                let n = tokenizer.vocab_size();
-                for id in ids.to_vec() {
-                    if id as usize >= n {
-                        return Err(tok_err(
-                            &generation,
-                            format!("`eos_token_id` {id} is outside the vocabulary of {n}"),
-                        ));
-                    }
-                    if !tokenizer.stop_ids.contains(&id) {
-                        tokenizer.stop_ids.push(id);
-                    }
+        let generation_config = read_optional_json(&generation)?;
+        if let Some(ids) = generation_config
+            .as_ref()
+            .and_then(|c| c.get("eos_token_id"))
+            .filter(|v| !v.is_null())
+        {
+            let ids: crate::config::TokenIds = serde_json::from_value(ids.clone())
+                .map_err(|e| tok_err(&generation, format!("`eos_token_id`: {e}")))?;
+            let n = tokenizer.vocab_size();
+            for id in ids.to_vec() {
+                if id as usize >= n {
+                    return Err(tok_err(
+                        &generation,
+                        format!("`eos_token_id` {id} is outside the vocabulary of {n}"),
+                    ));
+                }
+                if !tokenizer.stop_ids.contains(&id) {
+                    tokenizer.stop_ids.push(id);
                 }
             }
         }
@@ -630,6 +624,13 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ModelError::io(path, e)),
     }
+}
+
+/// The JSON in `path`, or `None` when there is no such file; a parse error names the file.
+fn read_optional_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    read_optional(path)?
+        .map(|text| serde_json::from_str(&text).map_err(|e| tok_err(path, e)))
+        .transpose()
 }
 
 /// How a single user prompt becomes model input text.

@@ -28,6 +28,8 @@ pub fn generate_text(
     config: &GenerateConfig,
     device: &Device,
 ) -> Result<TextRollout, RolloutError> {
+    // The model's own template is compiled once here, not once per prompt.
+    let template = &template.resolve(tokenizer)?;
     let encoded = prompts
         .iter()
         .map(|p| tokenizer.encode_prompt(template, p))
