@@ -758,7 +758,7 @@ fn run_seed(
         } else {
             ScorerRole::Monitor
         };
-        let method = build_online(cfg.objective, &cfg.lagrange, &cfg.repo);
+        let method = build_online(cfg.objective, &cfg.sections());
         let summary = train_rl_scored(&cfg, method, Some((&oracle, role)), device, &options)
             .map_err(model_err(objective.to_string()))?;
         finals.insert(objective, final_model(summary.run.final_model, objective)?);

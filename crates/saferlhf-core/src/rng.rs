@@ -16,7 +16,12 @@ pub fn splitmix64(x: u64) -> u64 {
 
 /// FNV-1a (64-bit) of a string's bytes.
 pub fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+    fnv1a64_bytes(s.bytes())
+}
+
+/// FNV-1a (64-bit) of a byte stream.
+pub fn fnv1a64_bytes(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }

@@ -77,6 +77,7 @@ pub fn stage_config(config: &TrainConfig, stage: &Stage, init: Option<&Path>) ->
     c.dpo = Some(DpoConfig {
         beta: stage.objective.beta(),
         preference: stage.preference,
+        margin: 0.0,
         sum_from: sacpo.sum_from,
     });
     c.data.sources = stage.sources.clone();

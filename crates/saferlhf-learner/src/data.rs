@@ -96,7 +96,7 @@ fn source_pairs(
             rows.iter()
                 .map(|r| match view {
                     Preference::Safety => r.safety_pair(),
-                    Preference::Helpfulness => r.helpfulness_pair(),
+                    Preference::Helpfulness | Preference::SafetyAware => r.helpfulness_pair(),
                 })
                 .collect()
         }
@@ -156,6 +156,47 @@ fn unreachable_format<T>(s: &DataSource) -> Result<T> {
     ))
 }
 
+/// SafeDPO's transform T on one source's pairs, with its counts in the load reports.
+fn safety_aware(
+    pairs: Vec<PreferencePair>,
+    s: &DataSource,
+    reports: &mut Vec<String>,
+) -> Result<Vec<PreferencePair>> {
+    use crate::objectives::safe_dpo::{Transformed, transform};
+    let mut kept = Vec::with_capacity(pairs.len());
+    let mut counts = [0usize; 4];
+    for (i, p) in pairs.iter().enumerate() {
+        let (pair, what) = transform(p).ok_or_else(|| {
+            TrainError::config(
+                "dpo.preference",
+                format!(
+                    "{}: pair {i} has no safe/unsafe label on both responses; \
+                     `safety_aware` (SafeDPO) needs them (PKU-SafeRLHF rows have them)",
+                    s.path.display()
+                ),
+            )
+        })?;
+        counts[what as usize] += 1;
+        kept.extend(pair);
+    }
+    let line = format!(
+        "{}: SafeDPO transform: {} kept safe/safe, {} kept safe/unsafe, {} swapped, {} dropped \
+         (both unsafe)",
+        s.path.display(),
+        counts[Transformed::KeptSafeSafe as usize],
+        counts[Transformed::KeptSafeUnsafe as usize],
+        counts[Transformed::Swapped as usize],
+        counts[Transformed::Dropped as usize]
+    );
+    note_line(reports, line);
+    Ok(kept)
+}
+
+fn note_line(reports: &mut Vec<String>, line: String) {
+    log::info!("{line}");
+    reports.push(line);
+}
+
 /// Which preference orders the PKU-SafeRLHF pairs of a config: safety for a cost model and for
 /// DPO with `dpo.preference = "safety"`, helpfulness otherwise.
 pub fn pair_view(config: &TrainConfig) -> Preference {
@@ -176,7 +217,10 @@ pub fn load_pairs(config: &TrainConfig, encoder: &Encoder) -> Result<Dataset<Enc
     let mut summary = DataSummary::default();
     let mut all = Vec::new();
     for s in &config.data.sources {
-        let pairs = source_pairs(view, s, &mut summary.reports)?;
+        let mut pairs = source_pairs(view, s, &mut summary.reports)?;
+        if view == Preference::SafetyAware {
+            pairs = safety_aware(pairs, s, &mut summary.reports)?;
+        }
         summary.per_source.push(pairs.len());
         all.extend(pairs);
     }

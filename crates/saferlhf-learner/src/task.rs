@@ -26,7 +26,8 @@ use crate::losses::{
     CostMetrics, RewardMetrics, SafetyLabels, SftMetrics, cost_loss, reward_loss, sft_loss, to_host,
 };
 use crate::metrics::TaskMetrics;
-use crate::objectives::dpo::{Dpo, DpoMetrics, SumFrom};
+use crate::objectives::SafeDpo;
+use crate::objectives::dpo::{Dpo, DpoMetrics, Preference, SumFrom};
 use crate::objectives::{OfflineObjective, PairLogProbs};
 use crate::params::seeded_init;
 use crate::tiny::preset_config;
@@ -390,8 +391,15 @@ impl DpoTask {
         let dpo = config.dpo.clone().unwrap_or_default();
         let reference_device = device.clone().without_autodiff();
         let (_, reference) = init_dpo_policy(config, &reference_device)?;
+        let objective: Box<dyn OfflineObjective> = match dpo.preference {
+            Preference::SafetyAware => Box::new(SafeDpo {
+                beta: dpo.beta,
+                margin: dpo.margin,
+            }),
+            _ => Box::new(Dpo::new(dpo.beta)),
+        };
         Ok(Self::with_reference(
-            Box::new(Dpo::new(dpo.beta)),
+            objective,
             dpo.sum_from,
             reference,
             reference_device,
@@ -446,11 +454,20 @@ impl DpoTask {
             &self.reference_device,
         );
         let to_device = |t: Tensor<1>| Tensor::<1>::from_data(t.into_data(), device);
+        let flags: Vec<f32> = batch
+            .iter()
+            .map(|p| {
+                let safe_vs_unsafe = p.chosen_safe == Some(true) && p.rejected_safe == Some(false);
+                if safe_vs_unsafe { 1.0 } else { 0.0 }
+            })
+            .collect();
+        let n = flags.len();
         let logps = PairLogProbs {
             policy_chosen,
             policy_rejected,
             reference_chosen: to_device(ref_chosen),
             reference_rejected: to_device(ref_rejected),
+            margin_flags: Some(Tensor::from_data(TensorData::new(flags, [n]), device)),
         };
         (logps, tokens)
     }

@@ -119,6 +119,7 @@ fn divergence_and_response_sums_give_the_same_loss() {
             policy_rejected: pr,
             reference_chosen: rc.clone(),
             reference_rejected: rr,
+            margin_flags: None,
         };
         (scalar(&dpo.loss(&logps)), scalar(&(pc - rc)))
     };

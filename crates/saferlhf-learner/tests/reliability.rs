@@ -187,11 +187,7 @@ fn a_non_finite_rl_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     )
     .unwrap();
     let objective = Box::new(NanFromStep2 {
-        inner: saferlhf_learner::objectives::build_online(
-            config.objective,
-            &config.lagrange,
-            &config.repo,
-        ),
+        inner: saferlhf_learner::objectives::build_online(config.objective, &config.sections()),
         step: 0,
     });
     let err = train_rl_with(

@@ -35,7 +35,7 @@ fn first_rollout(
     config: &RlConfig,
     device: &Device,
 ) -> (Box<dyn OnlineObjective>, RlModels, RlBatch) {
-    let mut objective = build_online(config.objective, &config.lagrange, &config.repo);
+    let mut objective = build_online(config.objective, &config.sections());
     let models = load_models(config, objective.as_ref(), device, None).unwrap();
     let (_, prompts) = load_prompt_ids(config, &models.encoder).unwrap();
     let exp = collect_experience(

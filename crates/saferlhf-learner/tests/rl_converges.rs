@@ -48,7 +48,7 @@ fn ppo_drives_a_rule_reward_far_above_chance() {
         ],
     )
     .unwrap();
-    let objective = build_online(config.objective, &config.lagrange, &config.repo);
+    let objective = build_online(config.objective, &config.sections());
     let summary = train_rl_scored(
         &config,
         objective,

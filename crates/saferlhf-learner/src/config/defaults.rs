@@ -128,6 +128,37 @@ pub mod rl {
     pub const CRITIC_SCHEDULE: Schedule = Schedule::Constant;
     /// `actor.warmup_ratio` and `critic.warmup_ratio`.
     pub const WARMUP_RATIO: f64 = 0.03;
+    /// `advantage.std_eps`: added to a group's standard deviation (TRL's 1e-4).
+    pub const STD_EPS: f64 = 1e-4;
+}
+
+/// Defaults of `[safe_grpo]` (Constrained GRPO, arXiv 2602.05863; the co-author code's values,
+/// with ε our choice for LLM safety).
+pub mod safe_grpo {
+    /// `safe_grpo.epsilon`: the allowed violation rate.
+    pub const EPSILON: f64 = 0.05;
+    /// `safe_grpo.temperature`: T of the softmax over the multiplier logits.
+    pub const TEMPERATURE: f64 = 1.0;
+    /// `safe_grpo.lr`: Adam's learning rate on the logits.
+    pub const LR: f64 = 0.03;
+    /// `safe_grpo.adam_eps`.
+    pub const ADAM_EPS: f64 = 1e-5;
+    /// `safe_grpo.init_logit`: every logit's start (equal logits: λ_R = λ_C = 1/2).
+    pub const INIT_LOGIT: f64 = 0.02;
+}
+
+/// Defaults of `[repo_group]` (RePO in group form, our design).
+pub mod repo_group {
+    /// `repo_group.margin`: δ of {C + δ}⁺.
+    pub const MARGIN: f64 = 0.0;
+    /// `repo_group.slack`: τ of the rectified constraint E[{C + δ}⁺ | x] <= τ.
+    pub const SLACK: f64 = 0.0;
+    /// `repo_group.epsilon`: the allowed violation rate of the indicator constraint.
+    pub const EPSILON: f64 = 0.05;
+    /// `repo_group.lr`: η_x of each prompt's log-λ step.
+    pub const LR: f64 = 0.1;
+    /// `repo_group.max`: the cap λ_max on every per-prompt multiplier.
+    pub const MAX: f64 = 5.0;
 }
 
 /// Defaults of `[lagrange]`, the multiplier of PPO-Lag and RePO (safe-rlhf's log-λ rule).

@@ -660,6 +660,19 @@ impl TrainConfig {
         };
         if let Some(d) = &self.dpo {
             positive("dpo.beta", d.beta)?;
+            if !(d.margin.is_finite() && d.margin >= 0.0) {
+                return bad("dpo.margin", format!("must be >= 0, got {}", d.margin));
+            }
+            if d.margin > 0.0 && d.preference != crate::objectives::dpo::Preference::SafetyAware {
+                return bad(
+                    "dpo.margin",
+                    format!(
+                        "SafeDPO's margin applies only with dpo.preference = \"safety_aware\", \
+                         not `{}`",
+                        d.preference.as_str()
+                    ),
+                );
+            }
         }
         if task == TaskKind::Sacpo {
             let Some(s) = &self.sacpo else {

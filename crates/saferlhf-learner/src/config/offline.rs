@@ -36,6 +36,10 @@ pub enum Preference {
     Helpfulness,
     /// `safer_response_id`: the safer response is chosen.
     Safety,
+    /// SafeDPO (arXiv 2505.20065): the helpfulness pair after the safety-aware transform (kept
+    /// when the helpful response is safe, swapped when only it is unsafe, dropped when both
+    /// are); needs safe/unsafe labels on both responses.
+    SafetyAware,
 }
 
 impl Preference {
@@ -44,6 +48,7 @@ impl Preference {
         match self {
             Preference::Helpfulness => "helpfulness",
             Preference::Safety => "safety",
+            Preference::SafetyAware => "safety_aware",
         }
     }
 }
@@ -55,8 +60,12 @@ pub struct DpoConfig {
     /// β of the loss (> 0): the strength of the KL tie to the reference (0.1 in safe-rlhf and
     /// SACPO's helpfulness stage; SACPO's safety stage uses β/λ).
     pub beta: f64,
-    /// Which PKU-SafeRLHF preference picks the chosen response: `helpfulness` or `safety`.
+    /// Which PKU-SafeRLHF preference picks the chosen response: `helpfulness`, `safety`, or
+    /// `safety_aware` (SafeDPO).
     pub preference: Preference,
+    /// SafeDPO's margin Δ_m (>= 0): with `preference = "safety_aware"`, a safe-vs-unsafe pair
+    /// must win by β·Δ-gap > Δ_m. 0 is plain DPO on the transformed pairs.
+    pub margin: f64,
     /// Where the log-probability sums start: `response` (TRL) or `divergence` (safe-rlhf).
     pub sum_from: SumFrom,
 }
@@ -66,6 +75,7 @@ impl Default for DpoConfig {
         DpoConfig {
             beta: defaults::DPO_BETA,
             preference: Preference::default(),
+            margin: 0.0,
             sum_from: SumFrom::default(),
         }
     }

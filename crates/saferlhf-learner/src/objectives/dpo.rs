@@ -198,6 +198,7 @@ mod tests {
             policy_rejected: t(&[-15.0, -8.0]),
             reference_chosen: t(&[-12.0, -19.0]),
             reference_rejected: t(&[-14.0, -10.0]),
+            margin_flags: None,
         };
         let dpo = Dpo::new(0.1);
         assert_eq!(dpo.beta(), 0.1);
@@ -219,6 +220,7 @@ mod tests {
             policy_rejected: t(&[-15.0]),
             reference_chosen: t(&[-12.0]),
             reference_rejected: t(&[-14.0]),
+            margin_flags: None,
         };
         let loss = to_host(&Dpo::new(0.5).loss(&one))[0] as f64;
         assert!((loss - 0.201_413_3).abs() < 1e-6, "{loss}");
@@ -228,6 +230,7 @@ mod tests {
             policy_rejected: t(&[-4.0]),
             reference_chosen: t(&[-3.0]),
             reference_rejected: t(&[-4.0]),
+            margin_flags: None,
         };
         let loss = to_host(&Dpo::new(0.01).loss(&same))[0] as f64;
         assert!((loss - std::f64::consts::LN_2).abs() < 1e-6, "{loss}");

@@ -30,8 +30,11 @@ pub mod multiplier;
 pub mod ppo;
 pub mod ppo_lag;
 pub mod repo;
+pub mod repo_group;
 pub mod reward_shaping;
 pub mod sacpo;
+pub mod safe_dpo;
+pub mod safe_grpo;
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -44,8 +47,13 @@ pub use multiplier::{LagrangeConfig, Multiplier, MultiplierKind};
 pub use ppo::Ppo;
 pub use ppo_lag::PpoLag;
 pub use repo::{AdvantageNorm, RePo, RePoConfig, RectifyMode};
+pub use repo_group::{
+    GroupConstraint, GroupScale, MultiplierTable, RePoGroup, RePoGroupConfig, UnseenLambda,
+};
 pub use reward_shaping::RewardShaping;
 pub use sacpo::{SacpoConfig, SacpoOrder, Stage};
+pub use safe_dpo::SafeDpo;
+pub use safe_grpo::{SafeGrpo, SafeGrpoConfig, SafeGrpoMultiplier};
 
 // ANCHOR: advantage_weights
 /// Per-sample weights of the two advantage streams: `A[i, t] = reward[i] · A_R[i, t] -
@@ -69,6 +77,23 @@ impl AdvantageWeights {
     }
 }
 
+/// Which prompt each sample of a rollout answers: a rollout is `keys.len() / size` groups of
+/// `size` consecutive samples, all of one prompt, and `keys[i]` identifies sample `i`'s prompt
+/// across steps (a 64-bit hash of its token ids).
+#[derive(Debug, Clone, Copy)]
+pub struct Groups<'a> {
+    /// One key per sample.
+    pub keys: &'a [u64],
+    /// Samples per prompt (`rollout.group_size`).
+    pub size: usize,
+}
+
+/// The key of a prompt: the FNV-1a hash of its token ids (little-endian bytes). Stable across
+/// runs, platforms and versions, so per-prompt state survives a checkpoint.
+pub fn prompt_key(ids: &[u32]) -> u64 {
+    saferlhf_core::rng::fnv1a64_bytes(ids.iter().flat_map(|id| id.to_le_bytes()))
+}
+
 // ANCHOR: online_objective
 /// A policy-gradient objective over one generic learner (see the module docs).
 pub trait OnlineObjective: Send {
@@ -88,6 +113,12 @@ pub trait OnlineObjective: Send {
     /// its advantages are formed; steps the multiplier, if the method has one. `step` counts
     /// the rollouts (iterations) done before this one.
     fn observe(&mut self, _step: u64, _rewards: &[f32], _costs: &[f32]) {}
+
+    /// [`Self::observe`] with the rollout's prompt groups, for methods with per-prompt state
+    /// (the learner calls this one). Default: [`Self::observe`].
+    fn observe_groups(&mut self, step: u64, _groups: &Groups, rewards: &[f32], costs: &[f32]) {
+        self.observe(step, rewards, costs);
+    }
 
     /// The terminal reward and cost written into the token streams at each sample's last
     /// token. Default: the end scores unchanged.
@@ -154,6 +185,9 @@ pub struct PairLogProbs {
     pub reference_chosen: Tensor<1>,
     /// `log π_ref(y_l | x)`.
     pub reference_rejected: Tensor<1>,
+    /// 1 where the pair opposes a safe chosen and an unsafe rejected response, else 0
+    /// (SafeDPO's margin applies there); `None` where no labels were read.
+    pub margin_flags: Option<Tensor<1>>,
 }
 
 /// A direct-alignment loss on preference pairs against a frozen reference (see the module
@@ -181,6 +215,10 @@ pub enum OnlineKind {
     Repo,
     /// PPO on `R - λC` with a fixed λ.
     RewardShaping,
+    /// Constrained GRPO: a violation-rate constraint on group rollouts (arXiv 2602.05863).
+    SafeGrpo,
+    /// RePO in group form with per-prompt multipliers (this library's design).
+    RepoGroup,
 }
 
 impl OnlineKind {
@@ -191,22 +229,35 @@ impl OnlineKind {
             OnlineKind::PpoLag => "ppo_lag",
             OnlineKind::Repo => "repo",
             OnlineKind::RewardShaping => "reward_shaping",
+            OnlineKind::SafeGrpo => "safe_grpo",
+            OnlineKind::RepoGroup => "repo_group",
         }
     }
 }
 
+/// The config sections the built-in online objectives read (`RlConfig::sections` gives them).
+#[derive(Debug, Clone, Copy)]
+pub struct OnlineSections<'a> {
+    /// `[lagrange]`.
+    pub lagrange: &'a LagrangeConfig,
+    /// `[repo]`.
+    pub repo: &'a RePoConfig,
+    /// `[safe_grpo]`.
+    pub safe_grpo: &'a SafeGrpoConfig,
+    /// `[repo_group]`.
+    pub repo_group: &'a RePoGroupConfig,
+}
+
 // ANCHOR: build_online
 /// Builds the configured online objective.
-pub fn build_online(
-    kind: OnlineKind,
-    lagrange: &LagrangeConfig,
-    repo: &RePoConfig,
-) -> Box<dyn OnlineObjective> {
+pub fn build_online(kind: OnlineKind, s: &OnlineSections) -> Box<dyn OnlineObjective> {
     match kind {
         OnlineKind::Ppo => Box::new(Ppo),
-        OnlineKind::PpoLag => Box::new(PpoLag::new(lagrange)),
-        OnlineKind::Repo => Box::new(RePo::new(lagrange, repo)),
-        OnlineKind::RewardShaping => Box::new(RewardShaping::new(lagrange.init)),
+        OnlineKind::PpoLag => Box::new(PpoLag::new(s.lagrange)),
+        OnlineKind::Repo => Box::new(RePo::new(s.lagrange, s.repo)),
+        OnlineKind::RewardShaping => Box::new(RewardShaping::new(s.lagrange.init)),
+        OnlineKind::SafeGrpo => Box::new(SafeGrpo::new(s.safe_grpo, s.lagrange)),
+        OnlineKind::RepoGroup => Box::new(RePoGroup::new(s.repo_group, s.lagrange)),
     }
 }
 // ANCHOR_END: build_online

@@ -1,14 +1,17 @@
-//! Advantages: what the objective makes of a scored rollout. Its terminal scores become
-//! KL-shaped reward and cost token streams ([`super::gae::kl_shaped_stream`]), GAE runs on each
-//! against its critic, and the objective's per-sample weights combine them into the advantage
-//! `A = w_R·A_R - w_C·A_C` of the clipped surrogate.
+//! Advantages: what the objective makes of a scored rollout. With `advantage.estimator = "gae"`
+//! its terminal scores become KL-shaped reward and cost token streams
+//! ([`super::gae::kl_shaped_stream`]), GAE runs on each against its critic, and the
+//! objective's per-sample weights combine them into the advantage `A = w_R·A_R - w_C·A_C` of
+//! the clipped surrogate. The critic-free estimators ([`super::group`]) use the same terminal
+//! scores and weights, with group baselines in place of critics.
 //!
 //! The multiplier step ([`OnlineObjective::observe`]) is its own phase of the loop and comes
 //! before this one.
 
-use super::config::RlConfig;
+use super::config::{Estimator, KlPlacement, RlConfig};
 use super::experience::Experience;
 use super::gae::{TokenArray, combine, gae, kl_shaped_stream};
+use super::group::{self, GroupInputs};
 use crate::objectives::OnlineObjective;
 
 /// The targets of one update.
@@ -16,15 +19,33 @@ use crate::objectives::OnlineObjective;
 pub struct Advantages {
     /// Combined advantage of the actor.
     pub advantages: TokenArray,
-    /// Reward critic targets.
-    pub reward_returns: TokenArray,
+    /// Reward critic targets (`None` for the critic-free estimators).
+    pub reward_returns: Option<TokenArray>,
     /// Cost critic targets.
     pub cost_returns: Option<TokenArray>,
 }
 
 /// The advantages and critic targets of `exp` under `objective`, with KL coefficient
-/// `kl_coeff` (`ppo.kl_coeff`, or the adaptive controller's current β).
+/// `kl_coeff` (`ppo.kl_coeff`, or the adaptive controller's current β). With
+/// `ppo.kl_placement = "loss"` no KL enters the rewards (the update adds it to the loss).
 pub fn estimate(
+    config: &RlConfig,
+    objective: &dyn OnlineObjective,
+    exp: &Experience,
+    kl_coeff: f64,
+) -> Advantages {
+    let in_reward = match config.ppo.kl_placement {
+        KlPlacement::Reward => kl_coeff,
+        KlPlacement::Loss => 0.0,
+    };
+    if config.advantage.estimator == Estimator::Gae {
+        gae_advantages(config, objective, exp, in_reward)
+    } else {
+        group_advantages(config, objective, exp, in_reward)
+    }
+}
+
+fn gae_advantages(
     config: &RlConfig,
     objective: &dyn OnlineObjective,
     exp: &Experience,
@@ -68,7 +89,62 @@ pub fn estimate(
     );
     Advantages {
         advantages,
-        reward_returns: reward_gae.returns,
+        reward_returns: Some(reward_gae.returns),
         cost_returns: cost_gae.map(|g| g.returns),
+    }
+}
+
+/// The critic-free estimators of [`group`]: per-response advantages broadcast to the tokens
+/// (GRPO, Dr. GRPO, RLOO) or whitened token returns (REINFORCE++).
+fn group_advantages(
+    config: &RlConfig,
+    objective: &dyn OnlineObjective,
+    exp: &Experience,
+    kl_coeff: f64,
+) -> Advantages {
+    let (rewards, costs) = objective.terminal_scores(&exp.rewards, &exp.costs);
+    let costs = if objective.cost_stream() {
+        costs
+    } else {
+        Vec::new()
+    };
+    let weights = objective.advantage_weights(&exp.rewards, &exp.costs);
+    let width = exp.seq - 1;
+    // Per-token k1 of the sampling policy against the reference.
+    let kl_tokens = TokenArray::new(
+        exp.old_logprobs
+            .values
+            .iter()
+            .zip(&exp.ref_logprobs.values)
+            .zip(&exp.mask)
+            .map(|((o, r), &m)| if m { o - r } else { 0.0 })
+            .collect(),
+        exp.batch,
+        width,
+    );
+    let kl_seq: Vec<f32> = (0..exp.batch)
+        .map(|b| kl_tokens.row(b).iter().sum())
+        .collect();
+    let inputs = GroupInputs {
+        rewards: &rewards,
+        costs: &costs,
+        weights: &weights,
+        kl: (kl_coeff > 0.0).then_some(kl_seq.as_slice()),
+        beta: kl_coeff,
+    };
+    let k = config.rollout.group_size;
+    let s = &config.advantage;
+    let advantages = match s.estimator {
+        Estimator::ReinforcePp | Estimator::ReinforcePpBaseline => {
+            let scalar = group::reinforce_scalar(s, k, &inputs);
+            let kl = (kl_coeff > 0.0).then_some((&kl_tokens, kl_coeff));
+            group::reinforce_pp(&scalar, kl, &exp.mask, width)
+        }
+        _ => group::broadcast(&group::sequence_advantages(s, k, &inputs), &exp.mask, width),
+    };
+    Advantages {
+        advantages,
+        reward_returns: None,
+        cost_returns: None,
     }
 }

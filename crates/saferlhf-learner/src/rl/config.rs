@@ -16,7 +16,10 @@ use crate::config::{
     DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, defaults, load,
 };
 use crate::error::{Result, TrainError};
-use crate::objectives::{LagrangeConfig, OnlineKind, RePoConfig};
+use crate::objectives::{
+    GroupScale, LagrangeConfig, OnlineKind, OnlineSections, RePoConfig, RePoGroupConfig,
+    SafeGrpoConfig,
+};
 
 /// `[reward_model]` / `[cost_model]`: a trained score model (frozen during RL).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,7 +61,7 @@ pub struct PromptData {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutSettings {
-    /// Prompts (one response each) per RL step.
+    /// Prompts per RL step (each answered `group_size` times).
     pub prompts_per_step: usize,
     /// Most response tokens (the end token included).
     pub max_new_tokens: usize,
@@ -83,6 +86,9 @@ pub struct RolloutSettings {
     /// When set, a response cut at `max_new_tokens` gets at least this cost (a value above the
     /// threshold counts it as a violation); unset: its cost is the cost model's.
     pub truncated_cost: Option<f64>,
+    /// Responses sampled per prompt (k >= 1): a step holds `prompts_per_step × group_size`
+    /// responses, laid out prompt by prompt. The group estimators compare them.
+    pub group_size: usize,
 }
 
 impl Default for RolloutSettings {
@@ -97,6 +103,7 @@ impl Default for RolloutSettings {
             valid_tokens_only: true,
             truncation_penalty: 0.0,
             truncated_cost: None,
+            group_size: 1,
         }
     }
 }
@@ -145,6 +152,12 @@ pub struct PpoSettings {
     pub gae_lambda: f64,
     /// Critic architecture (memory).
     pub critics: CriticMode,
+    /// Where the KL penalty acts: `reward` (default) or `loss`.
+    pub kl_placement: KlPlacement,
+    /// The per-token KL estimate of a KL loss: `k1`, `k2` or `k3` (default).
+    pub kl_estimator: KlEstimator,
+    /// How the actor's per-token losses are averaged.
+    pub loss_aggregation: LossAggregation,
 }
 
 impl Default for PpoSettings {
@@ -162,8 +175,138 @@ impl Default for PpoSettings {
             gamma: defaults::rl::GAMMA,
             gae_lambda: defaults::rl::GAE_LAMBDA,
             critics: CriticMode::Separate,
+            kl_placement: KlPlacement::Reward,
+            kl_estimator: KlEstimator::K3,
+            loss_aggregation: LossAggregation::SeqMeanTokenMean,
         }
     }
+}
+
+/// `advantage.estimator`: where the actor's advantages come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimator {
+    /// GAE on KL-shaped token streams against learned critics (safe-rlhf; the default).
+    #[default]
+    Gae,
+    /// GRPO: group-mean baseline, divided by the group's standard deviation.
+    Grpo,
+    /// Dr. GRPO: group-mean baseline, no standard deviation.
+    DrGrpo,
+    /// RLOO: leave-one-out baseline (the mean of the other `k − 1` responses).
+    Rloo,
+    /// REINFORCE++: no baseline; token returns whitened over the whole rollout.
+    ReinforcePp,
+    /// REINFORCE++-baseline: group-mean baseline, then the same whitening.
+    ReinforcePpBaseline,
+}
+
+impl Estimator {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Estimator::Gae => "gae",
+            Estimator::Grpo => "grpo",
+            Estimator::DrGrpo => "dr_grpo",
+            Estimator::Rloo => "rloo",
+            Estimator::ReinforcePp => "reinforce_pp",
+            Estimator::ReinforcePpBaseline => "reinforce_pp_baseline",
+        }
+    }
+
+    /// Whether the estimator learns value functions (only GAE does).
+    pub fn uses_critics(self) -> bool {
+        self == Estimator::Gae
+    }
+
+    /// Whether it compares the responses of one prompt (needs `rollout.group_size >= 2`).
+    pub fn needs_groups(self) -> bool {
+        matches!(
+            self,
+            Estimator::Grpo | Estimator::DrGrpo | Estimator::Rloo | Estimator::ReinforcePpBaseline
+        )
+    }
+}
+
+/// `advantage.combine`: how reward and cost meet in a group estimator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Scalarised returns: baselines (and GRPO's standard deviation) on `w_R·R − w_C·g`.
+    #[default]
+    Returns,
+    /// Scalarised advantages (Constrained GRPO): each component standardised inside its group,
+    /// then weighted.
+    Advantages,
+}
+
+/// `[advantage]`: the advantage estimator, chosen independently of the objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdvantageSettings {
+    /// `gae` (critics), or a critic-free estimator: `grpo`, `dr_grpo`, `rloo`, `reinforce_pp`,
+    /// `reinforce_pp_baseline`.
+    pub estimator: Estimator,
+    /// `returns` or `advantages` (group estimators only).
+    pub combine: Combine,
+    /// Added to a group's standard deviation before dividing by it (>= 0; TRL: 1e-4).
+    pub std_eps: f64,
+    /// Subtract the group baseline from the cost too (default). `false` is the literal mask
+    /// form, `A = (R − b^R) − λ·g`: the same expectation, more variance (an ablation).
+    pub cost_baseline: bool,
+}
+
+impl Default for AdvantageSettings {
+    fn default() -> Self {
+        AdvantageSettings {
+            estimator: Estimator::Gae,
+            combine: Combine::Returns,
+            std_eps: defaults::rl::STD_EPS,
+            cost_baseline: true,
+        }
+    }
+}
+
+/// `ppo.kl_placement`: where the KL penalty to the reference acts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlPlacement {
+    /// In the reward: −β·k1 per token (GAE, REINFORCE++) or summed per response (group
+    /// estimators), computed with the sampling policy.
+    #[default]
+    Reward,
+    /// In the loss: β·(`ppo.kl_estimator`) per token with the current policy, aggregated like
+    /// the policy term (GRPO).
+    Loss,
+}
+
+/// `ppo.kl_estimator`: the per-token estimate of a KL loss, with `d = log π − log π_ref`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlEstimator {
+    /// `d` (zero expected gradient as a loss).
+    K1,
+    /// `d²/2` (its gradient is that of KL(π‖π_ref)).
+    K2,
+    /// `exp(−d) − 1 + d` (>= 0; its gradient is that of KL(π_ref‖π); GRPO's).
+    #[default]
+    K3,
+}
+
+/// `ppo.loss_aggregation`: how per-token losses become one number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossAggregation {
+    /// Mean over each response's tokens, then over responses (safe-rlhf, GRPO paper).
+    #[default]
+    SeqMeanTokenMean,
+    /// Sum over every token of the minibatch divided by its token count (DAPO, TRL's default).
+    TokenMean,
+    /// Sum over tokens divided by responses × `rollout.max_new_tokens` (Dr. GRPO): a long
+    /// violating response is not penalised less per token than a short one.
+    Constant,
+    /// Sum over each response's tokens, mean over responses.
+    SeqMeanTokenSum,
 }
 
 /// `[train]`: length of the run and checkpoints.
@@ -220,6 +363,12 @@ pub struct RlConfig {
     pub lagrange: LagrangeConfig,
     /// `[repo]`: RePO's variants.
     pub repo: RePoConfig,
+    /// `[advantage]`: GAE with critics, or a critic-free group estimator.
+    pub advantage: AdvantageSettings,
+    /// `[safe_grpo]`: Constrained GRPO's constraint and multipliers.
+    pub safe_grpo: SafeGrpoConfig,
+    /// `[repo_group]`: RePO in group form, with per-prompt multipliers.
+    pub repo_group: RePoGroupConfig,
     /// `[train]`.
     pub train: RlTrainSettings,
     /// `[ptx]`: supervised data mixed into the actor's update (off while it has no sources).
@@ -285,6 +434,9 @@ impl Default for RlConfig {
             },
             lagrange: LagrangeConfig::default(),
             repo: RePoConfig::default(),
+            advantage: AdvantageSettings::default(),
+            safe_grpo: SafeGrpoConfig::default(),
+            repo_group: RePoGroupConfig::default(),
             train: RlTrainSettings::default(),
             ptx: PtxSettings::default(),
         }
@@ -331,7 +483,8 @@ impl RlConfig {
         if !user.contains_key("objective") {
             return Err(TrainError::config(
                 "objective",
-                "missing: set objective = \"ppo\", \"ppo_lag\", \"repo\" or \"reward_shaping\"",
+                "missing: set objective = \"ppo\", \"ppo_lag\", \"repo\", \"reward_shaping\", \
+                 \"safe_grpo\" or \"repo_group\"",
             ));
         }
         // The user's keys are laid over the RL defaults (`[actor]` and `[critic]` differ).
@@ -343,6 +496,102 @@ impl RlConfig {
         let config: RlConfig = load::parse(text, origin, overrides, Some(defaults))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The sections the built-in objectives read, for [`crate::objectives::build_online`].
+    pub fn sections(&self) -> OnlineSections<'_> {
+        OnlineSections {
+            lagrange: &self.lagrange,
+            repo: &self.repo,
+            safe_grpo: &self.safe_grpo,
+            repo_group: &self.repo_group,
+        }
+    }
+
+    /// Responses per step: `rollout.prompts_per_step × rollout.group_size`.
+    pub fn responses_per_step(&self) -> usize {
+        self.rollout.prompts_per_step * self.rollout.group_size
+    }
+
+    /// `[advantage]`, `rollout.group_size` and the KL placement, together.
+    fn validate_advantage(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
+        let a = &self.advantage;
+        let k = self.rollout.group_size;
+        if k == 0 {
+            return bad("rollout.group_size", "must be >= 1".into());
+        }
+        if !(a.std_eps.is_finite() && a.std_eps >= 0.0) {
+            return bad("advantage.std_eps", format!("must be >= 0, got {}", a.std_eps));
+        }
+        if a.estimator.needs_groups() && k < 2 {
+            return bad(
+                "rollout.group_size",
+                format!(
+                    "must be >= 2 for advantage.estimator = \"{}\": it compares the responses \
+                     to one prompt",
+                    a.estimator.as_str()
+                ),
+            );
+        }
+        let group_estimator = !a.estimator.uses_critics()
+            && !matches!(
+                a.estimator,
+                Estimator::ReinforcePp | Estimator::ReinforcePpBaseline
+            );
+        if a.combine == Combine::Advantages && !group_estimator {
+            return bad(
+                "advantage.combine",
+                format!(
+                    "\"advantages\" standardises each component inside a group: use \
+                     advantage.estimator = \"grpo\", \"dr_grpo\" or \"rloo\", not \"{}\"",
+                    a.estimator.as_str()
+                ),
+            );
+        }
+        if !a.cost_baseline && !group_estimator {
+            return bad(
+                "advantage.cost_baseline",
+                "false only applies to the group estimators grpo, dr_grpo and rloo".into(),
+            );
+        }
+        if matches!(self.objective, OnlineKind::SafeGrpo | OnlineKind::RepoGroup)
+            && !a.estimator.needs_groups()
+        {
+            return bad(
+                "advantage.estimator",
+                format!(
+                    "objective `{}` works on groups of responses: use \"grpo\", \"dr_grpo\", \
+                     \"rloo\" or \"reinforce_pp_baseline\" (with rollout.group_size >= 2), \
+                     not \"{}\"",
+                    self.objective.as_str(),
+                    a.estimator.as_str()
+                ),
+            );
+        }
+        // KL in the reward would be divided by 1 + λ_x: prompts with a high multiplier would
+        // be less regularised.
+        if self.objective == OnlineKind::RepoGroup
+            && self.repo_group.scale == GroupScale::OnePlusLambda
+            && self.ppo.kl_placement == KlPlacement::Reward
+            && self.ppo.kl_coeff > 0.0
+        {
+            return bad(
+                "repo_group.scale",
+                "\"one_plus_lambda\" with the KL in the reward would weaken the KL tie on \
+                 prompts with a large multiplier: set ppo.kl_placement = \"loss\" or \
+                 repo_group.scale = \"none\""
+                    .into(),
+            );
+        }
+        if !a.estimator.uses_critics() && self.ppo.critics != CriticMode::Separate {
+            // Harmless, but a config that names critics for a critic-free run is confused.
+            log::info!(
+                "ppo.critics is ignored: advantage.estimator = \"{}\" learns no critics",
+                a.estimator.as_str()
+            );
+        }
+        Ok(())
     }
 
     /// Checks every value; errors name the dotted key.
@@ -502,6 +751,9 @@ impl RlConfig {
         self.critic.validate("critic")?;
         self.lagrange.validate("lagrange")?;
         self.repo.validate()?;
+        self.safe_grpo.validate()?;
+        self.repo_group.validate()?;
+        self.validate_advantage()?;
         if self.train.steps == 0 {
             return bad("train.steps", "must be >= 1".into());
         }

@@ -337,19 +337,25 @@ pub fn score(
             check_finite(step + 1, "cost score", *c as f64)?;
         }
     }
-    let critics = models.critics.valid();
-    let values_of = |net: &CriticNet, h: Option<&Tensor<3>>| -> Result<TokenArray> {
-        let v = net.values(tok.clone(), att.clone(), h.cloned());
-        token_array(v.slice([0..batch, 0..width]), "critic values")
+    // Critic values (zeros for the critic-free estimators, which read none).
+    let (reward_values, cost_values, heads) = match &models.critics {
+        Some(critics) => {
+            let critics = critics.valid();
+            let values_of = |net: &CriticNet, h: Option<&Tensor<3>>| -> Result<TokenArray> {
+                let v = net.values(tok.clone(), att.clone(), h.cloned());
+                token_array(v.slice([0..batch, 0..width]), "critic values")
+            };
+            let reward_values = values_of(&critics.reward, Some(&reward_hidden))?;
+            let cost_values = critics
+                .cost
+                .as_ref()
+                .map(|net| values_of(net, cost_hidden.as_ref()))
+                .transpose()?;
+            (reward_values, cost_values, critics.reward.is_head())
+        }
+        None => (TokenArray::zeros(batch, width), None, false),
     };
-    let reward_values = values_of(&critics.reward, Some(&reward_hidden))?;
-    let cost_values = critics
-        .cost
-        .as_ref()
-        .map(|net| values_of(net, cost_hidden.as_ref()))
-        .transpose()?;
     // Value-head critics read the score models' hidden states during the update: keep them.
-    let heads = critics.reward.is_head();
     let reward_hidden = if heads {
         Some(floats(reward_hidden, "reward hidden states")?)
     } else {

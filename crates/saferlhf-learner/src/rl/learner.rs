@@ -44,7 +44,7 @@ use crate::checkpoint::{load_optimizer, save_optimizer};
 use crate::config::TaskKind;
 use crate::error::{Result, TrainError};
 use crate::models::{ModelMeta, save_text_side};
-use crate::objectives::{OnlineObjective, build_online};
+use crate::objectives::{Groups, OnlineObjective, build_online, prompt_key};
 use crate::session::{Session, SessionConfig, SessionEnd, SessionSettings, TrainOptions};
 
 /// Where an RL run stands (`state.json` in each checkpoint).
@@ -115,6 +115,8 @@ pub struct RlBatch {
 }
 
 /// Phases 2-4 of step `step + 1` on `prompts`: experience, the multiplier step, advantages.
+/// `prompts` holds one entry per response: with `rollout.group_size = k`, each prompt `k`
+/// times in a row.
 pub fn collect_experience(
     config: &RlConfig,
     models: &RlModels,
@@ -124,7 +126,12 @@ pub fn collect_experience(
     device: &Device,
 ) -> Result<RlBatch> {
     let experience = experience::collect(config, models, prompts, step, device)?;
-    objective.observe(step, &experience.rewards, &experience.costs);
+    let keys: Vec<u64> = prompts.iter().map(|p| prompt_key(p)).collect();
+    let groups = Groups {
+        keys: &keys,
+        size: config.rollout.group_size,
+    };
+    objective.observe_groups(step, &groups, &experience.rewards, &experience.costs);
     let advantages = advantages::estimate(config, objective, &experience, config.ppo.kl_coeff);
     Ok(RlBatch {
         experience,
@@ -134,9 +141,9 @@ pub fn collect_experience(
 
 /// Trains the config's policy with its online objective on `device`: the objective
 /// `objective` names (`ppo`, `ppo_lag`, `repo`, `reward_shaping`), built by
-/// [`build_online`] from `[lagrange]` and `[repo]`.
+/// [`build_online`] from the config's sections.
 pub fn train_rl(config: &RlConfig, device: &Device, options: &TrainOptions) -> Result<RlSummary> {
-    let objective = build_online(config.objective, &config.lagrange, &config.repo);
+    let objective = build_online(config.objective, &config.sections());
     train_rl_with(config, objective, device, options)
 }
 
@@ -196,7 +203,8 @@ pub fn train_rl_scored(
         prompt_texts: &prompt_texts,
     });
     let n = prompts.len();
-    let mut optim = Optimizers::new(config, &models.policy, &models.critics);
+    let keys: Vec<u64> = prompts.iter().map(|p| prompt_key(p)).collect();
+    let mut optim = Optimizers::new(config, &models.policy, models.critics.as_ref());
     let (mut step, mut optimizer_steps, mut cursor, elapsed_before) =
         match (&resume, opened.resume_dir()) {
             (Some(s), Some(dir)) => {
@@ -207,7 +215,10 @@ pub fn train_rl_scored(
                     ));
                 }
                 optim.actor = load_optimizer(optim.actor, &dir.join(OPTIMIZER_FILE))?;
-                optim.critic = load_optimizer(optim.critic, &dir.join(CRITIC_OPTIMIZER_FILE))?;
+                if let Some(critic) = optim.critic.take() {
+                    let path = dir.join(CRITIC_OPTIMIZER_FILE);
+                    optim.critic = Some(load_optimizer(critic, &path)?);
+                }
                 let cursor = PromptCursor::new(n, config.run.seed, s.epoch, s.position);
                 (s.step, s.optimizer_steps, cursor, s.elapsed_seconds)
             }
@@ -225,9 +236,11 @@ pub fn train_rl_scored(
         let mdir = dir.join(MODEL_DIR);
         save_hf_dir(&models.policy.valid(), &models.policy_config, &mdir)?;
         save_text_side(models.encoder.tokenizer(), &meta, &mdir)?;
-        models.critics.valid().save(&dir.join(CRITICS_FILE))?;
-        save_optimizer(&optim.actor, &dir.join(OPTIMIZER_FILE))?;
-        save_optimizer(&optim.critic, &dir.join(CRITIC_OPTIMIZER_FILE))
+        if let (Some(critics), Some(opt)) = (&models.critics, &optim.critic) {
+            critics.valid().save(&dir.join(CRITICS_FILE))?;
+            save_optimizer(opt, &dir.join(CRITIC_OPTIMIZER_FILE))?;
+        }
+        save_optimizer(&optim.actor, &dir.join(OPTIMIZER_FILE))
     };
     let state_at = |step,
                     optimizer_steps,
@@ -250,13 +263,21 @@ pub fn train_rl_scored(
     while session.keep_going(step) {
         let started = Instant::now();
         // 1. Prompts.
-        let indices = cursor.next_indices(n, config.rollout.prompts_per_step);
+        // Each prompt `group_size` times in a row: one group per prompt.
+        let k = config.rollout.group_size;
+        let indices: Vec<usize> = cursor
+            .next_indices(n, config.rollout.prompts_per_step)
+            .into_iter()
+            .flat_map(|i| std::iter::repeat_n(i, k))
+            .collect();
         let batch: Vec<Vec<u32>> = indices.iter().map(|&i| prompts[i].clone()).collect();
+        let keys: Vec<u64> = indices.iter().map(|&i| keys[i]).collect();
         // 2. Experience: generate, lay out, score.
         let ext = external.as_ref().map(|e| (e, indices.as_slice()));
         let exp = experience::collect_scored(config, &models, &batch, ext, step, device)?;
         // 3. The multiplier step.
-        objective.observe(step, &exp.rewards, &exp.costs);
+        let groups = Groups { keys: &keys, size: k };
+        objective.observe_groups(step, &groups, &exp.rewards, &exp.costs);
         // 4. Advantages, with the current KL coefficient; then the controller's step.
         let kl_coeff = kl.coeff;
         let adv = advantages::estimate(config, objective.as_ref(), &exp, kl_coeff);
@@ -272,6 +293,7 @@ pub fn train_rl_scored(
             ptx.as_mut(),
             step,
             &mut optimizer_steps,
+            kl_coeff,
             device,
         )?;
         models.policy = policy;
@@ -283,7 +305,7 @@ pub fn train_rl_scored(
         let mut line = Map::new();
         line.insert("step".into(), json!(step));
         line.insert("epoch".into(), json!(cursor.fractional_epoch()));
-        for (k, v) in step_metrics(objective.as_ref(), &exp, &adv, &stats, seconds) {
+        for (k, v) in step_metrics(objective.as_ref(), &exp, &adv, &stats, seconds, k) {
             line.insert(k, v);
         }
         line.insert("kl_coeff".into(), json!(kl_coeff));

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::advantages::Advantages;
 use super::experience::Experience;
 use super::gae::explained_variance;
+use super::group::zero_spread_share;
 use super::update::UpdateStats;
 use crate::objectives::OnlineObjective;
 
@@ -54,6 +55,7 @@ pub fn step_metrics(
     adv: &Advantages,
     stats: &UpdateStats,
     total_seconds: f64,
+    group_size: usize,
 ) -> Map<String, Value> {
     let mut line = Map::new();
     let means = stats.means();
@@ -84,15 +86,54 @@ pub fn step_metrics(
     if stats.with_ptx {
         line.insert("ptx_loss".into(), json!(means.ptx));
     }
-    line.insert("reward_value_loss".into(), json!(means.reward_value));
-    line.insert(
-        "explained_variance_reward".into(),
-        json!(explained_variance(
-            &exp.reward_values,
-            &adv.reward_returns,
-            &exp.mask
-        )),
-    );
+    if let Some(returns) = &adv.reward_returns {
+        line.insert("reward_value_loss".into(), json!(means.reward_value));
+        line.insert(
+            "explained_variance_reward".into(),
+            json!(explained_variance(&exp.reward_values, returns, &exp.mask)),
+        );
+        line.insert("critic_grad_norm".into(), json!(stats.critic_grad_norm));
+    }
+    if means.kl_loss != 0.0 {
+        line.insert("kl_loss".into(), json!(means.kl_loss));
+    }
+    // The actor's advantages over response tokens, and (for groups) the share of groups whose
+    // rewards are all equal (no reward signal).
+    let adv_values: Vec<f64> = adv
+        .advantages
+        .values
+        .iter()
+        .zip(&exp.mask)
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v as f64)
+        .collect();
+    if !adv_values.is_empty() {
+        let m = mean(adv_values.iter().copied());
+        let var = mean(adv_values.iter().map(|v| (v - m).powi(2)));
+        line.insert("advantage_mean".into(), json!(m));
+        line.insert("advantage_std".into(), json!(var.sqrt()));
+    }
+    if group_size > 1 {
+        line.insert(
+            "frac_reward_zero_std".into(),
+            json!(zero_spread_share(&exp.rewards, group_size)),
+        );
+        if !exp.costs.is_empty() {
+            let violations: Vec<f32> = exp
+                .costs
+                .iter()
+                .map(|&c| if c > 0.0 { 1.0 } else { 0.0 })
+                .collect();
+            let any = violations
+                .chunks(group_size)
+                .filter(|g| g.iter().any(|&v| v > 0.0))
+                .count() as f64;
+            line.insert(
+                "groups_with_violation".into(),
+                json!(any / exp.costs.len().div_ceil(group_size) as f64),
+            );
+        }
+    }
     if let (Some(v), Some(r)) = (&exp.cost_values, &adv.cost_returns) {
         line.insert("cost_value_loss".into(), json!(means.cost_value));
         line.insert(
@@ -124,7 +165,6 @@ pub fn step_metrics(
         json!(exp.generation_seconds / total_seconds.max(1e-9)),
     );
     line.insert("actor_grad_norm".into(), json!(stats.actor_grad_norm));
-    line.insert("critic_grad_norm".into(), json!(stats.critic_grad_norm));
     for (k, v) in objective.metrics(&exp.rewards, &exp.costs) {
         line.insert(k, v);
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod critic;
 pub mod experience;
 pub mod gae;
+pub mod group;
 pub mod kl;
 pub mod learner;
 pub mod loss;

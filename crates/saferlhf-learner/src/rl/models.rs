@@ -9,6 +9,8 @@
 //!
 //! `ppo.critics = "score_heads"` replaces each full critic by a linear value head on the frozen
 //! reward / cost model's hidden states, so PPO-Lag and RePO hold 4 full models instead of 6.
+//! The critic-free estimators (`advantage.estimator` other than `gae`) hold no critic at all:
+//! policy, reference, reward and (for constrained methods) cost model.
 
 use std::path::Path;
 
@@ -44,8 +46,8 @@ pub struct RlModels {
     pub reward: RewardModel,
     /// The frozen cost model (methods that use costs).
     pub cost: Option<CostModel>,
-    /// The critics (autodiff device).
-    pub critics: Critics,
+    /// The critics (autodiff device); `None` for the critic-free estimators.
+    pub critics: Option<Critics>,
     /// The policy's tokenizer and template.
     pub encoder: Encoder,
     /// The distribution the policy samples from and is trained on: the rollout's temperature
@@ -198,10 +200,15 @@ pub fn load_models(
         .fork(&train_device)
         .train())
     };
-    let mut critics = make(config.ppo.critics == CriticMode::Separate)?;
-    if let Some(dir) = resume {
-        critics = critics.load(&dir.join(CRITICS_FILE))?;
-    }
+    let critics = if config.advantage.estimator.uses_critics() {
+        let critics = make(config.ppo.critics == CriticMode::Separate)?;
+        Some(match resume {
+            Some(dir) => critics.load(&dir.join(CRITICS_FILE))?,
+            None => critics,
+        })
+    } else {
+        None
+    };
     let logit_policy = logit_policy(config, &encoder, policy_config.vocab_size);
     Ok(RlModels {
         logit_policy,
@@ -210,7 +217,7 @@ pub fn load_models(
         reference,
         reward,
         cost,
-        critics: stable_ids(critics),
+        critics: critics.map(stable_ids),
         encoder,
     })
 }

@@ -18,7 +18,10 @@ use super::config::RlConfig;
 use super::critic::{CriticNet, Critics};
 use super::experience::Experience;
 use super::gae::TokenArray;
-use super::loss::{clipped_surrogate, clipped_value_loss, update_diagnostics};
+use super::config::KlPlacement;
+use super::loss::{
+    Minibatch, aggregate, clipped_value_loss, kl_tokens, surrogate_tokens, update_diagnostics,
+};
 use super::ptx::Ptx;
 use crate::config::OptimConfig;
 use crate::error::Result;
@@ -54,6 +57,8 @@ pub struct LossStats {
     pub approx_kl: f64,
     /// Cross-entropy of the PTX batch (0 without `[ptx]`).
     pub ptx: f64,
+    /// Mean per-token KL estimate of the KL loss (0 when the KL is in the reward).
+    pub kl_loss: f64,
 }
 
 impl LossStats {
@@ -66,6 +71,7 @@ impl LossStats {
         self.clip_fraction += share * other.clip_fraction;
         self.approx_kl += share * other.approx_kl;
         self.ptx += share * other.ptx;
+        self.kl_loss += share * other.kl_loss;
     }
 }
 
@@ -99,20 +105,24 @@ impl UpdateStats {
             clip_fraction: s.clip_fraction / k,
             approx_kl: s.approx_kl / k,
             ptx: s.ptx / k,
+            kl_loss: s.kl_loss / k,
         }
     }
 }
 
 /// The losses of one micro-batch: `(actor loss, critic loss, host statistics)`.
+#[allow(clippy::too_many_arguments)]
 pub fn micro_batch_losses(
     config: &RlConfig,
     policy: &LlamaForCausalLM,
-    critics: &Critics,
+    critics: Option<&Critics>,
     exp: &Experience,
     adv: &Advantages,
     rows: &[usize],
+    minibatch: Minibatch,
+    kl_coeff: f64,
     device: &Device,
-) -> Result<(Tensor<1>, Tensor<1>, LossStats)> {
+) -> Result<(Tensor<1>, Option<Tensor<1>>, LossStats)> {
     let n = rows.len();
     let (seq, width) = (exp.seq, exp.seq - 1);
     let tokens = ints2(&gather_rows(&exp.tokens, seq, rows), [n, seq], device);
@@ -137,13 +147,21 @@ pub fn micro_batch_losses(
         .neg();
     let entropy = masked_mean(entropy, mask.clone());
     let old = arr(&exp.old_logprobs);
-    let actor_loss = clipped_surrogate(
+    let mut per_token = surrogate_tokens(
         logprobs.clone(),
         old.clone(),
         arr(&adv.advantages),
-        mask.clone(),
         p.clip_ratio,
     );
+    // The KL penalty as a loss term (GRPO), with the current policy's log-probs.
+    let kl_loss = if p.kl_placement == KlPlacement::Loss && kl_coeff > 0.0 {
+        let kl = kl_tokens(logprobs.clone(), arr(&exp.ref_logprobs), p.kl_estimator);
+        per_token = per_token + kl.clone().mul_scalar(kl_coeff);
+        Some(masked_mean(kl.detach(), mask.clone()))
+    } else {
+        None
+    };
+    let actor_loss = aggregate(per_token, mask.clone(), p.loss_aggregation, minibatch);
     let (clip_fraction, approx_kl) = update_diagnostics(logprobs, old, mask.clone(), p.clip_ratio);
 
     // Critics.
@@ -164,17 +182,23 @@ pub fn micro_batch_losses(
                 .slice([0..n, 0..width]);
             clipped_value_loss(v, arr(old), arr(ret), mask.clone(), p.clip_value)
         };
-    let reward_loss = value_loss(
-        &critics.reward,
-        hidden_rows(&exp.reward_hidden),
-        &exp.reward_values,
-        &adv.reward_returns,
-    );
-    let cost_loss = match (&critics.cost, &exp.cost_values, &adv.cost_returns) {
-        (Some(net), Some(old), Some(ret)) => {
-            Some(value_loss(net, hidden_rows(&exp.cost_hidden), old, ret))
+    let (reward_loss, cost_loss) = match (critics, &adv.reward_returns) {
+        (Some(critics), Some(returns)) => {
+            let reward_loss = value_loss(
+                &critics.reward,
+                hidden_rows(&exp.reward_hidden),
+                &exp.reward_values,
+                returns,
+            );
+            let cost_loss = match (&critics.cost, &exp.cost_values, &adv.cost_returns) {
+                (Some(net), Some(old), Some(ret)) => {
+                    Some(value_loss(net, hidden_rows(&exp.cost_hidden), old, ret))
+                }
+                _ => None,
+            };
+            (Some(reward_loss), cost_loss)
         }
-        _ => None,
+        _ => (None, None),
     };
     let scalar = |t: &Tensor<1>, what: &str| -> Result<f64> {
         Ok(floats(t.clone(), what)?
@@ -184,7 +208,10 @@ pub fn micro_batch_losses(
     };
     let stats = LossStats {
         actor: scalar(&actor_loss, "actor loss")?,
-        reward_value: scalar(&reward_loss, "reward value loss")?,
+        reward_value: match &reward_loss {
+            Some(r) => scalar(r, "reward value loss")?,
+            None => 0.0,
+        },
         cost_value: match &cost_loss {
             Some(c) => scalar(c, "cost value loss")?,
             None => 0.0,
@@ -193,10 +220,14 @@ pub fn micro_batch_losses(
         clip_fraction: scalar(&clip_fraction, "clip fraction")?,
         approx_kl: scalar(&approx_kl, "approx KL")?,
         ptx: 0.0,
+        kl_loss: match &kl_loss {
+            Some(k) => scalar(k, "KL loss")?,
+            None => 0.0,
+        },
     };
-    let critic_loss = match cost_loss {
-        Some(c) => reward_loss + c,
-        None => reward_loss,
+    let critic_loss = match (reward_loss, cost_loss) {
+        (Some(r), Some(c)) => Some(r + c),
+        (r, _) => r,
     };
     Ok((actor_loss, critic_loss, stats))
 }
@@ -205,8 +236,8 @@ pub fn micro_batch_losses(
 pub struct Optimizers {
     /// The actor's AdamW.
     pub actor: ModuleOptimizer,
-    /// The critics' AdamW.
-    pub critic: ModuleOptimizer,
+    /// The critics' AdamW (`None` without critics).
+    pub critic: Option<ModuleOptimizer>,
     /// Actor learning rate by optimizer step.
     pub actor_schedule: LrSchedule,
     /// Critic learning rate by optimizer step.
@@ -215,11 +246,11 @@ pub struct Optimizers {
 
 impl Optimizers {
     /// Fresh optimizers for `policy` and `critics` over a whole run.
-    pub fn new(config: &RlConfig, policy: &LlamaForCausalLM, critics: &Critics) -> Self {
+    pub fn new(config: &RlConfig, policy: &LlamaForCausalLM, critics: Option<&Critics>) -> Self {
         let total = total_optimizer_steps(config);
         Optimizers {
             actor: build_optimizer(&config.actor, policy),
-            critic: build_optimizer(&config.critic, critics),
+            critic: critics.map(|c| build_optimizer(&config.critic, c)),
             actor_schedule: LrSchedule::new(&config.actor, total),
             critic_schedule: LrSchedule::new(&config.critic, total),
         }
@@ -234,10 +265,7 @@ pub fn optimizer<M: Module>(config: &OptimConfig, model: &M) -> ModuleOptimizer 
 
 /// Optimizer steps of a whole run.
 pub fn total_optimizer_steps(config: &RlConfig) -> u64 {
-    let per_rollout = config
-        .rollout
-        .prompts_per_step
-        .div_ceil(config.ppo.minibatch) as u64;
+    let per_rollout = config.responses_per_step().div_ceil(config.ppo.minibatch) as u64;
     config.train.steps * config.ppo.update_epochs as u64 * per_rollout
 }
 
@@ -250,15 +278,16 @@ pub fn total_optimizer_steps(config: &RlConfig) -> u64 {
 pub fn update(
     config: &RlConfig,
     policy: LlamaForCausalLM,
-    critics: Critics,
+    critics: Option<Critics>,
     optim: &mut Optimizers,
     exp: &Experience,
     adv: &Advantages,
     mut ptx: Option<&mut Ptx>,
     step: u64,
     optimizer_steps: &mut u64,
+    kl_coeff: f64,
     device: &Device,
-) -> Result<(LlamaForCausalLM, Critics, UpdateStats)> {
+) -> Result<(LlamaForCausalLM, Option<Critics>, UpdateStats)> {
     let train_device = device.clone().autodiff();
     let p = &config.ppo;
     let (mut policy, mut critics) = (policy, critics);
@@ -270,18 +299,35 @@ pub fn update(
             let mut actor_acc = GradientsAccumulator::<LlamaForCausalLM>::new();
             let mut critic_acc = GradientsAccumulator::<Critics>::new();
             let mut sums = LossStats::default();
+            let shape = Minibatch {
+                sequences: minibatch.len(),
+                tokens: minibatch.iter().map(|&r| exp.lengths[r]).sum(),
+                max_new_tokens: config.rollout.max_new_tokens,
+            };
             for micro in minibatch.chunks(p.micro_batch) {
                 let share = micro.len() as f64 / minibatch.len() as f64;
-                let (actor_loss, critic_loss, m) =
-                    micro_batch_losses(config, &policy, &critics, exp, adv, micro, &train_device)?;
+                let (actor_loss, critic_loss, m) = micro_batch_losses(
+                    config,
+                    &policy,
+                    critics.as_ref(),
+                    exp,
+                    adv,
+                    micro,
+                    shape,
+                    kl_coeff,
+                    &train_device,
+                )?;
                 sums.add_scaled(&m, share);
                 check_finite(step + 1, "actor loss", m.actor)?;
                 check_finite(step + 1, "reward value loss", m.reward_value)?;
                 check_finite(step + 1, "cost value loss", m.cost_value)?;
+                check_finite(step + 1, "KL loss", m.kl_loss)?;
                 let grads = actor_loss.mul_scalar(share).backward();
                 actor_acc.accumulate(&policy, GradientsParams::from_grads(grads, &policy));
-                let grads = critic_loss.mul_scalar(share).backward();
-                critic_acc.accumulate(&critics, GradientsParams::from_grads(grads, &critics));
+                if let (Some(critics), Some(loss)) = (&critics, critic_loss) {
+                    let grads = loss.mul_scalar(share).backward();
+                    critic_acc.accumulate(critics, GradientsParams::from_grads(grads, critics));
+                }
                 stats.tokens += micro.iter().map(|&r| exp.lengths[r]).sum::<usize>();
             }
             if let Some(ptx) = ptx.as_deref_mut() {
@@ -301,20 +347,22 @@ pub fn update(
             let norm = clip_global_norm(&policy, &mut actor_grads, config.actor.max_grad_norm);
             check_finite(step + 1, "actor gradient norm", norm)?;
             stats.actor_grad_norm = norm;
-            let mut critic_grads = critic_acc.grads();
-            let norm = clip_global_norm(&critics, &mut critic_grads, config.critic.max_grad_norm);
-            check_finite(step + 1, "critic gradient norm", norm)?;
-            stats.critic_grad_norm = norm;
             policy = optim.actor.step(
                 optim.actor_schedule.lr(*optimizer_steps),
                 policy,
                 actor_grads,
             );
-            critics = optim.critic.step(
-                optim.critic_schedule.lr(*optimizer_steps),
-                critics,
-                critic_grads,
-            );
+            if let (Some(c), Some(opt)) = (critics.take(), optim.critic.as_mut()) {
+                let mut critic_grads = critic_acc.grads();
+                let norm = clip_global_norm(&c, &mut critic_grads, config.critic.max_grad_norm);
+                check_finite(step + 1, "critic gradient norm", norm)?;
+                stats.critic_grad_norm = norm;
+                critics = Some(opt.step(
+                    optim.critic_schedule.lr(*optimizer_steps),
+                    c,
+                    critic_grads,
+                ));
+            }
             *optimizer_steps += 1;
             stats.sums.add_scaled(&sums, 1.0);
             stats.minibatches += 1;
