@@ -68,6 +68,67 @@ fn align_dpo_runs_and_resumes_exactly() {
     assert!(stderr.contains("step 8/8"), "{stderr}");
 }
 
+/// SafeDPO (`dpo.preference = "safety_aware"`): the transform's counts are reported, the
+/// margin trains, and a stopped run resumes to the same weights.
+#[test]
+fn align_safe_dpo_transforms_the_pairs_and_resumes_exactly() {
+    let tmp = TempDir::new("safe-dpo");
+    // The tiny PKU rows relabelled so that every category of the transform occurs: row i % 4 = 0
+    // safe/safe, 1 safe/unsafe, 2 unsafe/safe (swapped), 3 unsafe/unsafe (dropped).
+    let src = std::fs::read_to_string(root().join("tests/fixtures/tiny-pku.jsonl")).unwrap();
+    let mut rows = Vec::new();
+    for (i, line) in src.lines().enumerate() {
+        let mut row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let better = row["better_response_id"].as_u64().unwrap();
+        let (w, l) = [(true, true), (true, false), (false, true), (false, false)][i % 4];
+        row[format!("is_response_{better}_safe")] = w.into();
+        row[format!("is_response_{}_safe", 1 - better)] = l.into();
+        row["safer_response_id"] = (if w || !l { better } else { 1 - better }).into();
+        rows.push(row.to_string());
+    }
+    let data = tmp.path("pku.jsonl");
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let run = |dir: &str, more: &str| {
+        cli(&format!(
+            "align --config configs/tiny-dpo.toml --set run.dir={dir} \
+             --set data.sources.0.path=\"{data}\" --set dpo.preference=\"safety_aware\" \
+             --set dpo.margin=2.0 {more}"
+        ))
+    };
+    let straight = tmp.path("straight");
+    let stderr = ok(&run(&straight, ""));
+    let n = rows.len();
+    let want = format!(
+        "{} kept safe/safe, {} kept safe/unsafe, {} swapped, {} dropped",
+        n.div_ceil(4),
+        (n + 2) / 4,
+        (n + 1) / 4,
+        n / 4
+    );
+    assert!(stderr.contains(&want), "{want} not in {stderr}");
+    let lines = metrics(&straight);
+    assert_eq!(lines.len(), 8);
+    // At the reference every log-ratio is 0: the safe-vs-unsafe pairs (kept or swapped, 2/3 of
+    // those kept) start
+    // at -log σ(-2), the others at log 2, so the first loss lies between the two.
+    let first = lines[0]["loss"].as_f64().unwrap();
+    let (low, high) = (std::f64::consts::LN_2, (1.0 + 2f64.exp()).ln());
+    assert!(first > low + 0.05 && first < high, "{first}");
+    let split = tmp.path("split");
+    ok(&run(&split, "--stop-at-step 3"));
+    ok(&run(&split, "--resume"));
+    assert!(
+        tensors(&format!("{straight}/final")) == tensors(&format!("{split}/final")),
+        "resumed weights differ"
+    );
+    // The margin belongs to SafeDPO alone.
+    let err = failed(&cli(&format!(
+        "align --config configs/tiny-dpo.toml --set run.dir={} --set dpo.margin=1.0",
+        tmp.path("bad")
+    )));
+    assert!(err.contains("dpo.margin"), "{err}");
+}
+
 #[test]
 fn align_sacpo_resumes_at_the_right_stage_and_merges() {
     let tmp = TempDir::new("sacpo");

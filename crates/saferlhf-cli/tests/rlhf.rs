@@ -102,6 +102,136 @@ fn every_objective_runs_end_to_end_with_its_metrics() {
     );
 }
 
+/// The critic-free estimators and the group objectives: each runs through the real binary with
+/// its metrics, holds no critic, and a run stopped and resumed ends with the same weights,
+/// multipliers (the per-prompt table included) and metrics as an unbroken one.
+#[test]
+fn critic_free_objectives_run_and_resume_exactly() {
+    let tmp = TempDir::new("rlhf-group");
+    let group = [
+        "--set",
+        "rollout.prompts_per_step=2",
+        "--set",
+        "rollout.group_size=4",
+    ];
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "grpo",
+            "ppo",
+            &[
+                "--set",
+                "advantage.estimator=\"grpo\"",
+                "--set",
+                "ppo.kl_placement=\"loss\"",
+                "--set",
+                "ppo.loss_aggregation=\"token_mean\"",
+            ],
+        ),
+        (
+            "safe_grpo",
+            "safe_grpo",
+            &[
+                "--set",
+                "advantage.estimator=\"grpo\"",
+                "--set",
+                "advantage.combine=\"advantages\"",
+            ],
+        ),
+        (
+            "repo_group",
+            "repo_group",
+            &[
+                "--set",
+                "advantage.estimator=\"rloo\"",
+                "--set",
+                "ppo.loss_aggregation=\"constant\"",
+            ],
+        ),
+        (
+            "ppo_lag-reinforce",
+            "ppo_lag",
+            &["--set", "advantage.estimator=\"reinforce_pp_baseline\""],
+        ),
+    ];
+    for (name, objective, extra) in cases {
+        let run =
+            |dir: &str, more: &[&str]| rlhf(dir, objective, &[&group[..], extra, more].concat());
+        let straight = tmp.path(&format!("{name}-straight"));
+        ok(&run(&straight, &[]));
+        let split = tmp.path(&format!("{name}-split"));
+        ok(&run(&split, &["--stop-at-step", "1"]));
+        ok(&run(&split, &["--resume", "--stop-at-step", "3"]));
+        ok(&run(&split, &["--resume"]));
+        assert!(
+            tensors(&format!("{straight}/final")) == tensors(&format!("{split}/final")),
+            "{name}: resumed policy differs"
+        );
+        let last_checkpoint = Path::new(&straight)
+            .join("checkpoints")
+            .join(checkpoints(&straight).last().unwrap());
+        assert!(
+            !last_checkpoint.join("critics.safetensors").exists(),
+            "{name}: a critic-free run saved critics"
+        );
+        let (a, b) = (metrics(&straight), metrics(&split));
+        assert_eq!((a.len(), b.len()), (4, 4), "{name}");
+        for (x, y) in a.iter().zip(&b) {
+            for key in [
+                "step",
+                "lambda",
+                "reward_mean",
+                "actor_loss",
+                "advantage_std",
+            ] {
+                assert_eq!(x.get(key), y.get(key), "{name}: {key}");
+            }
+            assert!(x.get("reward_value_loss").is_none(), "{name}");
+            assert!(x["frac_reward_zero_std"].as_f64().is_some(), "{name}");
+        }
+        let last = &a[3];
+        match objective {
+            "ppo" => assert!(last["kl_loss"].as_f64().unwrap() >= 0.0, "{last}"),
+            "safe_grpo" => {
+                let (r, c) = (last["lambda_reward"].as_f64(), last["lambda_cost"].as_f64());
+                assert!((r.unwrap() + c.unwrap() - 1.0).abs() < 1e-9, "{last}");
+            }
+            "repo_group" => {
+                for key in [
+                    "lambda_prompt_mean",
+                    "lambda_at_cap",
+                    "table_size",
+                    "violating_groups",
+                ] {
+                    assert!(last.get(key).is_some(), "no `{key}` in {last}");
+                }
+                let state: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(last_checkpoint.join("state.json")).unwrap(),
+                )
+                .unwrap();
+                let table = &state["objective"]["table"]["entries"];
+                assert!(table.as_object().is_some_and(|t| !t.is_empty()), "{state}");
+            }
+            _ => {}
+        }
+        for x in &a {
+            assert_eq!(
+                x["groups_with_violation"].is_number(),
+                objective != "ppo",
+                "{name}"
+            );
+        }
+    }
+    // A group objective without a group estimator is refused, naming the key.
+    let err = failed(&rlhf(&tmp.path("bad"), "repo_group", &group));
+    assert!(err.contains("advantage.estimator"), "{err}");
+    let err = failed(&rlhf(
+        &tmp.path("bad2"),
+        "ppo",
+        &["--set", "advantage.estimator=\"rloo\""],
+    ));
+    assert!(err.contains("rollout.group_size"), "{err}");
+}
+
 #[test]
 fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
     let tmp = TempDir::new("rlhf-resume");

@@ -10,8 +10,10 @@ use saferlhf_learner::objectives::{
     LagrangeConfig, OnlineObjective, PpoLag, RePo, RePoConfig, build_online,
 };
 use saferlhf_learner::rl::RlConfig;
+use saferlhf_learner::rl::config::{KlPlacement, LossAggregation};
 use saferlhf_learner::rl::critic::Critics;
-use saferlhf_learner::rl::loss::clipped_surrogate;
+use saferlhf_learner::rl::experience::Experience;
+use saferlhf_learner::rl::loss::{Minibatch, clipped_surrogate};
 use saferlhf_learner::rl::{
     Optimizers, RlBatch, RlModels, collect_experience, load_models, load_prompt_ids,
     micro_batch_losses, update,
@@ -19,18 +21,21 @@ use saferlhf_learner::rl::{
 use saferlhf_model::LlamaForCausalLM;
 
 fn tiny_config(objective: &str) -> RlConfig {
-    let prompts = root().join("tests/fixtures/tiny-prompts.txt");
-    RlConfig::load(
-        &root().join("configs/tiny-rlhf.toml"),
-        &[
-            format!("objective=\"{objective}\""),
-            format!("data.sources.0.path=\"{}\"", prompts.display()),
-        ],
-    )
-    .unwrap()
+    tiny_config_with(objective, &[])
 }
 
-/// The config's objective, its models and the scored rollout of the first 8 prompts at step 0.
+fn tiny_config_with(objective: &str, more: &[String]) -> RlConfig {
+    let prompts = root().join("tests/fixtures/tiny-prompts.txt");
+    let mut overrides = vec![
+        format!("objective=\"{objective}\""),
+        format!("data.sources.0.path=\"{}\"", prompts.display()),
+    ];
+    overrides.extend_from_slice(more);
+    RlConfig::load(&root().join("configs/tiny-rlhf.toml"), &overrides).unwrap()
+}
+
+/// The config's objective, its models and the scored rollout of 8 responses at step 0 (the
+/// first 8 prompts, or groups of `rollout.group_size` responses to the first 8 / k).
 fn first_rollout(
     config: &RlConfig,
     device: &Device,
@@ -38,15 +43,13 @@ fn first_rollout(
     let mut objective = build_online(config.objective, &config.sections());
     let models = load_models(config, objective.as_ref(), device, None).unwrap();
     let (_, prompts) = load_prompt_ids(config, &models.encoder).unwrap();
-    let exp = collect_experience(
-        config,
-        &models,
-        objective.as_mut(),
-        &prompts[..8],
-        0,
-        device,
-    )
-    .unwrap();
+    // 8 responses: 8 / k prompts, each k times in a row.
+    let k = config.rollout.group_size;
+    let batch: Vec<Vec<u32>> = prompts[..8 / k]
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), k))
+        .collect();
+    let exp = collect_experience(config, &models, objective.as_mut(), &batch, 0, device).unwrap();
     (objective, models, exp)
 }
 
@@ -148,7 +151,7 @@ fn update_on(
     exp: &RlBatch,
     step: u64,
     device: &Device,
-) -> (LlamaForCausalLM, Critics) {
+) -> (LlamaForCausalLM, Option<Critics>) {
     let mut optimizer_steps = step;
     let (p, c, _) = update(
         config,
@@ -160,6 +163,7 @@ fn update_on(
         None,
         step,
         &mut optimizer_steps,
+        config.ppo.kl_coeff,
         device,
     )
     .unwrap();
@@ -173,14 +177,54 @@ fn embeddings(policy: &LlamaForCausalLM) -> Vec<f32> {
 }
 
 fn optimizers(config: &RlConfig, models: &RlModels) -> Optimizers {
-    Optimizers::new(config, &models.policy, &models.critics)
+    Optimizers::new(config, &models.policy, models.critics.as_ref())
+}
+
+/// All `exp`'s rows as one minibatch.
+fn whole(config: &RlConfig, exp: &Experience) -> Minibatch {
+    Minibatch {
+        sequences: exp.batch,
+        tokens: exp.lengths.iter().sum(),
+        max_new_tokens: config.rollout.max_new_tokens,
+    }
+}
+
+/// A tiny config with a critic-free estimator: `objective`, `[advantage] estimator`, k = 4.
+fn group_config(objective: &str, estimator: &str) -> RlConfig {
+    tiny_config_with(
+        objective,
+        &[
+            format!("advantage.estimator=\"{estimator}\""),
+            "rollout.group_size=4".into(),
+        ],
+    )
 }
 
 #[test]
 fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
     let device = Device::flex();
-    for name in ["ppo", "ppo_lag", "repo", "reward_shaping"] {
-        let mut config = tiny_config(name);
+    let mut configs: Vec<(String, RlConfig)> = ["ppo", "ppo_lag", "repo", "reward_shaping"]
+        .iter()
+        .map(|n| (n.to_string(), tiny_config(n)))
+        .collect();
+    for (objective, estimator) in [
+        ("ppo", "grpo"),
+        ("ppo_lag", "rloo"),
+        ("safe_grpo", "grpo"),
+        ("repo_group", "rloo"),
+        ("repo", "reinforce_pp_baseline"),
+    ] {
+        configs.push((
+            format!("{objective} + {estimator}"),
+            group_config(objective, estimator),
+        ));
+    }
+    // GRPO's own recipe: the KL as a k3 loss term, token-mean aggregation.
+    let mut grpo = group_config("ppo", "grpo");
+    grpo.ppo.kl_placement = KlPlacement::Loss;
+    grpo.ppo.loss_aggregation = LossAggregation::TokenMean;
+    configs.push(("ppo + grpo, KL loss".into(), grpo));
+    for (name, mut config) in configs {
         config.actor.lr = 3e-3;
         config.actor.warmup_ratio = 0.0;
         config.actor.schedule = saferlhf_learner::config::Schedule::Constant;
@@ -195,10 +239,12 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
             let (_, _, metrics) = micro_batch_losses(
                 &config,
                 &m.policy,
-                &m.critics,
+                m.critics.as_ref(),
                 &exp.experience,
                 &exp.advantages,
                 &rows,
+                whole(&config, &exp.experience),
+                config.ppo.kl_coeff,
                 &train,
             )
             .unwrap();
@@ -220,6 +266,12 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
             before[0],
             after[0]
         );
+        if models.critics.is_none() {
+            // Critic-free: nothing else to check but that no value loss was computed.
+            assert_eq!((after[1], after[2]), (0.0, 0.0), "{name}");
+            assert!(exp.advantages.reward_returns.is_none(), "{name}");
+            continue;
+        }
         assert!(
             after[1] < before[1],
             "{name}: reward value loss {} -> {}",
@@ -240,8 +292,28 @@ fn updates_on_a_fixed_rollout_lower_the_losses_for_every_objective() {
 #[test]
 fn micro_batches_accumulate_to_the_full_batch_update() {
     let device = Device::flex();
-    let config = tiny_config("repo");
-    let (_, models, exp) = first_rollout(&config, &device);
+    // GAE with critics; and a group estimator with a KL loss under every aggregation (token
+    // mean must divide by the minibatch's tokens, not the micro-batch's).
+    let mut configs = vec![tiny_config("repo")];
+    for how in [
+        LossAggregation::SeqMeanTokenMean,
+        LossAggregation::TokenMean,
+        LossAggregation::Constant,
+        LossAggregation::SeqMeanTokenSum,
+    ] {
+        let mut c = group_config("repo_group", "rloo");
+        c.ppo.kl_placement = KlPlacement::Loss;
+        c.ppo.loss_aggregation = how;
+        configs.push(c);
+    }
+    for config in configs {
+        micro_batches_match(&config, &device);
+    }
+}
+
+fn micro_batches_match(config: &RlConfig, device: &Device) {
+    let device = device.clone();
+    let (_, models, exp) = first_rollout(config, &device);
     let run = |micro: usize| {
         let mut c = config.clone();
         c.ppo.minibatch = 8;
@@ -260,7 +332,8 @@ fn micro_batches_accumulate_to_the_full_batch_update() {
         .fold(0f32, f32::max);
     assert!(
         max_diff < 1e-6,
-        "micro-batched update differs by {max_diff}"
+        "{:?}: micro-batched update differs by {max_diff}",
+        config.ppo.loss_aggregation
     );
     let start = embeddings(&models.policy);
     assert!(
@@ -335,10 +408,12 @@ fn temperature_and_blocked_ids_are_the_same_in_sampling_and_in_every_log_prob() 
     let (_, _, stats) = micro_batch_losses(
         &config,
         &models.policy,
-        &models.critics,
+        models.critics.as_ref(),
         &exp,
         &adv,
         &rows,
+        whole(&config, &exp),
+        0.0,
         &device.clone().autodiff(),
     )
     .unwrap();
@@ -348,4 +423,34 @@ fn temperature_and_blocked_ids_are_the_same_in_sampling_and_in_every_log_prob() 
         stats.approx_kl
     );
     assert_eq!(stats.clip_fraction, 0.0);
+}
+
+/// A group rollout answers each prompt k times with independent samples, and a critic-free
+/// run holds no critic.
+#[test]
+fn group_rollouts_sample_each_prompt_k_times_independently() {
+    let device = Device::flex();
+    let config = group_config("repo_group", "rloo");
+    let (_, models, exp) = first_rollout(&config, &device);
+    assert!(models.critics.is_none());
+    let exp = exp.experience;
+    assert_eq!(exp.batch, 8);
+    let responses: Vec<Vec<i64>> = (0..exp.batch)
+        .map(|b| {
+            let start = b * exp.seq + exp.prompt_len;
+            exp.tokens[start..start + exp.lengths[b]].to_vec()
+        })
+        .collect();
+    let prompts: Vec<Vec<i64>> = (0..exp.batch)
+        .map(|b| exp.tokens[b * exp.seq..b * exp.seq + exp.prompt_len].to_vec())
+        .collect();
+    for g in 0..2 {
+        let rows = g * 4..g * 4 + 4;
+        // One prompt per group ...
+        assert!(rows.clone().all(|r| prompts[r] == prompts[g * 4]));
+        // ... answered by different samples.
+        let distinct: std::collections::BTreeSet<_> = rows.map(|r| responses[r].clone()).collect();
+        assert!(distinct.len() > 1, "group {g}: {responses:?}");
+    }
+    assert_ne!(prompts[0], prompts[4]);
 }

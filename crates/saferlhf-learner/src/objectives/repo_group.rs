@@ -132,7 +132,10 @@ impl RePoGroupConfig {
             }
         }
         if !(0.0..1.0).contains(&self.epsilon) {
-            return bad("epsilon", format!("must lie in [0, 1), got {}", self.epsilon));
+            return bad(
+                "epsilon",
+                format!("must lie in [0, 1), got {}", self.epsilon),
+            );
         }
         for (k, v) in [("lr", self.lr), ("max", self.max)] {
             if !(v.is_finite() && v > 0.0) {
@@ -419,7 +422,10 @@ impl OnlineObjective for RePoGroup {
             TrainError::config("objective", "repo_group: no multiplier table in state")
         })?;
         self.table = serde_json::from_value(t.clone()).map_err(|e| {
-            TrainError::config("objective", format!("repo_group: bad multiplier table: {e}"))
+            TrainError::config(
+                "objective",
+                format!("repo_group: bad multiplier table: {e}"),
+            )
         })?;
         Ok(())
     }
@@ -457,7 +463,12 @@ mod tests {
             ..config.clone()
         };
         let mut o = RePoGroup::new(&ind, &lagrange(1.0));
-        observe(&mut o, &[1, 1, 1, 1, 2, 2, 2, 2], &[-1.0, 0.5, -2.0, 2.0, -1.0, -1.0, -3.0, -0.1], 4);
+        observe(
+            &mut o,
+            &[1, 1, 1, 1, 2, 2, 2, 2],
+            &[-1.0, 0.5, -2.0, 2.0, -1.0, -1.0, -3.0, -0.1],
+            4,
+        );
         assert!((o.table().entries[&1] - 0.045).abs() < 1e-12);
         assert!((o.table().entries[&2] + 0.005).abs() < 1e-12);
         // Rectified, τ = 0, an all-safe group: unchanged.
@@ -495,7 +506,8 @@ mod tests {
         let state = o.state();
         let text = serde_json::to_string(&state).unwrap();
         let mut back = RePoGroup::new(&config, &lagrange(1.5));
-        back.load_state(&serde_json::from_str(&text).unwrap()).unwrap();
+        back.load_state(&serde_json::from_str(&text).unwrap())
+            .unwrap();
         assert_eq!(back.table, o.table);
         for (k, v) in &o.table.entries {
             assert_eq!(back.table.entries[k].to_bits(), v.to_bits());

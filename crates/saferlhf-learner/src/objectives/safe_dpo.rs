@@ -104,15 +104,27 @@ mod tests {
     #[test]
     fn the_transform_table() {
         let (p, t) = transform(&pair(true, true)).unwrap();
-        assert_eq!((p.unwrap(), t), (pair(true, true), Transformed::KeptSafeSafe));
+        assert_eq!(
+            (p.unwrap(), t),
+            (pair(true, true), Transformed::KeptSafeSafe)
+        );
         let (p, t) = transform(&pair(true, false)).unwrap();
-        assert_eq!((p.unwrap(), t), (pair(true, false), Transformed::KeptSafeUnsafe));
+        assert_eq!(
+            (p.unwrap(), t),
+            (pair(true, false), Transformed::KeptSafeUnsafe)
+        );
         let (p, t) = transform(&pair(false, true)).unwrap();
         let p = p.unwrap();
         assert_eq!(t, Transformed::Swapped);
-        assert_eq!((p.chosen.as_str(), p.rejected.as_str()), ("less helpful", "helpful"));
+        assert_eq!(
+            (p.chosen.as_str(), p.rejected.as_str()),
+            ("less helpful", "helpful")
+        );
         assert_eq!((p.chosen_safe, p.rejected_safe), (Some(true), Some(false)));
-        assert_eq!(transform(&pair(false, false)).unwrap(), (None, Transformed::Dropped));
+        assert_eq!(
+            transform(&pair(false, false)).unwrap(),
+            (None, Transformed::Dropped)
+        );
         // Every kept pair has a safe chosen response.
         for (w, l) in [(true, true), (true, false), (false, true), (false, false)] {
             if let (Some(p), _) = transform(&pair(w, l)).unwrap() {

@@ -72,7 +72,10 @@ impl SafeGrpoConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |k: &str, why: String| Err(TrainError::config(format!("safe_grpo.{k}"), why));
         if !(0.0..1.0).contains(&self.epsilon) {
-            return bad("epsilon", format!("must lie in [0, 1), got {}", self.epsilon));
+            return bad(
+                "epsilon",
+                format!("must lie in [0, 1), got {}", self.epsilon),
+            );
         }
         for (k, v) in [
             ("temperature", self.temperature),
@@ -84,7 +87,10 @@ impl SafeGrpoConfig {
             }
         }
         if !self.init_logit.is_finite() {
-            return bad("init_logit", format!("must be finite, got {}", self.init_logit));
+            return bad(
+                "init_logit",
+                format!("must be finite, got {}", self.init_logit),
+            );
         }
         Ok(())
     }
@@ -364,6 +370,13 @@ mod tests {
         o.observe(0, &[0.0; 2], &[1.0, -1.0]);
         // log λ = 0 + 0.1·1·(0.5 − 0.05).
         assert!((o.lambda().unwrap() - 0.045f64.exp()).abs() < 1e-12);
-        assert!(SafeGrpoConfig { epsilon: 1.0, ..SafeGrpoConfig::default() }.validate().is_err());
+        assert!(
+            SafeGrpoConfig {
+                epsilon: 1.0,
+                ..SafeGrpoConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

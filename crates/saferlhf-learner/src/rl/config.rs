@@ -522,7 +522,10 @@ impl RlConfig {
             return bad("rollout.group_size", "must be >= 1".into());
         }
         if !(a.std_eps.is_finite() && a.std_eps >= 0.0) {
-            return bad("advantage.std_eps", format!("must be >= 0, got {}", a.std_eps));
+            return bad(
+                "advantage.std_eps",
+                format!("must be >= 0, got {}", a.std_eps),
+            );
         }
         if a.estimator.needs_groups() && k < 2 {
             return bad(

@@ -219,7 +219,11 @@ pub fn whiten(values: &mut TokenArray, mask: &[bool]) {
         / n as f64;
     let rstd = 1.0 / var.max(1e-8).sqrt();
     for (v, &m) in values.values.iter_mut().zip(mask) {
-        *v = if m { ((*v as f64 - mean) * rstd) as f32 } else { 0.0 };
+        *v = if m {
+            ((*v as f64 - mean) * rstd) as f32
+        } else {
+            0.0
+        };
     }
 }
 
@@ -282,10 +286,19 @@ mod tests {
     }
 
     fn reward_only(rewards: &[f32]) -> (Vec<f32>, AdvantageWeights) {
-        (rewards.to_vec(), AdvantageWeights::uniform(rewards.len(), 1.0, 0.0))
+        (
+            rewards.to_vec(),
+            AdvantageWeights::uniform(rewards.len(), 1.0, 0.0),
+        )
     }
 
-    fn run(s: &AdvantageSettings, k: usize, rewards: &[f32], costs: &[f32], w: &AdvantageWeights) -> Vec<f64> {
+    fn run(
+        s: &AdvantageSettings,
+        k: usize,
+        rewards: &[f32],
+        costs: &[f32],
+        w: &AdvantageWeights,
+    ) -> Vec<f64> {
         let x = GroupInputs {
             rewards,
             costs,
@@ -300,14 +313,38 @@ mod tests {
     fn grpo_dr_grpo_and_rloo_by_hand() {
         let (r, w) = reward_only(&[1.0, 0.0, 0.0, 1.0]);
         // GRPO: mean 0.5, Bessel std sqrt(1/3).
-        let a = run(&settings(Estimator::Grpo, Combine::Returns, 0.0), 4, &r, &[], &w);
+        let a = run(
+            &settings(Estimator::Grpo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &[],
+            &w,
+        );
         close(&a, &[0.8660254, -0.8660254, -0.8660254, 0.8660254], 1e-6);
         // TRL's +1e-4 on the std.
-        let a = run(&settings(Estimator::Grpo, Combine::Returns, 1e-4), 4, &r, &[], &w);
+        let a = run(
+            &settings(Estimator::Grpo, Combine::Returns, 1e-4),
+            4,
+            &r,
+            &[],
+            &w,
+        );
         close(&a, &[0.8658754, -0.8658754, -0.8658754, 0.8658754], 1e-6);
-        let a = run(&settings(Estimator::DrGrpo, Combine::Returns, 0.0), 4, &r, &[], &w);
+        let a = run(
+            &settings(Estimator::DrGrpo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &[],
+            &w,
+        );
         close(&a, &[0.5, -0.5, -0.5, 0.5], 1e-12);
-        let a = run(&settings(Estimator::Rloo, Combine::Returns, 0.0), 4, &r, &[], &w);
+        let a = run(
+            &settings(Estimator::Rloo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &[],
+            &w,
+        );
         close(&a, &[2.0 / 3.0, -2.0 / 3.0, -2.0 / 3.0, 2.0 / 3.0], 1e-12);
     }
 
@@ -428,16 +465,42 @@ mod tests {
         let r = [1.0f32, 0.0, 1.0, 0.0];
         let c = [1.0f32, 0.0, 0.0, 0.0];
         let w = AdvantageWeights::uniform(4, 0.5, 0.5);
-        let scadv = run(&settings(Estimator::Grpo, Combine::Advantages, 0.0), 4, &r, &c, &w);
-        close(&scadv, &[-0.3169873, -0.1830127, 0.6830127, -0.1830127], 1e-6);
+        let scadv = run(
+            &settings(Estimator::Grpo, Combine::Advantages, 0.0),
+            4,
+            &r,
+            &c,
+            &w,
+        );
+        close(
+            &scadv,
+            &[-0.3169873, -0.1830127, 0.6830127, -0.1830127],
+            1e-6,
+        );
         // Scalarised rewards, one GRPO standardisation: the high-reward violator ties with
         // the zero-reward safe samples.
-        let screw = run(&settings(Estimator::Grpo, Combine::Returns, 0.0), 4, &r, &c, &w);
+        let screw = run(
+            &settings(Estimator::Grpo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &c,
+            &w,
+        );
         close(&screw, &[-0.5, -0.5, 1.5, -0.5], 1e-6);
         // A group where the cost has no spread: the cost term is exactly 0.
-        let safe = run(&settings(Estimator::Grpo, Combine::Advantages, 0.0), 4, &r, &[0.0; 4], &w);
+        let safe = run(
+            &settings(Estimator::Grpo, Combine::Advantages, 0.0),
+            4,
+            &r,
+            &[0.0; 4],
+            &w,
+        );
         let zr = group_zscores(&[1.0, 0.0, 1.0, 0.0], 4, 0.0);
-        close(&safe, &zr.iter().map(|z| 0.5 * z).collect::<Vec<_>>(), 1e-12);
+        close(
+            &safe,
+            &zr.iter().map(|z| 0.5 * z).collect::<Vec<_>>(),
+            1e-12,
+        );
     }
 
     #[test]
@@ -446,10 +509,22 @@ mod tests {
         let r = [1.0f32, 2.0, 3.0, 4.0];
         let g = [0.0f32, 0.5, 0.0, 2.0];
         let w = AdvantageWeights::uniform(4, 1.0, 1.0);
-        let loo = run(&settings(Estimator::Rloo, Combine::Returns, 0.0), 4, &r, &g, &w);
+        let loo = run(
+            &settings(Estimator::Rloo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &g,
+            &w,
+        );
         close(&loo, &[-1.1666667, -0.5, 1.5, 0.1666667], 1e-6);
         assert!(loo.iter().sum::<f64>().abs() < 1e-9);
-        let mean = run(&settings(Estimator::DrGrpo, Combine::Returns, 0.0), 4, &r, &g, &w);
+        let mean = run(
+            &settings(Estimator::DrGrpo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &g,
+            &w,
+        );
         close(&mean, &[-0.875, -0.375, 1.125, 0.125], 1e-6);
         let mask_form = AdvantageSettings {
             cost_baseline: false,
@@ -460,7 +535,13 @@ mod tests {
         assert!((m.iter().sum::<f64>() + 2.5).abs() < 1e-6);
         // Reward-only RLOO: the best-reward violator keeps its full advantage.
         let w0 = AdvantageWeights::uniform(4, 1.0, 0.0);
-        let plain = run(&settings(Estimator::Rloo, Combine::Returns, 0.0), 4, &r, &g, &w0);
+        let plain = run(
+            &settings(Estimator::Rloo, Combine::Returns, 0.0),
+            4,
+            &r,
+            &g,
+            &w0,
+        );
         close(&plain, &[-2.0, -0.6666667, 0.6666667, 2.0], 1e-6);
     }
 

@@ -276,7 +276,10 @@ pub fn train_rl_scored(
         let ext = external.as_ref().map(|e| (e, indices.as_slice()));
         let exp = experience::collect_scored(config, &models, &batch, ext, step, device)?;
         // 3. The multiplier step.
-        let groups = Groups { keys: &keys, size: k };
+        let groups = Groups {
+            keys: &keys,
+            size: k,
+        };
         objective.observe_groups(step, &groups, &exp.rewards, &exp.costs);
         // 4. Advantages, with the current KL coefficient; then the controller's step.
         let kl_coeff = kl.coeff;

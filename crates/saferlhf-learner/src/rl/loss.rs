@@ -9,7 +9,11 @@ use crate::losses::masked_mean;
 /// The per-token KL estimate of a KL loss from the current and the reference log-probs
 /// (`d = log π − log π_ref`, clamped to ±20 so `exp(−d)` stays finite): k1 `d`, k2 `d²/2`,
 /// k3 `exp(−d) − 1 + d`.
-pub fn kl_tokens(logprobs: Tensor<2>, ref_logprobs: Tensor<2>, estimator: KlEstimator) -> Tensor<2> {
+pub fn kl_tokens(
+    logprobs: Tensor<2>,
+    ref_logprobs: Tensor<2>,
+    estimator: KlEstimator,
+) -> Tensor<2> {
     let d = (logprobs - ref_logprobs).clamp(-20.0, 20.0);
     match estimator {
         KlEstimator::K1 => d,
@@ -44,11 +48,18 @@ pub fn aggregate(
 ) -> Tensor<1> {
     let n = per_token.dims()[0] as f64;
     let share = n / minibatch.sequences.max(1) as f64;
-    let total = || per_token.clone().mask_fill(mask.clone().bool_not(), 0.0).sum();
+    let total = || {
+        per_token
+            .clone()
+            .mask_fill(mask.clone().bool_not(), 0.0)
+            .sum()
+    };
     match how {
         LossAggregation::SeqMeanTokenMean => masked_mean(per_token, mask),
         LossAggregation::TokenMean => total().div_scalar(minibatch.tokens.max(1) as f64 * share),
-        LossAggregation::Constant => total().div_scalar(n.max(1.0) * minibatch.max_new_tokens as f64),
+        LossAggregation::Constant => {
+            total().div_scalar(n.max(1.0) * minibatch.max_new_tokens as f64)
+        }
         LossAggregation::SeqMeanTokenSum => total().div_scalar(n.max(1.0)),
     }
 }
@@ -182,7 +193,10 @@ mod tests {
             &device,
         );
         let mask = Tensor::<2, Bool>::from_data(
-            TensorData::new(vec![true, true, false, false, true, true, true, true], [2, 4]),
+            TensorData::new(
+                vec![true, true, false, false, true, true, true, true],
+                [2, 4],
+            ),
             &device,
         );
         let mb = Minibatch {
@@ -215,7 +229,11 @@ mod tests {
                     0.5 * scalar(aggregate(v, m, how, mb))
                 })
                 .sum();
-            assert!((split - of(how)).abs() < 1e-6, "{how:?}: {split} vs {}", of(how));
+            assert!(
+                (split - of(how)).abs() < 1e-6,
+                "{how:?}: {split} vs {}",
+                of(how)
+            );
         }
     }
 
@@ -225,7 +243,12 @@ mod tests {
         let d = 2f32.ln();
         let lp = t(vec![0.5f32.ln(), 0.0], &device);
         let rp = t(vec![0.25f32.ln(), 0.0], &device);
-        let v = |e| kl_tokens(lp.clone(), rp.clone(), e).into_data().try_to_vec::<f32>().unwrap();
+        let v = |e| {
+            kl_tokens(lp.clone(), rp.clone(), e)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
         assert!((v(KlEstimator::K1)[0] - d).abs() < 1e-6);
         assert!((v(KlEstimator::K2)[0] - 0.2402265).abs() < 1e-6);
         assert!((v(KlEstimator::K3)[0] - 0.1931472).abs() < 1e-6);

@@ -14,11 +14,11 @@ use saferlhf_model::host::{bools2, floats, floats2, ints2};
 use saferlhf_model::model::{positions_from_mask, select_logprobs};
 
 use super::advantages::Advantages;
+use super::config::KlPlacement;
 use super::config::RlConfig;
 use super::critic::{CriticNet, Critics};
 use super::experience::Experience;
 use super::gae::TokenArray;
-use super::config::KlPlacement;
 use super::loss::{
     Minibatch, aggregate, clipped_value_loss, kl_tokens, surrogate_tokens, update_diagnostics,
 };
@@ -357,11 +357,8 @@ pub fn update(
                 let norm = clip_global_norm(&c, &mut critic_grads, config.critic.max_grad_norm);
                 check_finite(step + 1, "critic gradient norm", norm)?;
                 stats.critic_grad_norm = norm;
-                critics = Some(opt.step(
-                    optim.critic_schedule.lr(*optimizer_steps),
-                    c,
-                    critic_grads,
-                ));
+                critics =
+                    Some(opt.step(optim.critic_schedule.lr(*optimizer_steps), c, critic_grads));
             }
             *optimizer_steps += 1;
             stats.sums.add_scaled(&sums, 1.0);
