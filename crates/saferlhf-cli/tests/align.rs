@@ -109,8 +109,7 @@ fn align_safe_dpo_transforms_the_pairs_and_resumes_exactly() {
     let lines = metrics(&straight);
     assert_eq!(lines.len(), 8);
     // At the reference every log-ratio is 0: the safe-vs-unsafe pairs (kept or swapped, 2/3 of
-    // those kept) start
-    // at -log σ(-2), the others at log 2, so the first loss lies between the two.
+    // those kept) start at -log σ(-2), the others at log 2: the first loss lies between.
     let first = lines[0]["loss"].as_f64().unwrap();
     let (low, high) = (std::f64::consts::LN_2, (1.0 + 2f64.exp()).ln());
     assert!(first > low + 0.05 && first < high, "{first}");
