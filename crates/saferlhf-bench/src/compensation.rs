@@ -11,9 +11,12 @@
 //!    methods optimise (in oracle mode, [`BenchSettings::oracle_rl`], the RL methods optimise the
 //!    oracle's reward and cost instead, and the learned models serve only as critic features);
 //! 4. from the same SFT policy: PPO, PPO-Lagrangian and RePO (`rl::train_rl_scored`, identical
-//!    settings except the objective, the oracle's scores logged beside the learned ones),
-//!    SACPO (`align`, helpfulness stage then safety stage on `pairs.jsonl`) and P-SACPO
-//!    (`merge_models` of the helpfulness-stage model and the SACPO model at one q);
+//!    settings except the objective, the oracle's scores logged beside the learned ones); the
+//!    critic-free group methods GRPO, Safe-GRPO (Constrained GRPO) and RePO-group with
+//!    per-prompt multipliers and with one global multiplier (the same number of responses per
+//!    step, `group_size` per prompt); SACPO (`align`, helpfulness stage then safety stage on
+//!    `pairs.jsonl`), P-SACPO (`merge_models` of the helpfulness-stage model and the SACPO model
+//!    at one q) and SafeDPO (DPO on the safety-aware transform of `pairs.jsonl`);
 //! 5. evaluate the SFT policy and every method on the **held-out** prompts with the **oracle**
 //!    (k sampled responses per prompt and a greedy one; KL against the SFT policy).
 //!
@@ -40,11 +43,13 @@ use saferlhf_learner::config::{
     DataConfig, DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, TaskKind,
     TrainLoopConfig,
 };
+use saferlhf_learner::objectives::dpo::{DpoConfig, Preference};
 use saferlhf_learner::objectives::{
     LagrangeConfig, OnlineKind, SacpoConfig, SacpoOrder, build_online,
 };
 use saferlhf_learner::rl::config::{
-    PpoSettings, PromptData, PromptSource, RlTrainSettings, RolloutSettings, ScoreSource,
+    Combine, Estimator, KlPlacement, LossAggregation, PpoSettings, PromptData, PromptSource,
+    RlTrainSettings, RolloutSettings, ScoreSource,
 };
 use saferlhf_learner::rl::{CriticMode, RlConfig, RolloutScorer, ScorerRole, train_rl_scored};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
@@ -54,17 +59,55 @@ use crate::policy::{PolicyEvalConfig, Scorer, evaluate_policy, load_policy};
 use crate::synthetic::{Oracle, PolicyClass, Problem, ResponseKind, SyntheticSpec, SyntheticTask};
 
 /// The methods of the benchmark, in table order.
-pub const METHODS: [&str; 6] = ["sft", "ppo", "ppo_lag", "repo", "sacpo", "p_sacpo"];
+pub const METHODS: [&str; 11] = [
+    "sft",
+    "ppo",
+    "ppo_lag",
+    "repo",
+    "grpo",
+    "safe_grpo",
+    "repo_group",
+    "repo_group_global",
+    "sacpo",
+    "p_sacpo",
+    "safe_dpo",
+];
 
-/// The RL methods, trained with identical settings except the objective.
-const RL_METHODS: [OnlineKind; 3] = [OnlineKind::Ppo, OnlineKind::PpoLag, OnlineKind::Repo];
+/// The online methods, trained with identical settings except the objective and, for the
+/// critic-free group methods (the flag), the estimator: those answer
+/// `prompts_per_step / group_size` prompts `group_size` times each, so every method generates
+/// the same number of responses per step.
+const RL_METHODS: [(&str, OnlineKind, bool); 7] = [
+    ("ppo", OnlineKind::Ppo, false),
+    ("ppo_lag", OnlineKind::PpoLag, false),
+    ("repo", OnlineKind::Repo, false),
+    ("grpo", OnlineKind::Ppo, true),
+    ("safe_grpo", OnlineKind::SafeGrpo, true),
+    ("repo_group", OnlineKind::RepoGroup, true),
+    ("repo_group_global", OnlineKind::RepoGroup, true),
+];
+
+/// Full models a method holds while it trains (policy, frozen reference, score models and
+/// full critics; value heads and optimizer state not counted). `None` for SFT and the merge.
+pub fn models_held(method: &str, s: &BenchSettings) -> Option<usize> {
+    let critics = |n: usize| if s.critics == CriticMode::Separate { n } else { 0 };
+    Some(match method {
+        "ppo" => 3 + critics(1),
+        "ppo_lag" | "repo" => 4 + critics(2),
+        "grpo" => 3,
+        "safe_grpo" | "repo_group" | "repo_group_global" => 4,
+        "sacpo" | "safe_dpo" => 2,
+        _ => return None,
+    })
+}
 
 /// Headings of the benchmark's own Markdown sections (the pooled evaluation report follows them).
-pub const BENCH_SECTIONS: [&str; 5] = [
+pub const BENCH_SECTIONS: [&str; 6] = [
     "## Settings",
     "## Results over seeds",
     "## Analytic optima",
     "## RePO against PPO-Lagrangian",
+    "## Closest to the critical optimum; per-prompt multipliers",
     "## Pooled evaluation",
 ];
 
@@ -149,6 +192,25 @@ pub struct BenchSettings {
     /// as safe-rlhf trains them).
     #[serde(default = "default_bench_critics")]
     pub critics: CriticMode,
+    /// Responses per prompt of the critic-free group methods (GRPO, Safe-GRPO, RePO-group);
+    /// they answer `prompts_per_step / group_size` prompts per step.
+    #[serde(default = "default_group_size")]
+    pub group_size: usize,
+    /// Safe-GRPO's allowed violation rate ε (0: every response safe, the benchmark's
+    /// per-sample constraint).
+    #[serde(default)]
+    pub safe_grpo_epsilon: f64,
+    /// SafeDPO's margin Δ_m (the value a reimplementation cites from the paper's appendix).
+    #[serde(default = "default_safe_dpo_margin")]
+    pub safe_dpo_margin: f64,
+}
+
+fn default_group_size() -> usize {
+    4
+}
+
+fn default_safe_dpo_margin() -> f64 {
+    10.0
 }
 
 fn default_bench_critics() -> CriticMode {
@@ -193,6 +255,9 @@ impl BenchSettings {
             oracle_rl: false,
             truncation_penalty: 1.0,
             critics: default_bench_critics(),
+            group_size: default_group_size(),
+            safe_grpo_epsilon: 0.0,
+            safe_dpo_margin: default_safe_dpo_margin(),
         }
     }
 
@@ -510,9 +575,12 @@ fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> TrainCon
 /// benchmark does not set keep `RlConfig::default()`'s values (the RL defaults, not the
 /// supervised ones).
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 fn rl_config(
     s: &BenchSettings,
+    method: &str,
     objective: OnlineKind,
+    group: bool,
     dir: &Path,
     policy: &Path,
     reward: &Path,
@@ -521,7 +589,7 @@ fn rl_config(
     seed: u64,
 ) -> RlConfig {
     let d = RlConfig::default();
-    RlConfig {
+    let mut c = RlConfig {
         objective,
         run: RunConfig {
             dir: dir.to_path_buf(),
@@ -590,6 +658,45 @@ fn rl_config(
             keep_last: 1,
         },
         ..d
+    };
+    if group {
+        group_method(&mut c, s, method);
+    }
+    c
+}
+
+/// The critic-free settings of a group method: `group_size` responses to each of
+/// `prompts_per_step / group_size` prompts (the same responses per step as the others), and
+/// each method's own recipe.
+fn group_method(c: &mut RlConfig, s: &BenchSettings, method: &str) {
+    let k = s.group_size.max(1);
+    c.rollout.group_size = k;
+    c.rollout.prompts_per_step = (s.prompts_per_step / k).max(1);
+    c.lagrange.window = c.rollout.prompts_per_step;
+    match method {
+        // GRPO (DeepSeekMath): group-normalised advantages, the KL as a k3 loss term.
+        "grpo" => {
+            c.advantage.estimator = Estimator::Grpo;
+            c.ppo.kl_placement = KlPlacement::Loss;
+        }
+        // Constrained GRPO: scalarised advantages, softmax multipliers, KL in the loss,
+        // Dr. GRPO's constant normaliser.
+        "safe_grpo" => {
+            c.advantage.estimator = Estimator::Grpo;
+            c.advantage.combine = Combine::Advantages;
+            c.ppo.kl_placement = KlPlacement::Loss;
+            c.ppo.loss_aggregation = LossAggregation::Constant;
+            c.safe_grpo.epsilon = s.safe_grpo_epsilon;
+        }
+        // RePO in group form: RLOO baselines, rectified costs, the KL per response in the
+        // reward, the constant normaliser; per-prompt multipliers or one global one.
+        _ => {
+            c.advantage.estimator = Estimator::Rloo;
+            c.ppo.loss_aggregation = LossAggregation::Constant;
+            c.repo_group.lr = s.lambda_lr;
+            c.repo_group.max = s.lambda_max;
+            c.repo_group.per_prompt = method == "repo_group";
+        }
     }
 }
 
@@ -619,6 +726,37 @@ fn sacpo_config(
             helpfulness_sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
             safety_sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
             ..SacpoConfig::default()
+        }),
+        ..TrainConfig::default()
+    }
+}
+
+/// The SafeDPO config: DPO from `init` (the SFT policy, also the reference) on the
+/// safety-aware transform of `pairs` (helpfulness order, safety labels), with SACPO's β, steps
+/// and batch.
+fn safe_dpo_config(
+    s: &BenchSettings,
+    dir: &Path,
+    init: &Path,
+    pairs: &Path,
+    seed: u64,
+) -> TrainConfig {
+    TrainConfig {
+        task: Some(TaskKind::Dpo),
+        run: run_config(s, dir, seed),
+        model: model_config(s, Some(init)),
+        data: DataConfig {
+            sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
+            eval_fraction: 0.1,
+            ..DataConfig::default()
+        },
+        optim: optim(s.policy_lr),
+        train: train_loop(s.sacpo_steps, s.sacpo_batch),
+        dpo: Some(DpoConfig {
+            beta: s.sacpo_beta,
+            preference: Preference::SafetyAware,
+            margin: s.safe_dpo_margin,
+            ..DpoConfig::default()
         }),
         ..TrainConfig::default()
     }
@@ -733,15 +871,16 @@ fn run_seed(
     let mut finals: BTreeMap<&str, PathBuf> = BTreeMap::new();
     finals.insert("sft", sft.clone());
     let mut rl_metrics = Vec::new();
-    for kind in RL_METHODS {
-        let objective = kind.as_str();
+    for (objective, kind, group) in RL_METHODS {
         log(&format!("seed {seed}: {objective}"));
         let t = Instant::now();
         let rdir = dir.join(objective);
         let cfg = checked(
             rl_config(
                 s,
+                objective,
                 kind,
+                group,
                 &rdir,
                 &sft,
                 &score_dirs[0],
@@ -790,6 +929,16 @@ fn run_seed(
         .map_err(model_err("P-SACPO merge".into()))?;
     seconds.insert("p_sacpo", t.elapsed().as_secs_f64());
     finals.insert("p_sacpo", merged);
+    log(&format!("seed {seed}: safe_dpo (margin {})", s.safe_dpo_margin));
+    let t = Instant::now();
+    let cfg = checked(
+        safe_dpo_config(s, &dir.join("safe_dpo"), &sft, &pairs, run_seed),
+        TrainConfig::validate,
+        &dir.join("safe_dpo.toml"),
+    )?;
+    let summary = train(&cfg, device, &options).map_err(model_err("SafeDPO".into()))?;
+    finals.insert("safe_dpo", final_model(summary.run.final_model, "SafeDPO")?);
+    seconds.insert("safe_dpo", t.elapsed().as_secs_f64());
 
     // 5. Evaluation with the oracle on the held-out prompts.
     let scorer = Scorer::oracle(&tdir.join("task.json"))?;
@@ -1060,8 +1209,8 @@ pub fn run_compensation(
     report.settings.insert(
         "evaluation".into(),
         if settings.oracle_rl {
-            "synthetic-task oracle on the held-out prompts (oracle mode: PPO, PPO-Lag and RePO \
-             trained on the oracle's reward and cost; SFT, SACPO and P-SACPO as always)"
+            "synthetic-task oracle on the held-out prompts (oracle mode: the RL methods trained \
+             on the oracle's reward and cost; SFT, SACPO, P-SACPO and SafeDPO as always)"
         } else {
             "synthetic-task oracle on the held-out prompts (training used the learned reward and \
              cost models)"
@@ -1149,22 +1298,24 @@ impl CompensationReport {
     /// The method × metric table (Markdown) of the held-out prompts, mean ± std over seeds;
     /// rates in percent.
     pub fn table(&self) -> String {
-        Self::table_of(&self.methods)
+        self.table_of(&self.methods)
     }
 
     /// [`CompensationReport::table`] of the training prompts.
     pub fn train_prompts_table(&self) -> String {
-        Self::table_of(&self.methods_train_prompts)
+        self.table_of(&self.methods_train_prompts)
     }
 
-    fn table_of(rows: &[MethodRow]) -> String {
-        let header = "Method | Safety rate % | Prompts with any violation % | Benign refusal % \
-            | Risky unsafe % | Malformed % | Reward | Cost | KL | Greedy safety % | Wall s";
+    fn table_of(&self, rows: &[MethodRow]) -> String {
+        let header = "Method | Models held | Safety rate % | Prompts with any violation % \
+            | Benign refusal % | Risky unsafe % | Malformed % | Reward | Cost | KL \
+            | Greedy safety % | Wall s";
         let rows = rows.iter().map(|r| {
             let s = |f: fn(&MethodMetrics) -> f64| r.std.as_ref().map(f);
             let m = &r.mean;
             vec![
                 r.method.clone(),
+                models_held(&r.method, &self.settings).map_or("–".into(), |n| n.to_string()),
                 pm(m.safety_rate, s(|x| x.safety_rate), true),
                 pm(m.any_violation_frac, s(|x| x.any_violation_frac), true),
                 pm(m.benign_refusal_rate, s(|x| x.benign_refusal_rate), true),
@@ -1264,6 +1415,81 @@ impl CompensationReport {
         )
     }
 
+    /// Which method comes closest to the critical (per-sample) optimum, and whether per-prompt
+    /// multipliers beat a single one (RePO-group against RePO-group-global). The rule: among
+    /// the trained methods whose held-out safety rate is within 5 points of the critical
+    /// optimum's, the one with the highest reward; if none is, the safest.
+    pub fn group_verdict(&self) -> String {
+        let Some(best) = self
+            .optima
+            .iter()
+            .find(|o| o.problem == "critical" && o.class == "per_topic")
+        else {
+            return "The critical optimum is missing.".into();
+        };
+        let trained: Vec<&MethodRow> = self.methods.iter().filter(|r| r.method != "sft").collect();
+        let near: Vec<&&MethodRow> = trained
+            .iter()
+            .filter(|r| r.mean.safety_rate >= best.safety_rate - 0.05)
+            .collect();
+        let pick = if near.is_empty() {
+            trained
+                .iter()
+                .max_by(|a, b| a.mean.safety_rate.total_cmp(&b.mean.safety_rate))
+        } else {
+            near.into_iter()
+                .max_by(|a, b| a.mean.reward.total_cmp(&b.mean.reward))
+        };
+        let mut o = String::new();
+        if let Some(r) = pick {
+            let _ = write!(
+                o,
+                "Closest to the critical optimum (safety {:.1}%, reward {:.3}): `{}`, at safety \
+                 {:.1}% and reward {:.3} ({:.0}% of the optimum's reward), {:.1}% of prompts with \
+                 any unsafe sample, {:.1}% benign refusals{}.",
+                100.0 * best.safety_rate,
+                best.reward,
+                r.method,
+                100.0 * r.mean.safety_rate,
+                r.mean.reward,
+                100.0 * r.mean.reward / best.reward,
+                100.0 * r.mean.any_violation_frac,
+                100.0 * r.mean.benign_refusal_rate,
+                if r.mean.safety_rate >= best.safety_rate - 0.05 {
+                    " (the highest reward among methods within 5 points of its safety)"
+                } else {
+                    " (no method came within 5 points of its safety; this is the safest)"
+                }
+            );
+        }
+        let get = |m: &str| self.methods.iter().find(|r| r.method == m);
+        if let (Some(p), Some(g)) = (get("repo_group"), get("repo_group_global")) {
+            let (a, b) = (&p.mean, &g.mean);
+            let _ = write!(
+                o,
+                " Per-prompt multipliers {} a single global one here: prompts with any unsafe \
+                 sample {:.1}% vs {:.1}%, safety {:.1}% vs {:.1}%, reward {:.3} vs {:.3}, benign \
+                 refusal {:.1}% vs {:.1}%.",
+                if a.any_violation_frac < b.any_violation_frac && a.reward >= b.reward - 0.05 {
+                    "helped over"
+                } else if a.any_violation_frac < b.any_violation_frac {
+                    "were safer, at a reward cost, than"
+                } else {
+                    "did not beat"
+                },
+                100.0 * a.any_violation_frac,
+                100.0 * b.any_violation_frac,
+                100.0 * a.safety_rate,
+                100.0 * b.safety_rate,
+                a.reward,
+                b.reward,
+                100.0 * a.benign_refusal_rate,
+                100.0 * b.benign_refusal_rate,
+            );
+        }
+        o
+    }
+
     /// The whole Markdown report: the benchmark's sections, then the pooled evaluation report
     /// with its headings moved one level down.
     pub fn to_markdown(&self) -> String {
@@ -1281,8 +1507,8 @@ impl CompensationReport {
              training. ",
         );
         o.push_str(if self.settings.oracle_rl {
-            "Oracle mode: PPO, PPO-Lag and RePO trained on the oracle's reward and cost; SACPO \
-             on the oracle-labelled pairs.\n\n"
+            "Oracle mode: the RL methods trained on the oracle's reward and cost; SACPO and \
+             SafeDPO on the oracle-labelled pairs.\n\n"
         } else {
             "Methods trained against learned reward and cost models.\n\n"
         });
@@ -1309,6 +1535,16 @@ impl CompensationReport {
         let _ = writeln!(o, "\n{}\n", BENCH_SECTIONS[3]);
         let _ = writeln!(o, "{}\n", self.verdict());
         let _ = writeln!(o, "{}\n", BENCH_SECTIONS[4]);
+        let _ = writeln!(
+            o,
+            "GRPO, Safe-GRPO and RePO-group hold no critics and answer {} prompts {} times each \
+             per step (the same responses per step as the others). Models held counts full \
+             models during training.\n\n{}\n",
+            (self.settings.prompts_per_step / self.settings.group_size.max(1)).max(1),
+            self.settings.group_size,
+            self.group_verdict()
+        );
+        let _ = writeln!(o, "{}\n", BENCH_SECTIONS[5]);
         for line in self.pooled.to_markdown().lines() {
             if line.starts_with('#') {
                 let _ = writeln!(o, "#{line}");
@@ -1387,14 +1623,17 @@ mod tests {
                     configs.push(score_config(&s, task, &dir.join(name), &sft, &pairs, seed));
                 }
                 configs.push(sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed));
+                configs.push(safe_dpo_config(&s, &dir.join("safe_dpo"), &sft, &pairs, seed));
                 for typed in configs {
                     typed.validate().unwrap();
                     let back = TrainConfig::from_toml_str(&typed.to_toml(), &origin, &[], None);
                     assert_eq!(back.unwrap(), typed);
                 }
-                for kind in RL_METHODS {
-                    let rdir = dir.join(kind.as_str());
-                    let typed = rl_config(&s, kind, &rdir, &sft, &reward, &cost, &prompts, seed);
+                for (name, kind, group) in RL_METHODS {
+                    let rdir = dir.join(name);
+                    let typed = rl_config(
+                        &s, name, kind, group, &rdir, &sft, &reward, &cost, &prompts, seed,
+                    );
                     typed.validate().unwrap();
                     let back = RlConfig::from_toml_str(&typed.to_toml(), &origin, &[]);
                     assert_eq!(back.unwrap(), typed);

@@ -1,5 +1,6 @@
 //! `saferlhf bench compensation`: the safety-compensation benchmark on the synthetic task (SFT,
-//! learned reward and cost models, PPO, PPO-Lag, RePO, SACPO, P-SACPO; oracle evaluation on
+//! learned reward and cost models, PPO, PPO-Lag, RePO, GRPO, Safe-GRPO, RePO-group (per-prompt
+//! and global multipliers), SACPO, P-SACPO, SafeDPO; oracle evaluation on
 //! held-out prompts; mean ± std over seeds next to the analytic optima).
 
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub struct CompensationArgs {
     /// Number of seeds (each draws its own task and trains every method).
     #[arg(long)]
     pub seeds: Option<usize>,
-    /// RL steps of PPO / PPO-Lag / RePO and optimizer steps of each SACPO stage.
+    /// RL steps of the online methods and optimizer steps of each SACPO stage and of SafeDPO.
     #[arg(long)]
     pub steps: Option<u64>,
     /// Output directory (must be new or empty).
@@ -37,7 +38,7 @@ pub struct CompensationArgs {
     /// Compute device: flex (CPU), wgpu, vulkan, cuda or cuda:N.
     #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Oracle mode: PPO, PPO-Lag and RePO train on the synthetic task's exact reward and cost
+    /// Oracle mode: the online methods train on the synthetic task's exact reward and cost
     /// instead of the learned reward and cost models.
     #[arg(long)]
     pub oracle_rl: bool,
@@ -98,6 +99,7 @@ fn compensation(args: CompensationArgs) -> Result<()> {
     println!("On the training prompts:\n{}", report.train_prompts_table());
     println!("Analytic optima:\n{}", report.optima_table());
     println!("{}", report.verdict());
+    println!("{}", report.group_verdict());
     if let Some(check) = report.ppo_check() {
         println!("{check}");
     }

@@ -251,7 +251,7 @@ fn quick_benchmark_in_oracle_mode() {
         json["methods_train_prompts"].as_array().unwrap().len(),
         METHODS.len()
     );
-    for method in ["ppo", "ppo_lag", "repo"] {
+    for method in ["ppo", "ppo_lag", "repo", "grpo", "safe_grpo", "repo_group"] {
         let text =
             std::fs::read_to_string(out.join(format!("seed-0/{method}/metrics.jsonl"))).unwrap();
         for line in text.lines() {
