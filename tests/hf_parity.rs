@@ -161,13 +161,49 @@ fn check_generation(model: &LlamaForCausalLM, e: &Expected, device: &Device) {
 /// Loads fixture `name`, checks that its embeddings are `tied` or not as expected, and compares
 /// its logits and greedy generation with the recorded transformers outputs.
 fn check_fixture(name: &str, tied: bool) {
-    let device = Device::flex();
+    check_fixture_on(name, tied, &Device::flex());
+}
+
+/// [`check_fixture`] on `device`.
+fn check_fixture_on(name: &str, tied: bool, device: &Device) {
+    let device = device.clone();
     let (config, model) = load_hf_dir(fixture(name), &device).unwrap();
     assert_eq!(config.tie_word_embeddings, tied);
     assert_eq!(model.lm_head.is_none(), tied);
     let e = read_expected(name);
     check_logits(&model, &e, &device);
     check_generation(&model, &e, &device);
+}
+
+/// Every fixture on the wgpu device (`--features wgpu`; in CI on lavapipe, Mesa's software
+/// Vulkan device): the same logits (left padding included) and greedy generations as
+/// transformers, to the same tolerance as on flex. See also `tests/device_parity.rs`.
+#[cfg(feature = "wgpu")]
+#[test]
+fn every_fixture_matches_transformers_on_wgpu() {
+    let Ok(device) = saferlhf::parse_device("wgpu") else {
+        unreachable!("built with the wgpu feature")
+    };
+    let probe = device.clone();
+    let answers = std::panic::catch_unwind(move || {
+        Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &probe)
+            .into_data()
+            .try_to_vec::<f32>()
+            .is_ok()
+    });
+    if !matches!(answers, Ok(true)) {
+        eprintln!("SKIPPED: no wgpu device answers (scripts/install-lavapipe.sh installs one)");
+        return;
+    }
+    for (name, tied) in [
+        ("tiny-llama-tied", true),
+        ("tiny-llama-untied", false),
+        ("tiny-qwen2", true),
+        ("tiny-qwen3", false),
+        ("tiny-llama3", true),
+    ] {
+        check_fixture_on(name, tied, &device);
+    }
 }
 
 /// Writes `config` into the model directory `dir` and returns the error loading it gives.

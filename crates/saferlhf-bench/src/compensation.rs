@@ -90,7 +90,13 @@ const RL_METHODS: [(&str, OnlineKind, bool); 7] = [
 /// Full models a method holds while it trains (policy, frozen reference, score models and
 /// full critics; value heads and optimizer state not counted). `None` for SFT and the merge.
 pub fn models_held(method: &str, s: &BenchSettings) -> Option<usize> {
-    let critics = |n: usize| if s.critics == CriticMode::Separate { n } else { 0 };
+    let critics = |n: usize| {
+        if s.critics == CriticMode::Separate {
+            n
+        } else {
+            0
+        }
+    };
     Some(match method {
         "ppo" => 3 + critics(1),
         "ppo_lag" | "repo" => 4 + critics(2),
@@ -929,7 +935,10 @@ fn run_seed(
         .map_err(model_err("P-SACPO merge".into()))?;
     seconds.insert("p_sacpo", t.elapsed().as_secs_f64());
     finals.insert("p_sacpo", merged);
-    log(&format!("seed {seed}: safe_dpo (margin {})", s.safe_dpo_margin));
+    log(&format!(
+        "seed {seed}: safe_dpo (margin {})",
+        s.safe_dpo_margin
+    ));
     let t = Instant::now();
     let cfg = checked(
         safe_dpo_config(s, &dir.join("safe_dpo"), &sft, &pairs, run_seed),
@@ -1415,10 +1424,12 @@ impl CompensationReport {
         )
     }
 
-    /// Which method comes closest to the critical (per-sample) optimum, and whether per-prompt
-    /// multipliers beat a single one (RePO-group against RePO-group-global). The rule: among
-    /// the trained methods whose held-out safety rate is within 5 points of the critical
-    /// optimum's, the one with the highest reward; if none is, the safest.
+    /// Which method comes closest to the critical (per-sample) optimum, on the held-out and on
+    /// the training prompts, and whether per-prompt multipliers beat a single one (RePO-group
+    /// against RePO-group-global). The rule: among the trained methods whose safety rate is
+    /// within 5 points of the critical optimum's, the one with the highest reward; if none is,
+    /// the safest. A difference between the two RePO-group variants counts only when it exceeds
+    /// twice its standard error over the seeds.
     pub fn group_verdict(&self) -> String {
         let Some(best) = self
             .optima
@@ -1427,62 +1438,80 @@ impl CompensationReport {
         else {
             return "The critical optimum is missing.".into();
         };
-        let trained: Vec<&MethodRow> = self.methods.iter().filter(|r| r.method != "sft").collect();
-        let near: Vec<&&MethodRow> = trained
-            .iter()
-            .filter(|r| r.mean.safety_rate >= best.safety_rate - 0.05)
-            .collect();
-        let pick = if near.is_empty() {
-            trained
-                .iter()
-                .max_by(|a, b| a.mean.safety_rate.total_cmp(&b.mean.safety_rate))
-        } else {
-            near.into_iter()
-                .max_by(|a, b| a.mean.reward.total_cmp(&b.mean.reward))
-        };
-        let mut o = String::new();
-        if let Some(r) = pick {
-            let _ = write!(
-                o,
-                "Closest to the critical optimum (safety {:.1}%, reward {:.3}): `{}`, at safety \
-                 {:.1}% and reward {:.3} ({:.0}% of the optimum's reward), {:.1}% of prompts with \
-                 any unsafe sample, {:.1}% benign refusals{}.",
-                100.0 * best.safety_rate,
-                best.reward,
-                r.method,
-                100.0 * r.mean.safety_rate,
-                r.mean.reward,
-                100.0 * r.mean.reward / best.reward,
-                100.0 * r.mean.any_violation_frac,
-                100.0 * r.mean.benign_refusal_rate,
-                if r.mean.safety_rate >= best.safety_rate - 0.05 {
-                    " (the highest reward among methods within 5 points of its safety)"
-                } else {
-                    " (no method came within 5 points of its safety; this is the safest)"
-                }
-            );
+        let mut o = format!(
+            "The critical optimum: safety {:.1}%, reward {:.3}.",
+            100.0 * best.safety_rate,
+            best.reward
+        );
+        for (rows, what) in [
+            (&self.methods, "held-out"),
+            (&self.methods_train_prompts, "training"),
+        ] {
+            let trained: Vec<&MethodRow> = rows.iter().filter(|r| r.method != "sft").collect();
+            let near = |r: &MethodRow| r.mean.safety_rate >= best.safety_rate - 0.05;
+            let pick = if trained.iter().any(|r| near(r)) {
+                trained
+                    .iter()
+                    .filter(|r| near(r))
+                    .max_by(|a, b| a.mean.reward.total_cmp(&b.mean.reward))
+            } else {
+                trained
+                    .iter()
+                    .max_by(|a, b| a.mean.safety_rate.total_cmp(&b.mean.safety_rate))
+            };
+            if let Some(r) = pick {
+                let _ = write!(
+                    o,
+                    " Closest on the {what} prompts: `{}`, safety {:.1}%, reward {:.3}, {:.1}% of \
+                     prompts with any unsafe sample, {:.1}% benign refusals, {:.1}% malformed ({}).",
+                    r.method,
+                    100.0 * r.mean.safety_rate,
+                    r.mean.reward,
+                    100.0 * r.mean.any_violation_frac,
+                    100.0 * r.mean.benign_refusal_rate,
+                    100.0 * r.mean.malformed_rate,
+                    if near(r) {
+                        "the highest reward within 5 points of the optimum's safety"
+                    } else {
+                        "no method came within 5 points of its safety; the safest"
+                    }
+                );
+            }
         }
         let get = |m: &str| self.methods.iter().find(|r| r.method == m);
         if let (Some(p), Some(g)) = (get("repo_group"), get("repo_group_global")) {
             let (a, b) = (&p.mean, &g.mean);
+            let n = p.per_seed.len().max(1) as f64;
+            // Twice the standard error of a difference of two means over n seeds.
+            let noise = |f: fn(&MethodMetrics) -> f64| match (&p.std, &g.std) {
+                (Some(x), Some(y)) => 2.0 * ((f(x).powi(2) + f(y).powi(2)) / n).sqrt(),
+                _ => 0.0,
+            };
+            let dv = a.any_violation_frac - b.any_violation_frac;
+            let dr = a.reward - b.reward;
+            let (nv, nr) = (noise(|m| m.any_violation_frac), noise(|m| m.reward));
+            let verdict = if dv.abs() <= nv && dr.abs() <= nr {
+                "made no difference beyond the seed-to-seed noise"
+            } else if dv < -nv && dr >= -nr {
+                "helped"
+            } else if dv > nv && dr <= nr {
+                "hurt"
+            } else {
+                "traded reward against safety"
+            };
             let _ = write!(
                 o,
-                " Per-prompt multipliers {} a single global one here: prompts with any unsafe \
-                 sample {:.1}% vs {:.1}%, safety {:.1}% vs {:.1}%, reward {:.3} vs {:.3}, benign \
-                 refusal {:.1}% vs {:.1}%.",
-                if a.any_violation_frac < b.any_violation_frac && a.reward >= b.reward - 0.05 {
-                    "helped over"
-                } else if a.any_violation_frac < b.any_violation_frac {
-                    "were safer, at a reward cost, than"
-                } else {
-                    "did not beat"
-                },
+                " Per-prompt multipliers against one global multiplier (held-out prompts) {verdict}: \
+                 prompts with any unsafe sample {:.1}% vs {:.1}% (noise ±{:.1}), reward {:.3} vs \
+                 {:.3} (noise ±{:.3}), safety {:.1}% vs {:.1}%, benign refusal {:.1}% vs {:.1}%.",
                 100.0 * a.any_violation_frac,
                 100.0 * b.any_violation_frac,
-                100.0 * a.safety_rate,
-                100.0 * b.safety_rate,
+                100.0 * nv,
                 a.reward,
                 b.reward,
+                nr,
+                100.0 * a.safety_rate,
+                100.0 * b.safety_rate,
                 100.0 * a.benign_refusal_rate,
                 100.0 * b.benign_refusal_rate,
             );
@@ -1623,7 +1652,13 @@ mod tests {
                     configs.push(score_config(&s, task, &dir.join(name), &sft, &pairs, seed));
                 }
                 configs.push(sacpo_config(&s, &dir.join("sacpo"), &sft, &pairs, seed));
-                configs.push(safe_dpo_config(&s, &dir.join("safe_dpo"), &sft, &pairs, seed));
+                configs.push(safe_dpo_config(
+                    &s,
+                    &dir.join("safe_dpo"),
+                    &sft,
+                    &pairs,
+                    seed,
+                ));
                 for typed in configs {
                     typed.validate().unwrap();
                     let back = TrainConfig::from_toml_str(&typed.to_toml(), &origin, &[], None);
