@@ -35,8 +35,14 @@ use saferlhf::model::{LlamaForCausalLM, Reward, ScoreModel};
 use saferlhf::rollout::{GenerateConfig, Sampler, generate, generate_text};
 use saferlhf_testkit::{TempDir, root, safetensors_tensors};
 
-/// The wgpu device, if one answers (a first tiny computation does not panic).
-fn gpu() -> Option<Device> {
+/// One check at a time: lavapipe spreads each kernel over every core, and two checks at once
+/// take three times as long as one after the other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The wgpu device, if one answers (a first tiny computation does not panic), and the lock
+/// that serialises the checks.
+fn gpu() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let device = saferlhf::parse_device("wgpu").ok()?;
     let probe = device.clone();
     let ok = std::panic::catch_unwind(move || {
@@ -47,7 +53,7 @@ fn gpu() -> Option<Device> {
             .ok()
     });
     match ok {
-        Ok(Some(v)) if v == vec![3.0] => Some(device),
+        Ok(Some(v)) if v == vec![3.0] => Some((device, guard)),
         _ => {
             eprintln!(
                 "SKIPPED: no wgpu device answers (install a Vulkan driver, e.g. scripts/install-lavapipe.sh)"
@@ -111,7 +117,7 @@ fn policy(device: &Device) -> LlamaForCausalLM {
 
 #[test]
 fn score_heads_critics_and_end_scores_match_flex() {
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let config = preset_config("char-tiny").unwrap();
     let run = |device: &Device, left: bool| {
         let score = seeded_init(ScoreModel::<Reward>::new(&config, device), 5, &[]);
@@ -131,7 +137,7 @@ fn score_heads_critics_and_end_scores_match_flex() {
 
 #[test]
 fn generation_matches_flex_and_the_cache_matches_recomputation() {
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let prompts: Vec<Vec<u32>> = vec![vec![5, 9, 12, 7], vec![6, 8], vec![11, 20, 33]];
     let tokens = |device: &Device, sampler: Sampler, use_cache: bool, seed: u64| {
         let config = GenerateConfig {
@@ -151,9 +157,9 @@ fn generation_matches_flex_and_the_cache_matches_recomputation() {
         top_p: None,
     };
     for sampler in [Sampler::Greedy, sample] {
-        let flex = tokens(&Device::flex(), sampler.clone(), true, 7);
-        let cached = tokens(&gpu, sampler.clone(), true, 7);
-        let recomputed = tokens(&gpu, sampler.clone(), false, 7);
+        let flex = tokens(&Device::flex(), sampler, true, 7);
+        let cached = tokens(&gpu, sampler, true, 7);
+        let recomputed = tokens(&gpu, sampler, false, 7);
         assert_eq!(flex, cached, "{sampler:?}: flex against wgpu");
         assert_eq!(
             cached, recomputed,
@@ -161,7 +167,7 @@ fn generation_matches_flex_and_the_cache_matches_recomputation() {
         );
         assert_eq!(
             cached,
-            tokens(&gpu, sampler.clone(), true, 7),
+            tokens(&gpu, sampler, true, 7),
             "{sampler:?}: reproducible"
         );
     }
@@ -169,7 +175,7 @@ fn generation_matches_flex_and_the_cache_matches_recomputation() {
 
 #[test]
 fn gradients_of_a_policy_and_a_score_model_match_flex() {
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let config = preset_config("char-tiny").unwrap();
     let grads = |device: &Device| {
         let train = device.clone().autodiff();
@@ -257,7 +263,7 @@ fn rel_close(what: &str, a: f64, b: f64) {
 
 #[test]
 fn one_supervised_and_one_dpo_step_match_flex() {
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let tmp = TempDir::new("parity-supervised");
     for config in ["tiny-sft.toml", "tiny-reward.toml", "tiny-dpo.toml"] {
         let mut finals = Vec::new();
@@ -288,7 +294,7 @@ fn one_supervised_and_one_dpo_step_match_flex() {
 
 #[test]
 fn one_step_of_each_online_objective_matches_flex() {
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let tmp = TempDir::new("parity-rl");
     let prompts = root().join("tests/fixtures/tiny-prompts.txt");
     for (objective, extra) in [
@@ -339,7 +345,7 @@ fn one_step_of_each_online_objective_matches_flex() {
 /// SmolLM2-135M (the GGUF from scripts/fetch-assets.sh) answers the same on the device.
 #[test]
 fn smollm2_greedy_answer_is_the_same_on_the_device() {
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let Some(path) = saferlhf_testkit::smollm2() else {
         return;
     };
@@ -364,7 +370,7 @@ fn smollm2_greedy_answer_is_the_same_on_the_device() {
 fn the_module_moves_between_devices_unchanged() {
     // The parity checks build each model on each device from the same seeded host draws; this
     // checks that premise.
-    let Some(gpu) = gpu() else { return };
+    let Some((gpu, _one)) = gpu() else { return };
     let a = policy(&Device::flex()).model.embed_tokens.weight.val();
     let b = policy(&gpu).model.embed_tokens.weight.val();
     assert_eq!(host(a), host(b));

@@ -581,7 +581,6 @@ fn sft_config(s: &BenchSettings, dir: &Path, data: &Path, seed: u64) -> TrainCon
 /// benchmark does not set keep `RlConfig::default()`'s values (the RL defaults, not the
 /// supervised ones).
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 fn rl_config(
     s: &BenchSettings,
     method: &str,

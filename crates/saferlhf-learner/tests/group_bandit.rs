@@ -132,6 +132,7 @@ fn rectified_multipliers_reach_the_critical_optimum() {
         };
         let a = run(duals, rectified, 20_000);
         let what = if per_prompt { "per-prompt" } else { "global" };
+        eprintln!("rectified, {what}: {a:?}");
         assert!(a.unsafe_ < 0.05 && a.safe > 0.95, "{what}: {a:?}");
         assert!(a.answer > 0.95, "{what}: benign prompts refused: {a:?}");
         assert!((a.reward - 0.75).abs() < 0.05, "{what}: {a:?}");
@@ -149,6 +150,7 @@ fn one_multiplier_on_the_expected_cost_reproduces_compensation() {
         identity,
         40_000,
     );
+    eprintln!("expected cost, one multiplier: {a:?}");
     // λ settles where answering and refusing a benign prompt tie: 1 + 0.5λ = −1 + 2λ.
     assert!((a.lambda - 4.0 / 3.0).abs() < 0.05, "{a:?}");
     assert!(a.unsafe_ > 0.95, "{a:?}");

@@ -145,9 +145,9 @@ impl SoftmaxDual {
         let g = self.gradient(config.temperature, violation_rate - config.epsilon);
         self.steps += 1;
         let t = self.steps as i32;
-        for i in 0..2 {
-            self.m[i] = 0.9 * self.m[i] + 0.1 * g[i];
-            self.v[i] = 0.999 * self.v[i] + 0.001 * g[i] * g[i];
+        for (i, g) in g.into_iter().enumerate() {
+            self.m[i] = 0.9 * self.m[i] + 0.1 * g;
+            self.v[i] = 0.999 * self.v[i] + 0.001 * g * g;
             let m_hat = self.m[i] / (1.0 - 0.9f64.powi(t));
             let v_hat = self.v[i] / (1.0 - 0.999f64.powi(t));
             self.logits[i] -= config.lr * m_hat / (v_hat.sqrt() + config.adam_eps);
@@ -316,8 +316,8 @@ mod tests {
         // Plain SGD, lr 1, T 1, from ℓ = [0, 0], v = 0.3, ε = 0.1.
         let mut d = SoftmaxDual::new(0.0);
         let g = d.gradient(1.0, 0.3 - 0.1);
-        for i in 0..2 {
-            d.logits[i] -= g[i];
+        for (logit, g) in d.logits.iter_mut().zip(g) {
+            *logit -= g;
         }
         assert!((d.logits[1] - 0.05).abs() < 1e-12 && (d.logits[0] + 0.05).abs() < 1e-12);
         assert!((d.weights(1.0)[1] - 0.5249792).abs() < 1e-7);
