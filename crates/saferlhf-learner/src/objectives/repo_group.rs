@@ -8,7 +8,7 @@
 //! | constraint | g | τ |
 //! |---|---|---|
 //! | `rectified` (default) | {C + δ}⁺ | `slack` (0: every response safe) |
-//! | `indicator` | 1[C > 0] | `epsilon` (a per-prompt chance constraint) |
+//! | `indicator` | `1[C > 0]` | `epsilon` (a per-prompt chance constraint) |
 //!
 //! With a group estimator that subtracts baselines (`rloo`, the default of the book's
 //! configs, or `dr_grpo`), the advantage is
@@ -56,7 +56,7 @@ pub enum GroupConstraint {
     /// g = {C + δ}⁺, τ = `slack`.
     #[default]
     Rectified,
-    /// g = 1[C > 0], τ = `epsilon`.
+    /// g = `1[C > 0]`, τ = `epsilon`.
     Indicator,
 }
 
