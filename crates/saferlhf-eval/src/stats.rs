@@ -495,7 +495,7 @@ mod tests {
         assert!((got - want).abs() < tol, "{got} vs {want}");
     }
 
-    // Golden values: ALGORITHMS-style table computed with mpmath; the two-sided example is
+    // Golden values computed with mpmath; the two-sided example is
     // SciPy's documentation example for binomtest(7, 50).proportion_ci(method="exact").
     #[test]
     fn clopper_pearson_golden_values() {
