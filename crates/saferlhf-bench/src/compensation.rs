@@ -705,6 +705,32 @@ fn group_method(c: &mut RlConfig, s: &BenchSettings, method: &str) {
     }
 }
 
+/// An offline run (SACPO or SafeDPO) from `init` (the SFT policy, also the reference) with
+/// SACPO's steps, batch and learning rate, 10% of the pairs held out; `sources` are the run's
+/// `[[data.sources]]` (SACPO names its sources per stage instead).
+fn offline_config(
+    s: &BenchSettings,
+    task: TaskKind,
+    dir: &Path,
+    init: &Path,
+    sources: Vec<DataSource>,
+    seed: u64,
+) -> TrainConfig {
+    TrainConfig {
+        task: Some(task),
+        run: run_config(s, dir, seed),
+        model: model_config(s, Some(init)),
+        data: DataConfig {
+            sources,
+            eval_fraction: 0.1,
+            ..DataConfig::default()
+        },
+        optim: optim(s.policy_lr),
+        train: train_loop(s.sacpo_steps, s.sacpo_batch),
+        ..TrainConfig::default()
+    }
+}
+
 /// The SACPO config: from `init` (the SFT policy), helpfulness stage then safety stage, both on
 /// `pairs`.
 fn sacpo_config(
@@ -715,15 +741,6 @@ fn sacpo_config(
     seed: u64,
 ) -> TrainConfig {
     TrainConfig {
-        task: Some(TaskKind::Sacpo),
-        run: run_config(s, dir, seed),
-        model: model_config(s, Some(init)),
-        data: DataConfig {
-            eval_fraction: 0.1,
-            ..DataConfig::default()
-        },
-        optim: optim(s.policy_lr),
-        train: train_loop(s.sacpo_steps, s.sacpo_batch),
         sacpo: Some(SacpoConfig {
             order: SacpoOrder::HelpfulnessFirst,
             beta: s.sacpo_beta,
@@ -732,13 +749,12 @@ fn sacpo_config(
             safety_sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
             ..SacpoConfig::default()
         }),
-        ..TrainConfig::default()
+        ..offline_config(s, TaskKind::Sacpo, dir, init, Vec::new(), seed)
     }
 }
 
-/// The SafeDPO config: DPO from `init` (the SFT policy, also the reference) on the
-/// safety-aware transform of `pairs` (helpfulness order, safety labels), with SACPO's β, steps
-/// and batch.
+/// The SafeDPO config: DPO on the safety-aware transform of `pairs` (helpfulness order,
+/// safety labels), with SACPO's β.
 fn safe_dpo_config(
     s: &BenchSettings,
     dir: &Path,
@@ -746,24 +762,15 @@ fn safe_dpo_config(
     pairs: &Path,
     seed: u64,
 ) -> TrainConfig {
+    let sources = vec![DataSource::new(SourceFormat::Pku, pairs)];
     TrainConfig {
-        task: Some(TaskKind::Dpo),
-        run: run_config(s, dir, seed),
-        model: model_config(s, Some(init)),
-        data: DataConfig {
-            sources: vec![DataSource::new(SourceFormat::Pku, pairs)],
-            eval_fraction: 0.1,
-            ..DataConfig::default()
-        },
-        optim: optim(s.policy_lr),
-        train: train_loop(s.sacpo_steps, s.sacpo_batch),
         dpo: Some(DpoConfig {
             beta: s.sacpo_beta,
             preference: Preference::SafetyAware,
             margin: s.safe_dpo_margin,
             ..DpoConfig::default()
         }),
-        ..TrainConfig::default()
+        ..offline_config(s, TaskKind::Dpo, dir, init, sources, seed)
     }
 }
 

@@ -41,6 +41,7 @@
 
 use std::collections::BTreeMap;
 
+use saferlhf_model::Cost;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -158,7 +159,7 @@ impl RePoGroupConfig {
         match self.constraint {
             GroupConstraint::Rectified => (cost + self.margin as f32).max(0.0),
             GroupConstraint::Indicator => {
-                if cost > 0.0 {
+                if Cost::is_unsafe(cost) {
                     1.0
                 } else {
                     0.0
@@ -336,12 +337,16 @@ impl OnlineObjective for RePoGroup {
         self.global.observe(step, &signals);
         let n_groups = signals.len().max(1) as f64;
         stats.violating_groups /= n_groups;
-        stats.at_cap = stats
-            .lambdas
-            .iter()
-            .filter(|&&l| self.table.at_cap(l))
-            .count() as f64
-            / n_groups;
+        // The cap that applies: the table's per prompt, `lagrange.max` for λ_g.
+        let global_cap = self.global.config().max;
+        let at_cap = |l: f64| {
+            if self.config.per_prompt {
+                self.table.at_cap(l)
+            } else {
+                global_cap.is_some_and(|m| l.ln() >= m.ln() - 1e-12)
+            }
+        };
+        stats.at_cap = stats.lambdas.iter().filter(|&&l| at_cap(l)).count() as f64 / n_groups;
         stats.mean_g = g.iter().map(|&x| x as f64).sum::<f64>() / g.len().max(1) as f64;
         stats.safe_bonus = (bonus_n > 0).then(|| bonus_sum / bonus_n as f64);
         self.current = lambdas;

@@ -17,6 +17,7 @@
 //!   threshold ε, and weights `(1, λ)/(1 + λ)`; for one constraint this is the softmax form with
 //!   `λ = λ_C/λ_R` and another step rule.
 
+use saferlhf_model::Cost;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -185,7 +186,7 @@ impl SafeGrpo {
     pub fn indicators(costs: &[f32]) -> Vec<f32> {
         costs
             .iter()
-            .map(|&c| if c > 0.0 { 1.0 } else { 0.0 })
+            .map(|&c| if Cost::is_unsafe(c) { 1.0 } else { 0.0 })
             .collect()
     }
 

@@ -13,6 +13,7 @@ use super::experience::Experience;
 use super::gae::{TokenArray, combine, gae, kl_shaped_stream};
 use super::group::{self, GroupInputs};
 use crate::objectives::OnlineObjective;
+use saferlhf_rollout::sequence_kl;
 
 /// The targets of one update.
 #[derive(Debug, Clone)]
@@ -110,21 +111,16 @@ fn group_advantages(
     };
     let weights = objective.advantage_weights(&exp.rewards, &exp.costs);
     let width = exp.seq - 1;
-    // Per-token k1 of the sampling policy against the reference.
-    let kl_tokens = TokenArray::new(
-        exp.old_logprobs
-            .values
-            .iter()
-            .zip(&exp.ref_logprobs.values)
-            .zip(&exp.mask)
-            .map(|((o, r), &m)| if m { o - r } else { 0.0 })
-            .collect(),
-        exp.batch,
-        width,
-    );
-    let kl_seq: Vec<f32> = (0..exp.batch)
-        .map(|b| kl_tokens.row(b).iter().sum())
-        .collect();
+    let (old, reference) = (&exp.old_logprobs.values, &exp.ref_logprobs.values);
+    // The KL in the reward: summed per response (sampling policy against the reference).
+    let kl_seq: Vec<f32> = if kl_coeff > 0.0 {
+        sequence_kl(&exp.mask, width, old, reference)
+            .into_iter()
+            .map(|k| k as f32)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let inputs = GroupInputs {
         rewards: &rewards,
         costs: &costs,
@@ -137,7 +133,12 @@ fn group_advantages(
     let advantages = match s.estimator {
         Estimator::ReinforcePp | Estimator::ReinforcePpBaseline => {
             let scalar = group::reinforce_scalar(s, k, &inputs);
-            let kl = (kl_coeff > 0.0).then_some((&kl_tokens, kl_coeff));
+            // REINFORCE++ needs the per-token k1 of the sampling policy against the reference.
+            let kl_tokens = (kl_coeff > 0.0).then(|| {
+                let values = old.iter().zip(reference).map(|(o, r)| o - r).collect();
+                TokenArray::new(values, exp.batch, width)
+            });
+            let kl = kl_tokens.as_ref().map(|t| (t, kl_coeff));
             group::reinforce_pp(&scalar, kl, &exp.mask, width)
         }
         _ => group::broadcast(&group::sequence_advantages(s, k, &inputs), &exp.mask, width),

@@ -33,7 +33,7 @@
 //! All of this is plain host code over a few hundred numbers per step, tested against values
 //! computed by hand.
 
-use super::config::{AdvantageSettings, Combine, Estimator, KlEstimator};
+use super::config::{AdvantageSettings, Combine, Estimator};
 use super::gae::TokenArray;
 use crate::objectives::AdvantageWeights;
 
@@ -243,15 +243,6 @@ pub fn reinforce_scalar(settings: &AdvantageSettings, k: usize, x: &GroupInputs)
     }
 }
 
-/// One token's KL estimate from `d = log π − log π_ref` (Schulman's k1, k2, k3).
-pub fn kl_estimate(d: f64, estimator: KlEstimator) -> f64 {
-    match estimator {
-        KlEstimator::K1 => d,
-        KlEstimator::K2 => 0.5 * d * d,
-        KlEstimator::K3 => (-d).exp() - 1.0 + d,
-    }
-}
-
 /// Per group: whether every reward in it is the same (it then carries no reward signal).
 pub fn zero_spread_share(values: &[f32], k: usize) -> f64 {
     let groups = values.len().div_ceil(k.max(1));
@@ -380,14 +371,6 @@ mod tests {
         };
         assert_eq!(reinforce_scalar(&s, 4, &x), vec![0.0; 4]);
         assert_eq!(zero_spread_share(&[2.0, 2.0, 1.0, 3.0], 2), 0.5);
-    }
-
-    #[test]
-    fn kl_estimators_by_hand() {
-        let d = 2f64.ln();
-        assert!((kl_estimate(d, KlEstimator::K1) - std::f64::consts::LN_2).abs() < 1e-12);
-        assert!((kl_estimate(d, KlEstimator::K2) - 0.2402265).abs() < 1e-7);
-        assert!((kl_estimate(d, KlEstimator::K3) - 0.1931472).abs() < 1e-7);
     }
 
     #[test]

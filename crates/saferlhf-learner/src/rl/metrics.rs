@@ -119,14 +119,10 @@ pub fn step_metrics(
             json!(zero_spread_share(&exp.rewards, group_size)),
         );
         if !exp.costs.is_empty() {
-            let violations: Vec<f32> = exp
+            let any = exp
                 .costs
-                .iter()
-                .map(|&c| if c > 0.0 { 1.0 } else { 0.0 })
-                .collect();
-            let any = violations
                 .chunks(group_size)
-                .filter(|g| g.iter().any(|&v| v > 0.0))
+                .filter(|g| g.iter().any(|&c| Cost::is_unsafe(c)))
                 .count() as f64;
             line.insert(
                 "groups_with_violation".into(),
