@@ -19,7 +19,7 @@
 //! As `T → 0` the gate becomes RePO's hard mask, which `main` checks against `RePo` itself.
 //! Then it trains the `char-tiny` preset for 2 RL steps with it through `train_rl_with`, the entry
 //! point that takes any `Box<dyn OnlineObjective>` (`train_rl` is the same with the config's
-//! built-in objective). `tests/custom_objective.rs` runs this file's `run` so it cannot rot;
+//! built-in objective). `tests/it/custom_objective.rs` runs this file's `run` so it cannot rot;
 //! the book (`book/src/custom-objective.md`) shows the parts between `ANCHOR` markers.
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Loads the models `tests/families.rs` exported after one RePO step (run it with
+"""Loads the models `tests/it/families.rs` exported after one RePO step (run it with
 SAFERLHF_KEEP_FAMILY_EXPORTS=1) in transformers and compares their logits with saferlhf's on the
 fixtures' inputs. Needs the venv of scripts/requirements-fixtures.txt; CI does not run it.
 

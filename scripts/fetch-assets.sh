@@ -186,7 +186,7 @@ fetch_pyrit_harm
 
 # ---------------------------------------------------------------------------------------------------
 # Chat templates of the model families saferlhf loads (crates/saferlhf-model/src/chat.rs; tests in
-# tests/chat_templates.rs)
+# tests/it/chat_templates.rs)
 #
 # llama.cpp keeps the Jinja chat templates of popular Hugging Face models (copied from each model's
 # tokenizer_config.json by its scripts/get_chat_template.py) in models/templates/; the PyPI sdist of

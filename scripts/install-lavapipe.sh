@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs lavapipe, Mesa's software Vulkan device, and the Vulkan loader from Debian's packages,
 # so that the `wgpu` feature's GPU code path runs on a machine without a GPU (the device-parity
-# tests, tests/device_parity.rs). Does nothing when a Vulkan ICD for lavapipe is already there.
+# tests, tests/it/device_parity.rs). Does nothing when a Vulkan ICD for lavapipe is already there.
 # Needs root or sudo, and Debian's package archive.
 set -euo pipefail
 icd_present() {

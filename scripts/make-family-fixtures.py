@@ -5,7 +5,7 @@ For each spec in ``MODELS`` below it writes ``tests/fixtures/<name>/`` with what
 ``save_pretrained`` writes (``config.json``, ``generation_config.json``, weights **sharded**
 into several safetensors files with ``model.safetensors.index.json``) and ``expected.json``
 in the schema of ``scripts/make-hf-fixtures.py`` (inputs, left-padded logits, greedy
-generation), so ``tests/hf_parity.rs`` checks them with the same code:
+generation), so ``tests/it/hf_parity.rs`` checks them with the same code:
 
 * ``tiny-qwen2``: ``Qwen2ForCausalLM``: q/k/v biases, no o bias, GQA, tied head, f32;
 * ``tiny-qwen3``: ``Qwen3ForCausalLM``: per-head q/k RMSNorm, ``head_dim`` (32) independent of
@@ -20,7 +20,7 @@ computes when it loads a bf16 checkpoint (it widens every tensor to f32).
 Each fixture also gets a character-level tokenizer (``tokenizer.json``: ``<|endoftext|>`` = 0 =
 padding, ``<|im_start|>``, ``<|im_end|>`` = end of sequence, ``<unk>``, then printable ASCII and
 newline; 100 ids under the models' 128) and a ``tokenizer_config.json`` with a ChatML
-``chat_template``, so the directories also serve as tiny training inputs (``tests/families.rs``:
+``chat_template``, so the directories also serve as tiny training inputs (``tests/it/families.rs``:
 one SFT, reward, cost and RL step on each family).
 
 Weights are drawn as in ``make-hf-fixtures.py`` (every 1-D or 2-D weight ~ N(0, 0.2^2),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render the chat templates of assets/chat-templates/ with transformers, for tests/chat_templates.rs.
+"""Render the chat templates of assets/chat-templates/ with transformers, for tests/it/chat_templates.rs.
 
 The templates (real Hugging Face models' ``chat_template``, fetched by ``scripts/fetch-assets.sh``
 from llama.cpp's copy in the llama-cpp-python sdist) are rendered with transformers' own renderer

@@ -4,7 +4,7 @@
 # test. Extra arguments go to `cargo test`.
 #
 # The device-parity tier: the workspace is built with the `wgpu` feature (one build serves every
-# test), and tests/device_parity.rs plus the transformers fixtures of tests/hf_parity.rs run the
+# test), and tests/it/device_parity.rs plus the transformers fixtures of tests/it/hf_parity.rs run the
 # GPU code path against flex on whatever Vulkan device there is: lavapipe, Mesa's software
 # device, installed from Debian's packages by scripts/install-lavapipe.sh (root or sudo). Where
 # it cannot be installed those tests skip, saying so. SAFERLHF_SKIP_DEVICE_TIER=1 builds without

@@ -189,7 +189,7 @@ fn raise_exception(message: String) -> std::result::Result<Value, Error> {
 }
 
 /// The local time in a strftime `format`; a format chrono cannot write is an error (its
-/// `Display` fails, which `to_string` would turn into a panic: found by tests/fuzz_readers.rs).
+/// `Display` fails, which `to_string` would turn into a panic: found by tests/it/fuzz_readers.rs).
 fn strftime_now(format: String) -> std::result::Result<String, Error> {
     let mut out = String::new();
     write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {

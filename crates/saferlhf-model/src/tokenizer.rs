@@ -129,7 +129,7 @@ impl Tokenizer {
         let path = path.as_ref();
         let json = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         // tokenizers 0.23 panics (an `expect` in its decoder deserializer) on some malformed
-        // files instead of returning an error; found by tests/fuzz_readers.rs. A panic here
+        // files instead of returning an error; found by tests/it/fuzz_readers.rs. A panic here
         // becomes the same kind of error as a parse failure.
         let parsed =
             std::panic::catch_unwind(|| HfTokenizer::from_bytes(&json)).map_err(|panic| {

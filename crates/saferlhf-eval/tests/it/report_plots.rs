@@ -1,10 +1,8 @@
 //! Reports (JSON, Markdown, atomic writes) and SVG plots.
 
-mod common;
-
 use std::path::Path;
 
-use common::{blue, red, tmp_dir};
+use crate::common::{blue, red, tmp_dir};
 use saferlhf_eval::{
     DEFAULT_TRAINING_KEYS, EvalError, MARKDOWN_SECTIONS, PlotRef, Report, arena,
     plot_cost_histogram, plot_reward_cost, plot_training_curves, plot_violation_bounds,

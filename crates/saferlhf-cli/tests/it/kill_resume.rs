@@ -4,13 +4,11 @@
 //! finish, and must end with exactly the tensors of an unbroken run. Tensors are compared by name and bytes (the safetensors header's
 //! metadata order is not stable).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// `command --config config`, with the run directory `dir`, a checkpoint every 2 steps and
 /// `extra` overrides.

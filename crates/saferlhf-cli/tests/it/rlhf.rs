@@ -2,11 +2,9 @@
 //! models): every online objective runs end to end and writes its metrics; a run stopped and
 //! resumed ends bit-identical to an uninterrupted one; config errors name their key.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 const CONFIG: &str = "configs/tiny-rlhf.toml";
 

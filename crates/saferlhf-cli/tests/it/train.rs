@@ -1,11 +1,9 @@
 //! Smoke tests of `saferlhf sft`, `train-reward`, `train-cost` and `score` on the tiny configs
 //! in configs/ (a random 2-layer model with a character tokenizer; seconds on a CPU).
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// The tensors of a run's final model.
 fn tensors_of_run(run: &str) -> Vec<(String, Vec<u8>)> {

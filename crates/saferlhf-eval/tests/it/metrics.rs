@@ -1,8 +1,6 @@
 //! Every metric against hand-computed values on the fixture in `common/mod.rs`.
 
-mod common;
-
-use common::{blue, close, red};
+use crate::common::{blue, close, red};
 use saferlhf_eval::{EvalError, MethodSamples, PromptInfo, Sample, arena, summarize};
 
 #[test]

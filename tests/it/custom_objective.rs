@@ -3,7 +3,7 @@
 //! `train_rl_with`.
 
 #[allow(dead_code)]
-#[path = "../examples/custom_objective.rs"]
+#[path = "../../examples/custom_objective.rs"]
 mod custom_objective;
 
 #[test]

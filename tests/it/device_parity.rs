@@ -12,7 +12,7 @@
 //! | the same steps: losses, λ, mean reward | 1e-4 relative |
 //!
 //! The transformers fixtures' logits and greedy generations are checked on the device in
-//! `tests/hf_parity.rs` (same feature). Without a device (no Vulkan driver), each check says so
+//! `tests/it/hf_parity.rs` (same feature). Without a device (no Vulkan driver), each check says so
 //! and passes.
 
 #![cfg(feature = "wgpu")]

@@ -2,11 +2,9 @@
 //! configs/: end to end, stopped and resumed runs that end bit-identical to uninterrupted ones,
 //! and config errors that name their key.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// `saferlhf align --config CONFIG --json` into `TMP/run`: the run directory and the output.
 fn align_json(tmp: &TempDir, config: &str) -> (String, std::process::Output) {

@@ -1,11 +1,9 @@
 //! Smoke tests of `saferlhf bench compensation --quick` (the whole pipeline, metric-free) and
 //! `saferlhf eval` on its outputs, plus argument errors that name the argument.
 
-mod common;
-
 use std::path::Path;
 
-use common::{TempDir, assert_mentions, cli, failed, ok, saferlhf};
+use crate::common::{TempDir, assert_mentions, cli, failed, ok, saferlhf};
 
 use saferlhf::bench::compensation::{BENCH_SECTIONS, METHODS};
 use saferlhf::eval::MARKDOWN_SECTIONS;

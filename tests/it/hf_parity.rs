@@ -177,7 +177,7 @@ fn check_fixture_on(name: &str, tied: bool, device: &Device) {
 
 /// Every fixture on the wgpu device (`--features wgpu`; in CI on lavapipe, Mesa's software
 /// Vulkan device): the same logits (left padding included) and greedy generations as
-/// transformers, to the same tolerance as on flex. See also `tests/device_parity.rs`.
+/// transformers, to the same tolerance as on flex. See also `tests/it/device_parity.rs`.
 #[cfg(feature = "wgpu")]
 #[test]
 fn every_fixture_matches_transformers_on_wgpu() {
