@@ -8,7 +8,7 @@
 //! | score heads, critic values, end scores | 1e-4 absolute |
 //! | greedy and seeded sampled tokens; KV cache against recomputation | exact |
 //! | gradients of a policy and a score model | 1e-4 · (1 + |g|) per element |
-//! | one step of SFT, the reward model, DPO and each online objective: weights | 2e-4 absolute (AdamW's first step moves a weight by about lr · sign(g)) |
+//! | one step of SFT, the reward model, DPO and each online objective (and RePO with LoRA adapters): weights, a NaN failing | 2e-4 absolute (AdamW's first step moves a weight by about lr · sign(g)) |
 //! | the same steps: losses, λ, mean reward | 1e-4 relative |
 //!
 //! The transformers fixtures' logits and greedy generations are checked on the device in
@@ -71,7 +71,11 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
+        // A NaN on either side counts as an infinite difference (f32::max would skip it).
+        .map(|(x, y)| {
+            let d = (x - y).abs();
+            if d.is_nan() { f32::INFINITY } else { d }
+        })
         .fold(0.0, f32::max)
 }
 
@@ -297,11 +301,12 @@ fn one_step_of_each_online_objective_matches_flex() {
     let Some((gpu, _one)) = gpu() else { return };
     let tmp = TempDir::new("parity-rl");
     let prompts = root().join("tests/fixtures/tiny-prompts.txt");
-    for (objective, extra) in [
-        ("ppo", vec![]),
-        ("ppo_lag", vec![]),
-        ("repo", vec![]),
+    for (label, objective, extra) in [
+        ("ppo", "ppo", vec![]),
+        ("ppo_lag", "ppo_lag", vec![]),
+        ("repo", "repo", vec![]),
         (
+            "repo_group",
             "repo_group",
             vec![
                 "advantage.estimator=\"rloo\"".to_string(),
@@ -309,11 +314,14 @@ fn one_step_of_each_online_objective_matches_flex() {
                 "rollout.prompts_per_step=2".into(),
             ],
         ),
+        // LoRA: only the adapters require gradients, the case of burn #5162 (all-NaN
+        // gradients on wgpu); a NaN anywhere fails the weight comparison.
+        ("repo-lora", "repo", vec!["lora.rank=4".to_string()]),
     ] {
         let mut finals = Vec::new();
         let mut lines = Vec::new();
         for (name, device) in [("flex", Device::flex()), ("wgpu", gpu.clone())] {
-            let dir = tmp.path(&format!("{objective}-{name}"));
+            let dir = tmp.path(&format!("{label}-{name}"));
             let mut overrides = vec![
                 format!("objective=\"{objective}\""),
                 format!("data.sources.0.path=\"{}\"", prompts.display()),
@@ -332,13 +340,13 @@ fn one_step_of_each_online_objective_matches_flex() {
         for key in ["reward_mean", "actor_loss", "lambda", "kl"] {
             if let (Some(a), Some(b)) = (lines[0].get(key), lines[1].get(key)) {
                 rel_close(
-                    &format!("{objective}: {key}"),
+                    &format!("{label}: {key}"),
                     a.as_f64().unwrap(),
                     b.as_f64().unwrap(),
                 );
             }
         }
-        close_weights(objective, &finals[0], &finals[1], 2e-4);
+        close_weights(label, &finals[0], &finals[1], 2e-4);
     }
 }
 
@@ -375,4 +383,60 @@ fn the_module_moves_between_devices_unchanged() {
     let b = policy(&gpu).model.embed_tokens.weight.val();
     assert_eq!(host(a), host(b));
     let _ = Module::num_params(&policy(&gpu));
+}
+
+/// Half precision on the device: a policy's log-probs and a score model's end scores with the
+/// weights held in f16 and in bf16, against the same model on flex and against f32. A dtype the
+/// device cannot compute in is skipped, saying so.
+#[test]
+fn half_precision_models_match_flex() {
+    let Some((gpu, _one)) = gpu() else { return };
+    use saferlhf::model::Precision;
+    use saferlhf::model::precision::cast_floats;
+    let config = preset_config("char-tiny").unwrap();
+    let run = |device: &Device, p: Precision| {
+        let model = cast_floats(policy(device), p);
+        let score = cast_floats(
+            seeded_init(ScoreModel::<Reward>::new(&config, device), 5, &[]),
+            p,
+        );
+        let (tokens, mask) = batch(device, true);
+        (
+            host(model.token_logprobs(tokens.clone(), mask.clone())),
+            host(score.forward(tokens, mask).end_scores),
+        )
+    };
+    let full = run(&Device::flex(), Precision::F32);
+    let p = Precision::F16;
+    let probe = gpu.clone();
+    let works = std::panic::catch_unwind(move || {
+        let t =
+            Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &probe).cast(p.dtype());
+        t.sum()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .ok()
+    });
+    if !matches!(works, Ok(Some(ref v)) if v == &vec![3.0]) {
+        eprintln!("SKIPPED: the wgpu device cannot compute in f16");
+        return;
+    }
+    // Measured on lavapipe: 1.0e-4 and 6.1e-5 against flex's f16, 2.9e-4 and 2.1e-4 against f32.
+    let tol = 2e-3;
+    let (flex, dev) = (run(&Device::flex(), p), run(&gpu, p));
+    close(&format!("{p} log-probs"), &flex.0, &dev.0, tol);
+    close(&format!("{p} end scores"), &flex.1, &dev.1, tol);
+    close(
+        &format!("{p} log-probs on wgpu against f32"),
+        &full.0,
+        &dev.0,
+        tol,
+    );
+    close(
+        &format!("{p} end scores on wgpu against f32"),
+        &full.1,
+        &dev.1,
+        tol,
+    );
 }

@@ -10,6 +10,8 @@
 //!     step-00000100/         one directory per checkpoint, complete or absent
 //!       model/               the trained model: config.json + model.safetensors (Hugging Face
 //!                            names), tokenizer.json, tokenizer_config.json, saferlhf.json
+//!       adapter/             RL with [lora], instead of model/: the policy's LoRA adapters in
+//!                            PEFT's layout (adapter_model.safetensors, adapter_config.json)
 //!       optimizer.bpk        its AdamW state (burn-optim OptimizerRecord, burnpack)
 //!       critics.safetensors  RL only: the critics (full models or value heads)
 //!       critic-optimizer.bpk RL only: their AdamW state
@@ -45,6 +47,8 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const FINAL_DIR: &str = "final";
 /// The model directory inside a checkpoint.
 pub const MODEL_DIR: &str = "model";
+/// RL with `[lora]`: the policy's adapters inside a checkpoint (in place of [`MODEL_DIR`]).
+pub const ADAPTER_DIR: &str = "adapter";
 /// The optimizer state inside a checkpoint.
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// RL only: the critics' weights inside a checkpoint.

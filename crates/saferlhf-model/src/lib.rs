@@ -12,7 +12,9 @@ pub mod gguf;
 pub mod host;
 pub mod hub;
 pub mod logits;
+pub mod lora;
 pub mod model;
+pub mod precision;
 pub mod pretrained;
 pub mod score;
 pub mod tokenizer;
@@ -24,6 +26,7 @@ pub use decode::DecodeWeights;
 pub use error::{ModelError, Result};
 pub use logits::LogitPolicy;
 pub use model::LlamaForCausalLM;
+pub use precision::Precision;
 pub use pretrained::{Pretrained, load_pretrained};
 pub use score::{
     Cost, CostModel, Critic, CriticModel, Reward, RewardModel, ScoreKind, ScoreModel, ScoreOutput,

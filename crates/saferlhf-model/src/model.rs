@@ -13,7 +13,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNor
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
@@ -128,12 +128,27 @@ impl RopeTables {
     /// more gradients, per call).
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, s, h, d] = x.dims();
+        // The tables are computed in f32 (as Hugging Face does) and meet a half-precision model
+        // at its dtype.
+        let dtype = x.dtype();
+        let at = |t: &Tensor<4>| {
+            if t.dtype() == dtype {
+                t.clone()
+            } else {
+                t.clone().cast(dtype)
+            }
+        };
+        let rotate = if self.rotate.dtype() == dtype {
+            self.rotate.clone()
+        } else {
+            self.rotate.clone().cast(dtype)
+        };
         let rotated = x
             .clone()
             .reshape([b * s * h, d])
-            .matmul(self.rotate.clone())
+            .matmul(rotate)
             .reshape([b, s, h, d]);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        x * at(&self.cos) + rotated * at(&self.sin)
     }
 }
 
@@ -581,6 +596,12 @@ impl LlamaForCausalLM {
         // The last position predicts nothing: project only the first s - 1 hidden states, which
         // is much cheaper than slicing [batch, seq, vocab] logits (and their gradient).
         let logits = self.logits(hidden.slice([0..b, 0..s - 1, 0..h]));
+        // A half-precision model's logits are normalised in f32.
+        let logits = if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.cast(DType::F32)
+        };
         policy.select(logits, tokens.slice([0..b, 1..s]))
     }
 }

@@ -78,6 +78,14 @@ pub mod rl {
     pub const KL_HORIZON: f64 = 10_000.0;
     /// `ptx.coeff`: safe-rlhf's scripts.
     pub const PTX_COEFF: f64 = 16.0;
+    /// `lora.rank`: 0, full fine-tuning (no adapters).
+    pub const LORA_RANK: usize = 0;
+    /// `lora.alpha`: the update is scaled by alpha / rank (16 is PEFT's and OpenRLHF's common
+    /// choice beside ranks 8-16).
+    pub const LORA_ALPHA: f64 = 16.0;
+    /// `lora.targets`: every linear projection of the decoder blocks ("all-linear", as QLoRA
+    /// found necessary to match full fine-tuning).
+    pub const LORA_TARGETS: [&str; 7] = saferlhf_model::lora::TARGETS;
     /// `ptx.batch_size`: examples per actor optimizer step.
     pub const PTX_BATCH_SIZE: usize = 8;
     /// `rollout.max_new_tokens`.

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use saferlhf_model::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
@@ -337,6 +338,11 @@ impl Default for RlTrainSettings {
 pub struct RlConfig {
     /// `ppo`, `ppo_lag`, `repo` or `reward_shaping`.
     pub objective: OnlineKind,
+    /// The dtype the frozen models (reference, reward, cost) are held and computed in: `f32`,
+    /// `bf16` or `f16` (half their memory; log-probs are still normalised in f32). The policy
+    /// and critics train in f32. With `[lora]` the reference is the policy's own frozen
+    /// weights and stays f32.
+    pub frozen_precision: Precision,
     /// `[run]`.
     pub run: RunConfig,
     /// `[policy]`: the policy to train, whose initial weights are also the frozen reference; the
@@ -373,6 +379,48 @@ pub struct RlConfig {
     pub train: RlTrainSettings,
     /// `[ptx]`: supervised data mixed into the actor's update (off while it has no sources).
     pub ptx: PtxSettings,
+    /// `[lora]`: train low-rank adapters instead of the whole policy (off while `rank` is 0).
+    pub lora: LoraSettings,
+}
+
+/// `[lora]`: the policy is trained through LoRA adapters (Hu et al. 2021) on `targets` while
+/// its weights stay frozen. The reference model is then the same frozen weights (no second
+/// copy), only the adapters are in the optimizer and in checkpoints (PEFT's layout, under
+/// `adapter/`), and `final/` holds the merged Hugging Face model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSettings {
+    /// Rank of the adapters; 0: full fine-tuning.
+    pub rank: usize,
+    /// The adapters' update is scaled by `alpha / rank`.
+    pub alpha: f64,
+    /// Projections that get adapters: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`,
+    /// `up_proj`, `down_proj`.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSettings {
+    fn default() -> Self {
+        LoraSettings {
+            rank: defaults::rl::LORA_RANK,
+            alpha: defaults::rl::LORA_ALPHA,
+            targets: defaults::rl::LORA_TARGETS
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl LoraSettings {
+    /// The adapters' spec, or `None` for full fine-tuning.
+    pub fn spec(&self) -> Option<saferlhf_model::lora::LoraSpec> {
+        (self.rank > 0).then(|| saferlhf_model::lora::LoraSpec {
+            rank: self.rank,
+            alpha: self.alpha,
+            targets: self.targets.clone(),
+        })
+    }
 }
 
 /// `[ptx]`: the pretraining-mix (here: SFT-mix) loss of safe-rlhf. Each actor optimizer step
@@ -404,6 +452,7 @@ impl Default for RlConfig {
     fn default() -> Self {
         RlConfig {
             objective: OnlineKind::Repo,
+            frozen_precision: Precision::F32,
             run: RunConfig {
                 dir: PathBuf::from(defaults::rl::RUN_DIR),
                 ..RunConfig::default()
@@ -439,6 +488,7 @@ impl Default for RlConfig {
             repo_group: RePoGroupConfig::default(),
             train: RlTrainSettings::default(),
             ptx: PtxSettings::default(),
+            lora: LoraSettings::default(),
         }
     }
 }
@@ -704,6 +754,37 @@ impl RlConfig {
                     "ppo.kl_coeff",
                     "must be > 0 with ppo.kl_target: the controller scales it".into(),
                 );
+            }
+        }
+        if self.frozen_precision == Precision::Bf16
+            && self
+                .run
+                .device
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("wgpu")
+        {
+            return bad(
+                "frozen_precision",
+                "bf16 has no WGSL type, so the `wgpu` device cannot compute in it: use `f16` \
+                 there, or bf16 on `flex`, `vulkan` or `cuda`"
+                    .into(),
+            );
+        }
+        // The targets and alpha are checked even while `rank` is 0, so a typo is caught before
+        // the adapters are switched on.
+        let spec = saferlhf_model::lora::LoraSpec {
+            rank: self.lora.rank.max(1),
+            alpha: self.lora.alpha,
+            targets: self.lora.targets.clone(),
+        };
+        {
+            if let Err(e) = spec.validate() {
+                let (key, reason) = match e {
+                    saferlhf_model::ModelError::Config { field, reason } => (field, reason),
+                    other => ("lora".to_string(), other.to_string()),
+                };
+                return bad(&key, reason);
             }
         }
         let x = &self.ptx;

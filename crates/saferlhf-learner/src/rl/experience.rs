@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use saferlhf_core::rng::SplitMix64;
 use saferlhf_model::LogitPolicy;
 use saferlhf_model::host::{bools2, floats, ints2};
@@ -342,7 +342,9 @@ pub fn score(
         Some(critics) => {
             let critics = critics.valid();
             let values_of = |net: &CriticNet, h: Option<&Tensor<3>>| -> Result<TokenArray> {
-                let v = net.values(tok.clone(), att.clone(), h.cloned());
+                // Value heads train in f32; a half-precision score model's states meet them there.
+                let h = h.map(|h| h.clone().cast(DType::F32));
+                let v = net.values(tok.clone(), att.clone(), h);
                 token_array(v.slice([0..batch, 0..width]), "critic values")
             };
             let reward_values = values_of(&critics.reward, Some(&reward_hidden))?;

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
+use saferlhf_model::lora;
 use saferlhf_model::weights::save_hf_dir;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -39,7 +40,9 @@ use super::prompts::{PromptCursor, load_prompt_ids};
 use super::ptx::Ptx;
 use super::scorer::{RolloutScorer, ScorerRole};
 use super::update::{Optimizers, update};
-use crate::checkpoint::{CRITIC_OPTIMIZER_FILE, CRITICS_FILE, MODEL_DIR, OPTIMIZER_FILE};
+use crate::checkpoint::{
+    ADAPTER_DIR, CRITIC_OPTIMIZER_FILE, CRITICS_FILE, MODEL_DIR, OPTIMIZER_FILE,
+};
 use crate::checkpoint::{load_optimizer, save_optimizer};
 use crate::config::TaskKind;
 use crate::error::{Result, TrainError};
@@ -232,10 +235,18 @@ pub fn train_rl_scored(
     let meta = ModelMeta::new(TaskKind::Sft, &config.policy);
     let mut last_metrics = None;
 
+    let lora_spec = config.lora.spec();
     let fill = |models: &RlModels, optim: &Optimizers, dir: &Path| -> Result<()> {
-        let mdir = dir.join(MODEL_DIR);
-        save_hf_dir(&models.policy.valid(), &models.policy_config, &mdir)?;
-        save_text_side(models.encoder.tokenizer(), &meta, &mdir)?;
+        match &lora_spec {
+            Some(spec) => {
+                lora::save_adapters(&models.policy.valid(), spec, &dir.join(ADAPTER_DIR))?
+            }
+            None => {
+                let mdir = dir.join(MODEL_DIR);
+                save_hf_dir(&models.policy.valid(), &models.policy_config, &mdir)?;
+                save_text_side(models.encoder.tokenizer(), &meta, &mdir)?;
+            }
+        }
         if let (Some(critics), Some(opt)) = (&models.critics, &optim.critic) {
             critics.valid().save(&dir.join(CRITICS_FILE))?;
             save_optimizer(opt, &dir.join(CRITIC_OPTIMIZER_FILE))?;
@@ -335,7 +346,12 @@ pub fn train_rl_scored(
         },
         |dir| fill(&models, &optim, dir),
         |dir| {
-            save_hf_dir(&models.policy.valid(), &models.policy_config, dir)?;
+            // With [lora] the export is the merged model: base weights + scaled adapters.
+            save_hf_dir(
+                &lora::merge(models.policy.valid()),
+                &models.policy_config,
+                dir,
+            )?;
             save_text_side(models.encoder.tokenizer(), &meta, dir)
         },
     )?;

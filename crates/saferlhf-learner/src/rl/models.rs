@@ -11,11 +11,17 @@
 //! reward / cost model's hidden states, so PPO-Lag and RePO hold 4 full models instead of 6.
 //! The critic-free estimators (`advantage.estimator` other than `gae`) hold no critic at all:
 //! policy, reference, reward and (for constrained methods) cost model.
+//!
+//! With `[lora]` the policy is the initial weights, frozen, plus adapters, and the reference is
+//! those same frozen tensors (burn tensors are shared, not copied, and no optimizer step
+//! writes a frozen one): one full model fewer.
 
 use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
+use saferlhf_model::lora;
+use saferlhf_model::precision::cast_floats;
 use saferlhf_model::tokenizer::Tokenizer;
 use saferlhf_model::weights::load_hf_dir;
 use saferlhf_model::{
@@ -25,7 +31,7 @@ use saferlhf_model::{
 
 use super::config::{CriticMode, RlConfig, ScoreSource};
 use super::critic::{CriticNet, Critics};
-use crate::checkpoint::{CRITICS_FILE, MODEL_DIR};
+use crate::checkpoint::{ADAPTER_DIR, CRITICS_FILE, MODEL_DIR};
 use crate::collate::Encoder;
 use crate::error::{Result, TrainError};
 use crate::models::{encoder_for, load_score_model, load_tokenizer};
@@ -148,10 +154,34 @@ pub fn load_models(
     let model_config = config.policy.clone();
     let tokenizer = load_tokenizer(&model_config)?;
     let encoder = encoder_for(&model_config, tokenizer.clone())?;
-    let (policy_config, reference) = load_initial_policy(config, &eval_device)?;
-    let policy = match resume {
-        Some(dir) => load_hf_dir(dir.join(MODEL_DIR), &train_device)?.1,
-        None => load_initial_policy(config, &train_device)?.1,
+    let (policy_config, reference, policy) = match config.lora.spec() {
+        None => {
+            let (policy_config, reference) = load_initial_policy(config, &eval_device)?;
+            let reference = cast_floats(reference, config.frozen_precision);
+            let policy = match resume {
+                Some(dir) => load_hf_dir(dir.join(MODEL_DIR), &train_device)?.1,
+                None => load_initial_policy(config, &train_device)?.1,
+            };
+            (policy_config, reference, policy)
+        }
+        Some(spec) => {
+            let (policy_config, base) = load_initial_policy(config, &train_device)?;
+            let reference = base.valid();
+            let total = reference.num_params();
+            let policy = stable_ids(lora::attach(base, &spec, config.run.seed)?);
+            let trained = lora::adapter_parameters(&policy);
+            log::info!(
+                "LoRA rank {} on {}: {trained} trainable parameters, {:.3}% of the policy's {total}",
+                spec.rank,
+                spec.targets.join(", "),
+                100.0 * trained as f64 / total.max(1) as f64
+            );
+            let policy = match resume {
+                Some(dir) => lora::load_adapters(policy, &spec, &dir.join(ADAPTER_DIR))?,
+                None => policy,
+            };
+            (policy_config, reference, policy)
+        }
     };
     config
         .policy
@@ -209,6 +239,9 @@ pub fn load_models(
     } else {
         None
     };
+    // The frozen score models change dtype only now: the critics above start as f32 copies.
+    let reward = cast_floats(reward, config.frozen_precision);
+    let cost = cost.map(|c| cast_floats(c, config.frozen_precision));
     let logit_policy = logit_policy(config, &encoder, policy_config.vocab_size);
     Ok(RlModels {
         logit_policy,
