@@ -51,15 +51,29 @@ pub fn small_llama_config() -> LlamaConfig {
     c
 }
 
-/// The preset names `model.preset` / `policy.preset` accept.
-pub const PRESETS: [&str; 2] = ["char-tiny", "char-small"];
+/// SmolLM2-135M's architecture (30 layers, hidden 576, 49152 logits) with the tiny tokenizer's
+/// special ids (eos 3, pad 0): random weights of a real model's size, for benchmarks of memory
+/// and speed (`benches/rl_iteration.rs`). Sampling over all 49152 logits
+/// (`rollout.valid_tokens_only = false`) almost never draws the end token, so each response
+/// has `rollout.max_new_tokens` tokens.
+pub fn smollm2_shape_config() -> LlamaConfig {
+    let mut c = LlamaConfig::smollm2_135m();
+    c.max_position_embeddings = 512;
+    c.eos_token_id = Some(TokenIds::One(3));
+    c.pad_token_id = Some(0);
+    c
+}
 
-/// The model config of a preset (`char-tiny` or `char-small`); `None` for an unknown name. Both use
-/// [`tiny_tokenizer`].
+/// The preset names `model.preset` / `policy.preset` accept.
+pub const PRESETS: [&str; 3] = ["char-tiny", "char-small", "char-smollm2-135m"];
+
+/// The model config of a preset (`char-tiny`, `char-small` or `char-smollm2-135m`); `None` for
+/// an unknown name. All use [`tiny_tokenizer`].
 pub fn preset_config(name: &str) -> Option<LlamaConfig> {
     match name {
         "char-tiny" => Some(tiny_llama_config()),
         "char-small" => Some(small_llama_config()),
+        "char-smollm2-135m" => Some(smollm2_shape_config()),
         _ => None,
     }
 }
