@@ -24,6 +24,8 @@ pub use saferlhf_learner as learner;
 pub use saferlhf_model as model;
 pub use saferlhf_rollout as rollout;
 
+pub mod parity;
+
 /// Tells the C allocator to keep freed memory for reuse instead of handing it back to the
 /// operating system: returns whether the setting took (glibc on Linux; elsewhere it does nothing
 /// and returns false). Call it once, first thing in `main`.

@@ -4,11 +4,11 @@
 
 #[allow(dead_code)]
 #[path = "../../examples/custom_objective.rs"]
-mod custom_objective;
+mod example;
 
 #[test]
 fn custom_objective_weights_match_by_hand_and_repo_in_the_limit() {
-    custom_objective::check_weights();
+    example::check_weights();
 }
 
 #[test]
@@ -18,7 +18,7 @@ fn custom_objective_trains_two_tiny_steps_through_train_rl_with() {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let result = custom_objective::run(&dir);
+    let result = example::run(&dir);
     let final_model = result.as_ref().ok().and_then(|s| s.final_model.clone());
     let has_final = final_model.is_some_and(|p| p.join("config.json").is_file());
     let _ = std::fs::remove_dir_all(&dir);

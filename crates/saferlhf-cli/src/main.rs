@@ -2,6 +2,7 @@
 
 mod align;
 mod bench;
+mod check_device;
 mod eval;
 mod generate;
 mod merge;
@@ -40,6 +41,9 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Evaluate a policy: safety rate, per-prompt violations, reward/cost, KL, arena, plots.
     Eval(eval::EvalArgs),
+    /// Check a GPU against the CPU: the device-parity checks (heads, generation, gradients, one
+    /// step of every trainer, half precision), one table.
+    CheckDevice(check_device::CheckDeviceArgs),
     /// Benchmarks (`bench compensation`: the safety-compensation benchmark).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -62,6 +66,7 @@ fn main() {
         Command::Merge(args) => merge::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(command) => bench::run(command),
+        Command::CheckDevice(args) => check_device::run(args),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error:#}");

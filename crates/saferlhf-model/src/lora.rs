@@ -269,7 +269,7 @@ pub fn save_adapters(model: &LlamaForCausalLM, spec: &LoraSpec, dir: &Path) -> R
         field: "lora".into(),
         reason: e.to_string(),
     })?;
-    saferlhf_core::write_atomic(&dir.join(ADAPTER_CONFIG_FILE), json.as_bytes())?;
+    saferlhf_core::write_atomic(dir.join(ADAPTER_CONFIG_FILE), json.as_bytes())?;
     Ok(())
 }
 

@@ -85,3 +85,56 @@ fn bad_input_gives_clear_errors() {
     );
     hi(&model, &["--max-new-tokens", "9000"], "context");
 }
+
+/// `check-device` against the CPU itself: every check runs and passes (0 difference), the table
+/// and the JSON name them; a bad device or a missing GGUF is an error naming the argument.
+#[test]
+fn check_device_runs_every_check_and_refuses_bad_arguments() {
+    let dir = std::env::temp_dir().join(format!("saferlhf-cli-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("checks.json");
+    let out = saferlhf()
+        .args(["check-device", "--device", "flex", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "score model, end scores (left padding)",
+        "sampled tokens, KV cache against recomputation",
+        "gradient: score head",
+        "dpo: weights after the step",
+        "repo with LoRA: weights after the step",
+        "bf16 log-probs against f32",
+    ] {
+        assert!(table.contains(name), "{name}: {table}");
+    }
+    assert!(!table.contains("FAILED"), "{table}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.len() > 30);
+    assert!(checks.iter().all(|c| c["passed"] == true));
+
+    let err = saferlhf()
+        .args(["check-device", "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--device"));
+    let err = saferlhf()
+        .args([
+            "check-device",
+            "--device",
+            "flex",
+            "--gguf",
+            "/nonexistent.gguf",
+        ])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--gguf"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -185,7 +185,10 @@ impl ModelConfig {
             (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
                 return bad(
                     &key("preset"),
-                    format!("unknown preset `{p}` (known: char-tiny, char-small)"),
+                    format!(
+                        "unknown preset `{p}` (known: {})",
+                        crate::tiny::PRESETS.join(", ")
+                    ),
                 );
             }
             _ => {}

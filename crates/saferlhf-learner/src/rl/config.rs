@@ -669,10 +669,13 @@ impl RlConfig {
                         format!("set either {name}.path or {name}.preset"),
                     );
                 }
-                (None, Some(p)) if p != "char-tiny" => {
+                (None, Some(p)) if crate::tiny::preset_config(p).is_none() => {
                     return bad(
                         &format!("{name}.preset"),
-                        format!("unknown preset `{p}` (known: char-tiny)"),
+                        format!(
+                            "unknown preset `{p}` (known: {})",
+                            crate::tiny::PRESETS.join(", ")
+                        ),
                     );
                 }
                 _ => {}
