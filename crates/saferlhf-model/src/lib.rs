@@ -17,6 +17,8 @@ pub mod model;
 pub mod precision;
 pub mod pretrained;
 pub mod score;
+#[cfg(test)]
+mod test_util;
 pub mod tokenizer;
 pub mod weights;
 

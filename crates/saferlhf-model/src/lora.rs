@@ -443,8 +443,9 @@ impl<F: FnMut(&str, [usize; 2]) -> Option<Vec<f32>>> ModuleMapper for AdapterMap
 mod tests {
     use super::*;
     use crate::config::LlamaConfig;
+    use crate::test_util::{batch, host};
     use crate::weights::save_hf_dir;
-    use burn::tensor::{Bool, Device, Int};
+    use burn::tensor::Device;
 
     fn spec(targets: &[&str]) -> LoraSpec {
         LoraSpec {
@@ -452,21 +453,6 @@ mod tests {
             alpha: 6.0,
             targets: targets.iter().map(|t| t.to_string()).collect(),
         }
-    }
-
-    fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
-        let ids: Vec<i64> = vec![0, 3, 7, 1, 9, 4, 5, 2, 8, 6, 11, 3];
-        let mask = vec![
-            false, true, true, true, true, true, true, true, true, true, true, true,
-        ];
-        (
-            Tensor::from_data(TensorData::new(ids, [2, 6]), device),
-            Tensor::from_data(TensorData::new(mask, [2, 6]), device),
-        )
-    }
-
-    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
     }
 
     /// Gives every `B` seeded non-zero values, as training would.

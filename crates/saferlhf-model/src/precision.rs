@@ -76,8 +76,9 @@ mod tests {
     use crate::config::LlamaConfig;
     use crate::model::LlamaForCausalLM;
     use crate::score::{Reward, ScoreModel};
+    use crate::test_util::{batch, host};
     use burn::module::ModuleVisitor;
-    use burn::tensor::{Bool, Device, Int, TensorData};
+    use burn::tensor::{Device, TensorData};
     use saferlhf_core::rng::SplitMix64;
 
     /// A tiny model with Hugging Face's N(0, 0.02) init (burn's default init gives logits in
@@ -107,21 +108,6 @@ mod tests {
             }
         }
         module.map(&mut Init(Vec::new()))
-    }
-
-    fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
-        let ids: Vec<i64> = vec![0, 3, 7, 1, 9, 4, 5, 2, 8, 6, 11, 3];
-        let mask = vec![
-            false, true, true, true, true, true, true, true, true, true, true, true,
-        ];
-        (
-            Tensor::from_data(TensorData::new(ids, [2, 6]), device),
-            Tensor::from_data(TensorData::new(mask, [2, 6]), device),
-        )
-    }
-
-    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
