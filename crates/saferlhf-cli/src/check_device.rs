@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use saferlhf::model::Precision;
 
 /// Arguments of `saferlhf check-device`.
 #[derive(Args, Debug)]
@@ -49,8 +50,7 @@ pub fn run(args: CheckDeviceArgs) -> Result<()> {
             true,
         ),
     };
-    // WGSL has no bf16 type (cubecl panics on it on the device's runner thread).
-    let bf16 = !args.device.trim().to_ascii_lowercase().starts_with("wgpu");
+    let bf16 = Precision::Bf16.runs_on(&args.device);
     eprintln!(
         "checking `{}` against flex (work directory {})",
         args.device,

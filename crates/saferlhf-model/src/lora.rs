@@ -129,14 +129,14 @@ pub fn attach(model: LlamaForCausalLM, spec: &LoraSpec, seed: u64) -> Result<Lla
 
 /// Whether `model` carries adapters.
 pub fn has_adapters(model: &LlamaForCausalLM) -> bool {
-    !adapter_tensors(model).is_empty()
+    !adapter_shapes(model).is_empty()
 }
 
 /// The number of trainable adapter parameters of `model`.
 pub fn adapter_parameters(model: &LlamaForCausalLM) -> usize {
-    adapter_tensors(model)
+    adapter_shapes(model)
         .iter()
-        .map(|(_, shape, _)| shape[0] * shape[1])
+        .map(|(_, [rows, cols])| rows * cols)
         .sum()
 }
 
@@ -187,7 +187,7 @@ struct AdapterConfig {
 /// with `base_model.model.<module>.lora_A.weight` (`[rank, d_in]`) and `lora_B.weight`
 /// (`[d_out, rank]`), f32, and `adapter_config.json`. Each file is written atomically.
 pub fn save_adapters(model: &LlamaForCausalLM, spec: &LoraSpec, dir: &Path) -> Result<()> {
-    let tensors = adapter_tensors(model);
+    let tensors = adapter_tensors(model)?;
     if tensors.is_empty() {
         return Err(ModelError::Config {
             field: "lora".into(),
@@ -224,13 +224,10 @@ pub fn save_adapters(model: &LlamaForCausalLM, spec: &LoraSpec, dir: &Path) -> R
         let (module, factor) = peft_name(&path).ok_or_else(|| {
             ModelError::WeightMismatch(format!("unexpected adapter parameter `{path}`"))
         })?;
-        let mut t = vec![0f32; rows * cols];
-        for r in 0..rows {
-            for c in 0..cols {
-                t[c * rows + r] = values[r * cols + c];
-            }
-        }
-        let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = transposed(&values, rows, cols)
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         named.push((
             format!("base_model.model.{module}.lora_{factor}.weight"),
             vec![cols, rows],
@@ -308,7 +305,7 @@ pub fn load_adapters(
     })?;
     // Check every adapter first, so that a bad file changes nothing.
     let mut values: HashMap<String, Vec<f32>> = HashMap::new();
-    for (burn_path, [rows, cols], _) in adapter_tensors(&model) {
+    for (burn_path, [rows, cols]) in adapter_shapes(&model) {
         let (module, factor) = peft_name(&burn_path).ok_or_else(|| {
             ModelError::WeightMismatch(format!("unexpected adapter parameter `{burn_path}`"))
         })?;
@@ -325,13 +322,7 @@ pub fn load_adapters(
             )));
         }
         let t = decode_floats(&path, &name, view.dtype(), view.data())?;
-        let mut v = vec![0f32; rows * cols];
-        for c in 0..cols {
-            for r in 0..rows {
-                v[r * cols + c] = t[c * rows + r];
-            }
-        }
-        values.insert(burn_path, v);
+        values.insert(burn_path, transposed(&t, cols, rows));
     }
     Ok(model.map(&mut AdapterMapper {
         path: Vec::new(),
@@ -371,13 +362,27 @@ fn peft_name(burn_path: &str) -> Option<(String, &'static str)> {
     Some((module.to_string(), factor))
 }
 
-/// Every adapter factor of `model`: burn path, shape, values (row-major).
-fn adapter_tensors(model: &LlamaForCausalLM) -> Vec<(String, [usize; 2], Vec<f32>)> {
-    struct Collect {
-        path: Vec<String>,
-        out: Vec<(String, [usize; 2], Vec<f32>)>,
+/// `values` (`[rows, cols]`, row-major) transposed: `[cols, rows]`, row-major.
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = values[r * cols + c];
+        }
     }
-    impl ModuleVisitor for Collect {
+    t
+}
+
+/// The value of one adapter factor, materialised only when asked for.
+type Factor<'a> = &'a dyn Fn() -> Tensor<2>;
+
+/// Walks `model`'s adapter factors, giving `f` each one's burn path, shape and value.
+fn visit_adapters(model: &LlamaForCausalLM, f: &mut dyn FnMut(String, [usize; 2], Factor<'_>)) {
+    struct Walk<'a> {
+        path: Vec<String>,
+        f: &'a mut dyn FnMut(String, [usize; 2], Factor<'_>),
+    }
+    impl ModuleVisitor for Walk<'_> {
         fn enter_module(&mut self, name: &str, _container_type: &str) {
             self.path.push(name.to_string());
         }
@@ -387,23 +392,39 @@ fn adapter_tensors(model: &LlamaForCausalLM) -> Vec<(String, [usize; 2], Vec<f32
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let path = self.path.join(".");
             if D == 2 && (path.ends_with(".lora.a") || path.ends_with(".lora.b")) {
-                let t = param.val();
-                let dims = t.dims();
-                let values = t
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default();
-                self.out.push((path, [dims[0], dims[1]], values));
+                let shape = param.lazy_shape();
+                let shape = [shape[0], shape[1]];
+                (self.f)(path, shape, &|| param.val().reshape(shape));
             }
         }
     }
-    let mut c = Collect {
+    model.visit(&mut Walk {
         path: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut c);
-    c.out
+        f,
+    });
+}
+
+/// Every adapter factor of `model`: burn path and shape, read without copying any value.
+fn adapter_shapes(model: &LlamaForCausalLM) -> Vec<(String, [usize; 2])> {
+    let mut out = Vec::new();
+    visit_adapters(model, &mut |path, shape, _| out.push((path, shape)));
+    out
+}
+
+/// One adapter factor on the host: burn path, shape, values (row-major).
+type HostFactor = (String, [usize; 2], Vec<f32>);
+
+/// Every adapter factor of `model`, copied to the host (a failed copy is an error naming the
+/// factor).
+fn adapter_tensors(model: &LlamaForCausalLM) -> Result<Vec<HostFactor>> {
+    let mut out = Vec::new();
+    visit_adapters(model, &mut |path, shape, value| {
+        let values = crate::host::floats(value(), &path);
+        out.push((path, shape, values));
+    });
+    out.into_iter()
+        .map(|(path, shape, values)| Ok((path, shape, values?)))
+        .collect()
 }
 
 /// Replaces the 2-D parameters for which `value(path, shape)` gives new values (f32,
@@ -617,7 +638,10 @@ mod tests {
         let fresh = attach(LlamaForCausalLM::new(&config, &device), &s, 99).unwrap();
         let fresh = stable_base(fresh, &model);
         let loaded = load_adapters(fresh, &s, &dir.join("adapter")).unwrap();
-        assert_eq!(adapter_tensors(&loaded), adapter_tensors(&model));
+        assert_eq!(
+            adapter_tensors(&loaded).unwrap(),
+            adapter_tensors(&model).unwrap()
+        );
 
         // PEFT's convention, checked against the Hugging Face export of the merged model:
         // W_hf [out, in] = W_hf_base + scale * lora_B [out, r] @ lora_A [r, in].

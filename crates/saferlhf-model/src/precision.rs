@@ -38,6 +38,14 @@ impl Precision {
         }
     }
 
+    /// Whether the device named `device` (as `run.device` and `--device` spell it) computes in
+    /// this dtype: every device does but `wgpu`, whose shading language (WGSL) has no bf16 type
+    /// (cubecl's compiler panics on one, on the device's runner thread).
+    pub fn runs_on(self, device: &str) -> bool {
+        let wgsl = device.trim().to_ascii_lowercase().starts_with("wgpu");
+        !(self == Precision::Bf16 && wgsl)
+    }
+
     /// Bytes per weight.
     pub fn bytes(self) -> usize {
         match self {
@@ -137,6 +145,18 @@ mod tests {
             assert!(d.0.iter().all(|&t| t == p.dtype()), "{p}: {:?}", d.0);
         }
         assert_eq!(Precision::Bf16.bytes() * 2, Precision::F32.bytes());
+    }
+
+    #[test]
+    fn bf16_is_refused_only_by_the_wgpu_device() {
+        assert!(!Precision::Bf16.runs_on("wgpu"));
+        assert!(!Precision::Bf16.runs_on(" WGPU:1"));
+        for device in ["flex", "vulkan", "cuda:0"] {
+            assert!(Precision::Bf16.runs_on(device), "{device}");
+        }
+        for p in [Precision::F32, Precision::F16] {
+            assert!(p.runs_on("wgpu"));
+        }
     }
 
     /// Measured on flex: bf16 log-probs within 5.0e-3 of f32 and end scores within 3.1e-3;

@@ -415,11 +415,16 @@ impl Default for LoraSettings {
 impl LoraSettings {
     /// The adapters' spec, or `None` for full fine-tuning.
     pub fn spec(&self) -> Option<saferlhf_model::lora::LoraSpec> {
-        (self.rank > 0).then(|| saferlhf_model::lora::LoraSpec {
-            rank: self.rank,
+        (self.rank > 0).then(|| self.spec_of_rank(self.rank))
+    }
+
+    /// These settings with `rank` as the rank.
+    fn spec_of_rank(&self, rank: usize) -> saferlhf_model::lora::LoraSpec {
+        saferlhf_model::lora::LoraSpec {
+            rank,
             alpha: self.alpha,
             targets: self.targets.clone(),
-        })
+        }
     }
 }
 
@@ -759,14 +764,7 @@ impl RlConfig {
                 );
             }
         }
-        if self.frozen_precision == Precision::Bf16
-            && self
-                .run
-                .device
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with("wgpu")
-        {
+        if !self.frozen_precision.runs_on(&self.run.device) {
             return bad(
                 "frozen_precision",
                 "bf16 has no WGSL type, so the `wgpu` device cannot compute in it: use `f16` \
@@ -776,19 +774,12 @@ impl RlConfig {
         }
         // The targets and alpha are checked even while `rank` is 0, so a typo is caught before
         // the adapters are switched on.
-        let spec = saferlhf_model::lora::LoraSpec {
-            rank: self.lora.rank.max(1),
-            alpha: self.lora.alpha,
-            targets: self.lora.targets.clone(),
-        };
-        {
-            if let Err(e) = spec.validate() {
-                let (key, reason) = match e {
-                    saferlhf_model::ModelError::Config { field, reason } => (field, reason),
-                    other => ("lora".to_string(), other.to_string()),
-                };
-                return bad(&key, reason);
-            }
+        if let Err(e) = self.lora.spec_of_rank(self.lora.rank.max(1)).validate() {
+            let (key, reason) = match e {
+                saferlhf_model::ModelError::Config { field, reason } => (field, reason),
+                other => ("lora".to_string(), other.to_string()),
+            };
+            return bad(&key, reason);
         }
         let x = &self.ptx;
         if !x.sources.is_empty() {
