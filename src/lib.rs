@@ -7,6 +7,8 @@
 //! - [`data`]: preference, prompt and SFT datasets and their loaders;
 //! - [`learner`]: losses and the SFT / reward-model / cost-model trainer with checkpoints;
 //! - [`eval`]: evaluation statistics, the arena, reports and plots (host-side `f64` code);
+//! - [`parity`] and [`speed`]: a device's parity checks against the CPU and its speed and
+//!   memory figures (`saferlhf check-device`, `saferlhf bench speed`);
 //! - [`core`]: atomic writes, seeded random streams, the run lock and the progress bar;
 //! - [`bench`](mod@bench): the synthetic safety-compensation task, policy evaluation (generate and score)
 //!   and the safety-compensation benchmark.
@@ -25,6 +27,7 @@ pub use saferlhf_model as model;
 pub use saferlhf_rollout as rollout;
 
 pub mod parity;
+pub mod speed;
 
 /// Tells the C allocator to keep freed memory for reuse instead of handing it back to the
 /// operating system: returns whether the setting took (glibc on Linux; elsewhere it does nothing

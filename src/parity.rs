@@ -324,13 +324,13 @@ fn relative(name: String, a: f64, b: f64) -> Check {
 const TINY_SFT_CONFIG: &str = include_str!("../configs/tiny-sft.toml");
 const TINY_REWARD_CONFIG: &str = include_str!("../configs/tiny-reward.toml");
 const TINY_DPO_CONFIG: &str = include_str!("../configs/tiny-dpo.toml");
-const TINY_RLHF_CONFIG: &str = include_str!("../configs/tiny-rlhf.toml");
+pub(crate) const TINY_RLHF_CONFIG: &str = include_str!("../configs/tiny-rlhf.toml");
 const TINY_SFT_DATA: &str = include_str!("../tests/fixtures/tiny-sft.jsonl");
 const TINY_PKU_DATA: &str = include_str!("../tests/fixtures/tiny-pku.jsonl");
-const TINY_PROMPTS: &str = include_str!("../tests/fixtures/tiny-prompts.txt");
+pub(crate) const TINY_PROMPTS: &str = include_str!("../tests/fixtures/tiny-prompts.txt");
 
 /// Writes `text` to `dir/name` and returns the path.
-fn put(dir: &Path, name: &str, text: &str) -> std::result::Result<PathBuf, String> {
+pub(crate) fn put(dir: &Path, name: &str, text: &str) -> std::result::Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(name);
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;

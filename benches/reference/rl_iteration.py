@@ -15,13 +15,15 @@ Modes: full (f32; policy, reference, reward, cost, two critics), bf16 (reference
 cost held in bfloat16; logits cast to f32 before the log-softmax), lora (rank 16, alpha 16 on
 every projection of the policy, written here in a few lines as PEFT computes it: the reference
 is the same module with the adapters switched off), lora-bf16 (both; the reference stays the
-shared f32 base).
+shared f32 base); f16 and lora-f16 hold the frozen models in float16 instead.
 
-    python3 benches/reference/rl_iteration.py [--mode MODE] [--steps 5] [--threads 2]
+    python3 benches/reference/rl_iteration.py [--mode MODE] [--steps 5] [--threads 2] [--device cpu|cuda]
 
 Prints one JSON line per mode: first_step_s, warm_step_s (median of the steps after the
-second), the phases of the warm steps, peak_rss_gb (ru_maxrss of the mode's process).
-Needs torch and transformers (benches/reference/requirements.txt); no network at run time.
+second), the phases of the warm steps, peak_rss_gb (ru_maxrss of the mode's process) and, on
+CUDA, device_peak_reserved_gb (torch.cuda.max_memory_reserved; the device is synchronised
+before every clock reading). Needs torch and transformers (benches/reference/requirements.txt);
+no network at run time.
 """
 
 import argparse
@@ -39,9 +41,48 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
 MODES = ["full", "bf16", "lora", "lora-bf16"]
+HALF_MODES = ["f16", "lora-f16"]
+HALF = {"bf16": torch.bfloat16, "f16": torch.float16}
 BATCH, PROMPT, NEW = 8, 39, 64
 RANK, ALPHA = 16, 16.0
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def tiny_shape():
+    """saferlhf's `tiny` test model (LlamaConfig::tiny)."""
+    return LlamaConfig(
+        vocab_size=512,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        initializer_range=0.02,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+
+
+def shape_config(shape):
+    return tiny_shape() if shape == "tiny" else smollm2_shape()
+
+
+def char_tiny_shape():
+    """saferlhf's `char-tiny` preset, the model of its RL figure at the tiny shape."""
+    config = tiny_shape()
+    config.vocab_size = 64
+    config.hidden_size = 32
+    config.intermediate_size = 64
+    config.num_hidden_layers = 2
+    config.num_key_value_heads = 2
+    config.max_position_embeddings = 512
+    config.eos_token_id = 3
+    return config
 
 
 def smollm2_shape():
@@ -117,7 +158,7 @@ def token_logprobs(model, ids, mask):
 def gae(rewards, values, gamma=1.0, lam=0.95):
     # rewards, values: [B, T] over the response positions.
     adv = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0])
+    last = torch.zeros(rewards.shape[0], device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * nxt - values[:, t]
@@ -126,10 +167,19 @@ def gae(rewards, values, gamma=1.0, lam=0.95):
     return adv, adv + values
 
 
-def run_mode(mode, steps):
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_mode(mode, steps, device="cpu", shape="smollm2-135m"):
+    """The iteration at SmolLM2-135M's shape (64 new tokens), or on saferlhf's char-tiny
+    model (12 new tokens, as saferlhf's RL figure at the tiny shape)."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    config = smollm2_shape()
-    half = torch.bfloat16 if "bf16" in mode else None
+    config = smollm2_shape() if shape == "smollm2-135m" else char_tiny_shape()
+    new_tokens = NEW if shape == "smollm2-135m" else 12
+    half = HALF.get(mode.removeprefix("lora-"))
     policy = LlamaForCausalLM(config)
     adapters = []
     if mode.startswith("lora"):
@@ -139,16 +189,19 @@ def run_mode(mode, steps):
         reference = LlamaForCausalLM(config)
         reference.load_state_dict(policy.state_dict())
         reference.requires_grad_(False)
-        if half:
-            reference.to(half)
     reward, cost = Score(config), Score(config)
     critics = [Score(config), Score(config)]
     critics[0].load_state_dict(reward.state_dict())
     critics[1].load_state_dict(cost.state_dict())
+    for m in (policy, reference, reward, cost, *critics):
+        if m is not None:
+            m.to(device)
     for m in (reward, cost):
         m.requires_grad_(False)
         if half:
             m.to(half)
+    if half and reference is not None:
+        reference.to(half)
     actor_params = [p for p in policy.parameters() if p.requires_grad]
     actor_opt = torch.optim.AdamW(actor_params, lr=1e-5, weight_decay=0.01)
     critic_opt = torch.optim.AdamW(
@@ -157,8 +210,9 @@ def run_mode(mode, steps):
     lam = 1.0
     times = []
     for step in range(steps):
+        sync(device)
         t0 = time.perf_counter()
-        prompts = torch.randint(5, config.vocab_size, (BATCH, PROMPT))
+        prompts = torch.randint(5, config.vocab_size, (BATCH, PROMPT)).to(device)
         prompt_mask = torch.ones_like(prompts)
         policy.eval()
         with torch.no_grad():
@@ -168,10 +222,11 @@ def run_mode(mode, steps):
                 do_sample=True,
                 top_k=0,
                 temperature=1.0,
-                max_new_tokens=NEW,
-                min_new_tokens=NEW,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
                 pad_token_id=0,
             )
+        sync(device)
         t1 = time.perf_counter()
         mask = torch.ones_like(seq)
         with torch.no_grad():
@@ -196,6 +251,7 @@ def run_mode(mode, steps):
             adv_r, ret_r = gae(rew, v_r)
             adv_c, ret_c = gae(cst, v_c)
             adv = (adv_r - lam * adv_c) / (1 + lam)
+        sync(device)
         t2 = time.perf_counter()
         policy.train()
         new = token_logprobs(policy, seq, mask)[:, PROMPT - 1 :]
@@ -213,6 +269,7 @@ def run_mode(mode, steps):
         value_loss.backward()
         critic_opt.step()
         critic_opt.zero_grad(set_to_none=True)
+        sync(device)
         t3 = time.perf_counter()
         assert math.isfinite(actor_loss.item()) and math.isfinite(value_loss.item())
         times.append((t3 - t0, t1 - t0, t2 - t1, t3 - t2))
@@ -222,7 +279,10 @@ def run_mode(mode, steps):
         json.dumps(
             {
                 "bench": "rl_iteration_pytorch",
+                "figure": f"rl-{mode}",
                 "mode": mode,
+                "shape": shape,
+                "device": str(device),
                 "steps": steps,
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
@@ -235,6 +295,11 @@ def run_mode(mode, steps):
                 "all_s": [round(t[0], 2) for t in times],
                 "trainable_parameters": sum(p.numel() for p in actor_params),
                 "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+                "device_peak_reserved_gb": (
+                    round(torch.cuda.max_memory_reserved(device) / 1e9, 3)
+                    if device.type == "cuda"
+                    else None
+                ),
             }
         ),
         flush=True,
@@ -243,17 +308,18 @@ def run_mode(mode, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=MODES)
+    parser.add_argument("--mode", choices=MODES + HALF_MODES)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.mode:
-        run_mode(args.mode, args.steps)
+        run_mode(args.mode, args.steps, args.device)
         return
     for mode in MODES:
         cmd = [sys.executable, __file__, "--mode", mode, "--steps", str(args.steps)]
-        cmd += ["--threads", str(args.threads)]
+        cmd += ["--threads", str(args.threads), "--device", args.device]
         subprocess.run(cmd, check=True)
 
 

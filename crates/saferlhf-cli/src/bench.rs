@@ -15,6 +15,9 @@ use saferlhf::bench::{BenchSettings, run_compensation};
 pub enum BenchCommand {
     /// The safety-compensation benchmark on the synthetic task (book: "Safety compensation").
     Compensation(CompensationArgs),
+    /// A device's speed and memory: generation, a training step and one RL iteration per
+    /// memory mode, each figure in its own process (book: "Run on a GPU").
+    Speed(crate::speed::SpeedArgs),
 }
 
 /// Arguments of `saferlhf bench compensation`.
@@ -59,6 +62,7 @@ pub struct CompensationArgs {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Compensation(args) => compensation(args),
+        BenchCommand::Speed(args) => crate::speed::run(args),
     }
 }
 

@@ -8,6 +8,7 @@ mod generate;
 mod merge;
 mod rlhf;
 mod score;
+mod speed;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -44,7 +45,8 @@ enum Command {
     /// Check a GPU against the CPU: the device-parity checks (heads, generation, gradients, one
     /// step of every trainer, half precision), one table.
     CheckDevice(check_device::CheckDeviceArgs),
-    /// Benchmarks (`bench compensation`: the safety-compensation benchmark).
+    /// Benchmarks (`bench compensation`: the safety-compensation benchmark; `bench speed`: a
+    /// device's speed and memory).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }

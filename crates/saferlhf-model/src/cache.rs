@@ -1,13 +1,18 @@
 //! Key/value cache for incremental decoding: one preallocated buffer per layer, filled in place
 //! as tokens are generated, so a decode step costs one token's projections, not the prefix's.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorCreationOptions};
 
 /// Cached keys and values of every layer, each [batch, kv_heads, capacity, head_dim].
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    /// Keys and values of each layer; `None` only while [`KvCache::append`] writes them.
+    /// Keys and values of each layer; `None` before the layer's first append (the buffers are
+    /// then made in the dtype of the keys: a half-precision model caches in half precision) and
+    /// while [`KvCache::append`] writes them.
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// [batch, kv_heads, capacity, head_dim] of each buffer.
+    shape: [usize; 4],
+    device: Device,
     len: usize,
     capacity: usize,
 }
@@ -22,9 +27,10 @@ impl KvCache {
         capacity: usize,
         device: &Device,
     ) -> Self {
-        let empty = || Tensor::<4>::zeros([batch, kv_heads, capacity, head_dim], device);
         KvCache {
-            layers: (0..layers).map(|_| Some((empty(), empty()))).collect(),
+            layers: vec![None; layers],
+            shape: [batch, kv_heads, capacity, head_dim],
+            device: device.clone(),
             len: 0,
             capacity,
         }
@@ -67,9 +73,15 @@ impl KvCache {
         let range = [0..b, 0..h, self.len..end, 0..d];
         // Move the buffers out of the cache before writing: a buffer with no other handle is
         // updated in place, while `buffer.clone().slice_assign(..)` would copy all of it.
-        let (ck, cv) = self.layers[layer]
-            .take()
-            .expect("KV cache layer buffers are present between appends");
+        let (ck, cv) = match self.layers[layer].take() {
+            Some(buffers) => buffers,
+            None => {
+                assert_eq!(self.len, 0, "KV cache layer {layer} skipped an append");
+                let options = TensorCreationOptions::new(self.device.clone()).with_dtype(k.dtype());
+                let empty = || Tensor::<4>::zeros(self.shape, options.clone());
+                (empty(), empty())
+            }
+        };
         let ck = ck.slice_assign(range.clone(), k);
         let cv = cv.slice_assign(range, v);
         let out = (ck.clone(), cv.clone());
@@ -84,6 +96,7 @@ impl KvCache {
 
     /// Keeps only the rows in `rows` (e.g. to drop finished sequences from a batch).
     pub fn select_rows(&mut self, rows: burn::tensor::Tensor<1, burn::tensor::Int>) {
+        self.shape[0] = rows.dims()[0];
         for (k, v) in self.layers.iter_mut().flatten() {
             *k = k.clone().select(0, rows.clone());
             *v = v.clone().select(0, rows.clone());

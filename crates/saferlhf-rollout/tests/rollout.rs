@@ -986,3 +986,22 @@ fn blocked_ids_are_never_drawn_and_the_log_probs_renormalise_over_the_rest() {
         "no row stopped early: the early-stop layout went untested"
     );
 }
+
+/// A model held in half precision generates with the KV cache (whose buffers take the keys'
+/// dtype), the same tokens as recomputation, and log-probs within half precision's error.
+#[test]
+fn half_precision_model_generates_with_the_cache() {
+    use saferlhf_model::precision::{Precision, cast_floats};
+    for precision in [Precision::F16, Precision::Bf16] {
+        let model = cast_floats(gqa_model(), precision);
+        let cached = run_1_5_9(&model, &greedy(12, true));
+        let full = run_1_5_9(&model, &greedy(12, false));
+        assert_same_rollout(
+            &cached,
+            &full,
+            2e-2,
+            &format!("{precision}: cache vs recomputation"),
+        );
+        assert_eq!(cached.steps(), 12);
+    }
+}

@@ -138,3 +138,72 @@ fn check_device_runs_every_check_and_refuses_bad_arguments() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("--gguf"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `bench speed` on the tiny shape: each figure runs in its own process and lands in the table
+/// and the JSON with its timings and peak memory; bad arguments are errors naming them.
+#[test]
+fn bench_speed_runs_figures_and_refuses_bad_arguments() {
+    let dir = std::env::temp_dir().join(format!("saferlhf-cli-speed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("speed.json");
+    let out = saferlhf()
+        .args([
+            "bench", "speed", "--shape", "tiny", "--runs", "1", "--steps", "3",
+        ])
+        .args([
+            "--figures",
+            "generate-bf16,train-f32,rl-lora-bf16",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "| generate-bf16 | flex | tiny |",
+        "| train-f32 | flex | tiny |",
+        "| rl-lora-bf16 | flex | tiny |",
+    ] {
+        assert!(table.contains(row), "{row}: {table}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["half"], "bf16");
+    let figures = v["figures"].as_array().unwrap();
+    assert_eq!(figures.len(), 3);
+    for f in figures {
+        assert!(f["peak_rss_gb"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    assert!(figures[0]["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(figures[2]["all_s"].as_array().unwrap().len(), 3);
+    assert!(figures[2]["warm_step_s"].as_f64().unwrap() > 0.0);
+
+    for (args, named) in [
+        (vec!["--shape", "7b"], "--shape"),
+        (vec!["--half", "f8"], "--half"),
+        (vec!["--device", "tpu"], "--device"),
+        (vec!["--runs", "0"], "--runs"),
+    ] {
+        let err = saferlhf()
+            .args(["bench", "speed"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!err.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&err.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    // An unknown figure fails alone: the run reports it and exits non-zero.
+    let err = saferlhf()
+        .args(["bench", "speed", "--shape", "tiny", "--runs", "1"])
+        .args(["--figures", "sing,generate-f32"])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    let table = String::from_utf8_lossy(&err.stdout);
+    assert!(table.contains("| sing | FAILED: unknown figure"), "{table}");
+    assert!(table.contains("| generate-f32 | flex | tiny |"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
