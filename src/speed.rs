@@ -618,45 +618,27 @@ mod tests {
     fn tiny_figures_run_on_flex() {
         let device = Device::flex();
         let work = std::env::temp_dir().join(format!("saferlhf-speed-{}", std::process::id()));
-        let gen16 = run_figure(
-            "generate-f16",
-            &device,
-            "flex",
-            Shape::Tiny,
-            Precision::Bf16,
-            1,
-            1,
-            &work,
-        )
-        .unwrap();
+        let figure = |name: &str, runs: usize, steps: usize| {
+            run_figure(
+                name,
+                &device,
+                "flex",
+                Shape::Tiny,
+                Precision::Bf16,
+                runs,
+                steps,
+                &work,
+            )
+        };
+        let gen16 = figure("generate-f16", 1, 1).unwrap();
         assert_eq!(gen16["precision"], "f16");
         assert!(gen16["tokens_per_s"].as_f64().unwrap() > 0.0, "{gen16}");
         // flex reports no device pools: the device figures are null, the RSS is measured.
         assert!(gen16["device_peak_reserved_gb"].is_null(), "{gen16}");
         assert!(gen16["peak_rss_gb"].as_f64().unwrap() > 0.0, "{gen16}");
-        let train = run_figure(
-            "train-f32",
-            &device,
-            "flex",
-            Shape::Tiny,
-            Precision::Bf16,
-            2,
-            1,
-            &work,
-        )
-        .unwrap();
+        let train = figure("train-f32", 2, 1).unwrap();
         assert_eq!(train["all_s"].as_array().unwrap().len(), 2);
-        let rl = run_figure(
-            "rl-lora-bf16",
-            &device,
-            "flex",
-            Shape::Tiny,
-            Precision::Bf16,
-            1,
-            3,
-            &work,
-        )
-        .unwrap();
+        let rl = figure("rl-lora-bf16", 1, 3).unwrap();
         assert_eq!(rl["mode"], "lora-bf16");
         assert_eq!(rl["all_s"].as_array().unwrap().len(), 3, "{rl}");
         assert!(rl["warm_step_s"].as_f64().unwrap() > 0.0, "{rl}");
@@ -675,17 +657,7 @@ mod tests {
         assert_eq!(table.lines().count(), 6, "{table}");
         assert!(table.contains("| rl-lora-bf16 | flex | tiny |"), "{table}");
         assert!(table.contains("FAILED: x/y"), "{table}");
-        let err = run_figure(
-            "sing",
-            &device,
-            "flex",
-            Shape::Tiny,
-            Precision::Bf16,
-            1,
-            1,
-            &work,
-        )
-        .unwrap_err();
+        let err = figure("sing", 1, 1).unwrap_err();
         assert!(err.contains("unknown figure `sing`"), "{err}");
     }
 }
