@@ -28,7 +28,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -169,39 +169,25 @@ pub fn cpu_seconds() -> Option<f64> {
 /// backend reports no pools (flex) give `None`.
 pub struct DeviceMemoryPeak {
     stop: Arc<AtomicBool>,
-    reserved: Arc<AtomicU64>,
-    in_use: Arc<AtomicU64>,
-    reported: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// The poller; it returns the peaks in bytes (reserved, in use), `None` without pools.
+    thread: Option<JoinHandle<Option<(u64, u64)>>>,
 }
 
 impl DeviceMemoryPeak {
     /// Starts polling `device` every 50 ms.
     pub fn start(device: &Device) -> DeviceMemoryPeak {
         let stop = Arc::new(AtomicBool::new(false));
-        let reserved = Arc::new(AtomicU64::new(0));
-        let in_use = Arc::new(AtomicU64::new(0));
-        let reported = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (stop, reserved, in_use, reported) = (
-                stop.clone(),
-                reserved.clone(),
-                in_use.clone(),
-                reported.clone(),
-            );
+            let stop = stop.clone();
             let device = device.clone();
             std::thread::spawn(move || {
+                let mut peak = (0u64, 0u64);
                 loop {
-                    match device.memory_pool_usage() {
-                        Some(usage) => {
-                            reported.store(true, Ordering::Relaxed);
-                            reserved.fetch_max(usage.bytes_reserved, Ordering::Relaxed);
-                            in_use.fetch_max(usage.bytes_in_use, Ordering::Relaxed);
-                        }
-                        None => return,
-                    }
+                    let usage = device.memory_pool_usage()?;
+                    peak.0 = peak.0.max(usage.bytes_reserved);
+                    peak.1 = peak.1.max(usage.bytes_in_use);
                     if stop.load(Ordering::Relaxed) {
-                        return;
+                        return Some(peak);
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -209,9 +195,6 @@ impl DeviceMemoryPeak {
         };
         DeviceMemoryPeak {
             stop,
-            reserved,
-            in_use,
-            reported,
             thread: Some(thread),
         }
     }
@@ -220,13 +203,8 @@ impl DeviceMemoryPeak {
     /// or `None` where the device reports no pools.
     pub fn finish(mut self) -> Option<(f64, f64)> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        let gb = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64 / 1e9;
-        self.reported
-            .load(Ordering::Relaxed)
-            .then(|| (gb(&self.reserved), gb(&self.in_use)))
+        let (reserved, in_use) = self.thread.take()?.join().ok()??;
+        Some((reserved as f64 / 1e9, in_use as f64 / 1e9))
     }
 }
 

@@ -14,7 +14,6 @@ pub struct KvCache {
     shape: [usize; 4],
     device: Device,
     len: usize,
-    capacity: usize,
 }
 
 impl KvCache {
@@ -32,7 +31,6 @@ impl KvCache {
             shape: [batch, kv_heads, capacity, head_dim],
             device: device.clone(),
             len: 0,
-            capacity,
         }
     }
 
@@ -48,7 +46,7 @@ impl KvCache {
 
     /// Positions the cache can hold.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.shape[2]
     }
 
     /// Writes this step's keys and values [batch, kv_heads, new, head_dim] of `layer` after the
@@ -66,9 +64,9 @@ impl KvCache {
         let [b, h, new, d] = k.dims();
         let end = self.len + new;
         assert!(
-            end <= self.capacity,
+            end <= self.capacity(),
             "KV cache overflow: {end} positions > capacity {}",
-            self.capacity
+            self.capacity()
         );
         let range = [0..b, 0..h, self.len..end, 0..d];
         // Move the buffers out of the cache before writing: a buffer with no other handle is
