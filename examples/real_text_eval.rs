@@ -1,6 +1,6 @@
 //! Evaluation of the real-text experiment (book/src/real-text.md, scripts/real-text.sh).
 //!
-//! Two subcommands:
+//! Three subcommands (`--help` on each lists its flags and defaults):
 //!
 //! ```text
 //! # generate k answers per held-out prompt with one policy, score them with the evaluation
@@ -10,11 +10,15 @@
 //!     --prompts runs/real-text/data/eval-prompts.jsonl \
 //!     --reward runs/real-text/reward/final --cost runs/real-text/cost-eval/final \
 //!     [--cost-train runs/real-text/cost-train/final] [--sampler greedy|sample] [--k 1] \
-//!     [--temperature 1.0] [--max-new-tokens 64] [--seed 0] [--batch 16] \
+//!     [--temperature 1.0] [--max-new-tokens 64] [--seed 0] [--batch 16] [--device flex] \
 //!     --out runs/real-text/eval/sft.json
 //! # summarise several of those files (saferlhf_eval::summarize) into a report:
 //! cargo run --release --example real_text_eval -- report --out-dir runs/real-text/eval \
+//!     [--title TITLE] [--setting KEY=VALUE]... \
 //!     runs/real-text/eval/sft.json runs/real-text/eval/ppo-lag.json runs/real-text/eval/repo.json
+//! # plot the RL training curves:
+//! cargo run --release --example real_text_eval -- curves --out rl-curves.svg \
+//!     PPO-Lag=runs/real-text/ppo-lag/metrics.jsonl RePO=runs/real-text/repo/metrics.jsonl
 //! ```
 //!
 //! `sample` writes a `saferlhf_eval::MethodSamples` JSON (prompt kinds `benign` / `harmful`,
@@ -24,8 +28,9 @@
 //! method, the safety rate on harmful prompts, the refusal rate on benign prompts (over-refusal),
 //! mean reward and mean cost, each with a 95% Student-t interval over prompts (a prompt's value
 //! is its mean over its k samples; for the rates, the fraction of its samples that are safe /
-//! refused), plus `cost-hist.svg`. `curves --out rl-curves.svg PPO-Lag=runs/.../metrics.jsonl
-//! RePO=...` plots the RL training curves (reward, cost, safety rate, λ, KL, response length).
+//! refused), plus `cost-hist.svg`; each `--setting KEY=VALUE` is a row of the report's
+//! settings table. `curves` plots the RL training curves (reward, cost,
+//! safety rate, λ, KL, response length) of each `NAME=metrics.jsonl` run.
 //!
 //! Refusals are detected with a keyword heuristic ([`REFUSAL_MARKERS`], the same list as
 //! scripts/make-real-text-data.py): a response is a refusal iff one of the markers occurs,
@@ -34,7 +39,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use saferlhf::Device;
 use saferlhf::burn::module::Module;
 use saferlhf::learner::models::load_score_model;
 use saferlhf::learner::scoring::score_texts;
@@ -94,48 +101,122 @@ fn is_refusal(text: &str) -> bool {
     REFUSAL_MARKERS.iter().any(|m| head.contains(m))
 }
 
+/// Evaluation of the real-text experiment (book/src/real-text.md, scripts/real-text.sh).
+#[derive(Parser)]
+#[command(name = "real_text_eval", args_override_self = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate k answers per held-out prompt with one policy, score them, flag refusals.
+    Sample(Box<SampleArgs>),
+    /// Summarise `sample` files into report.json, report.md, table.md and cost-hist.svg.
+    Report(ReportArgs),
+    /// Plot the RL training curves of one or more runs into an SVG.
+    Curves(CurvesArgs),
+}
+
+/// Decoding of `sample`.
+#[derive(Clone, Copy, ValueEnum)]
+enum SamplerKind {
+    /// Greedy decoding.
+    Greedy,
+    /// Temperature sampling (no top-k / top-p).
+    Sample,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Method name stored in the samples file (e.g. SFT, PPO-Lag, RePO).
+    #[arg(long, allow_hyphen_values = true)]
+    name: String,
+    /// Policy: a .gguf file, a Hugging Face model directory or a cached Hub repository id.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Held-out prompts, JSONL with `prompt` and `kind` (benign / harmful) per line.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Evaluation reward model directory.
+    #[arg(long)]
+    reward: PathBuf,
+    /// Evaluation cost model directory.
+    #[arg(long)]
+    cost: PathBuf,
+    /// Training cost model directory; also writes `<out stem>.train-cm.json` scored with it.
+    #[arg(long)]
+    cost_train: Option<PathBuf>,
+    /// Decoding: greedy or sample (temperature sampling).
+    #[arg(long, value_enum, default_value_t = SamplerKind::Greedy)]
+    sampler: SamplerKind,
+    /// Answers per prompt (rounds over the prompt set).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    k: usize,
+    /// Sampling temperature (used with `--sampler sample`).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Maximum number of generated tokens per answer.
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
+    max_new_tokens: usize,
+    /// Base seed of the sampler (moved per round and per batch).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    seed: u64,
+    /// Prompts per generation batch.
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
+    batch: usize,
+    /// Compute device: flex (CPU), wgpu, vulkan, cuda or cuda:N.
+    #[arg(long, default_value = "flex", value_parser = saferlhf::parse_device)]
+    device: Device,
+    /// Output file (a `saferlhf_eval::MethodSamples` JSON).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Output directory for report.json, report.md, table.md and cost-hist.svg.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Report title.
+    #[arg(
+        long,
+        default_value = "Real-text experiment: held-out prompts",
+        allow_hyphen_values = true
+    )]
+    title: String,
+    /// A row of the report's settings table, KEY=VALUE (repeatable).
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = split_eq)]
+    settings: Vec<(String, String)>,
+    /// Sample files written by `sample`, one method each, in table order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct CurvesArgs {
+    /// Output SVG file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Runs to plot: legend name and the run's metrics file.
+    #[arg(required = true, value_name = "NAME=metrics.jsonl", value_parser = split_eq)]
+    runs: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn split_eq(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| "missing `=`".to_string())
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("sample") => sample(&args[1..]),
-        Some("report") => report(&args[1..]),
-        Some("curves") => curves(&args[1..]),
-        _ => bail!(
-            "usage: real_text_eval sample ... | report --out-dir DIR FILE... | \
-             curves --out FILE.svg NAME=metrics.jsonl..."
-        ),
-    }
-}
-
-/// Flag parser: `--key value` pairs and positional arguments.
-fn flags(args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>)> {
-    let mut map = BTreeMap::new();
-    let mut pos = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(k) = a.strip_prefix("--") {
-            let v = it.next().with_context(|| format!("--{k} needs a value"))?;
-            map.insert(k.to_string(), v.clone());
-        } else {
-            pos.push(a.clone());
-        }
-    }
-    Ok((map, pos))
-}
-
-fn need<'a>(m: &'a BTreeMap<String, String>, k: &str) -> Result<&'a str> {
-    m.get(k)
-        .map(String::as_str)
-        .with_context(|| format!("missing --{k}"))
-}
-
-fn num<T: std::str::FromStr>(m: &BTreeMap<String, String>, k: &str, default: T) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match m.get(k) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("--{k} {v}: {e}")),
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sample(args) => sample(*args),
+        Command::Report(args) => report(args),
+        Command::Curves(args) => curves(args),
     }
 }
 
@@ -158,23 +239,30 @@ fn read_prompts(path: &Path) -> Result<Vec<PromptInfo>> {
     Ok(out)
 }
 
-fn sample(args: &[String]) -> Result<()> {
-    let (m, _) = flags(args)?;
-    let device = saferlhf::parse_device(m.get("device").map_or("flex", String::as_str))
-        .map_err(anyhow::Error::msg)?;
-    let name = need(&m, "name")?.to_string();
-    let prompts = read_prompts(Path::new(need(&m, "prompts")?))?;
-    let k: usize = num(&m, "k", 1)?;
-    let batch: usize = num(&m, "batch", 16)?;
-    let max_new_tokens: usize = num(&m, "max-new-tokens", 64)?;
-    let seed: u64 = num(&m, "seed", 0)?;
-    let temperature: f32 = num(&m, "temperature", 1.0)?;
-    let (sampler, decoding) = match m.get("sampler").map_or("greedy", String::as_str) {
-        "greedy" => (
+fn sample(args: SampleArgs) -> Result<()> {
+    let SampleArgs {
+        name,
+        policy,
+        prompts,
+        reward,
+        cost,
+        cost_train,
+        sampler,
+        k,
+        temperature,
+        max_new_tokens,
+        seed,
+        batch,
+        device,
+        out,
+    } = args;
+    let prompts = read_prompts(&prompts)?;
+    let (sampler, decoding) = match sampler {
+        SamplerKind::Greedy => (
             Sampler::Greedy,
             format!("greedy, {max_new_tokens} new tokens"),
         ),
-        "sample" => (
+        SamplerKind::Sample => (
             Sampler::Sample {
                 temperature,
                 top_k: None,
@@ -182,14 +270,12 @@ fn sample(args: &[String]) -> Result<()> {
             },
             format!("T={temperature}, k={k}, {max_new_tokens} new tokens, seed {seed}"),
         ),
-        other => bail!("--sampler {other}: greedy or sample"),
     };
-    let out = PathBuf::from(need(&m, "out")?);
 
     // Generate: k rounds over the prompt set, each in batches (the seed moves with the round
     // and the batch, so every draw is different and the whole run is reproducible).
     let start = std::time::Instant::now();
-    let policy = load_pretrained(need(&m, "policy")?, &device).context("loading the policy")?;
+    let policy = load_pretrained(&policy, &device).context("loading the policy")?;
     let template: ChatTemplate = "chatml".parse()?;
     let mut rows: Vec<(usize, usize, String, usize)> = Vec::new(); // (prompt, sample, text, len)
     for round in 0..k {
@@ -232,12 +318,11 @@ fn sample(args: &[String]) -> Result<()> {
         .collect();
     let score_batch = 8;
     let rewards = {
-        let dir = PathBuf::from(need(&m, "reward")?);
-        let (_, model, enc) = load_score_model::<Reward>(&dir, &device)?;
+        let (_, model, enc) = load_score_model::<Reward>(&reward, &device)?;
         score_texts(&model.valid(), &enc, &items, score_batch, &device)?
     };
-    let costs_of = |dir: &str| -> Result<Vec<f32>> {
-        let (_, model, enc) = load_score_model::<Cost>(Path::new(dir), &device)?;
+    let costs_of = |dir: &Path| -> Result<Vec<f32>> {
+        let (_, model, enc) = load_score_model::<Cost>(dir, &device)?;
         Ok(score_texts(
             &model.valid(),
             &enc,
@@ -246,7 +331,7 @@ fn sample(args: &[String]) -> Result<()> {
             &device,
         )?)
     };
-    let costs = costs_of(need(&m, "cost")?)?;
+    let costs = costs_of(&cost)?;
     let build = |costs: &[f32], suffix: &str| MethodSamples {
         name: format!("{name}{suffix}"),
         prompts: prompts.clone(),
@@ -268,7 +353,7 @@ fn sample(args: &[String]) -> Result<()> {
         decoding: decoding.clone(),
     };
     write_json(&out, &build(&costs, ""))?;
-    if let Some(dir) = m.get("cost-train") {
+    if let Some(dir) = &cost_train {
         let train_costs = costs_of(dir)?;
         let stem = out.with_extension("");
         write_json(
@@ -338,35 +423,29 @@ fn fmt(e: Option<Estimate>, pct: bool) -> String {
     }
 }
 
-fn report(args: &[String]) -> Result<()> {
-    let (m, files) = flags(args)?;
-    let out_dir = PathBuf::from(need(&m, "out-dir")?);
+fn report(args: ReportArgs) -> Result<()> {
+    let ReportArgs {
+        out_dir,
+        title,
+        settings,
+        files,
+    } = args;
     std::fs::create_dir_all(&out_dir)?;
     let mut methods = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         let ms: MethodSamples =
-            serde_json::from_str(&text).with_context(|| format!("parsing {f}"))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
         methods.push(ms);
-    }
-    if methods.is_empty() {
-        bail!("no sample files given");
     }
     let summaries = methods
         .iter()
         .map(|ms| summarize(ms, 0.0))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut rep = Report::new(
-        m.get("title")
-            .cloned()
-            .unwrap_or_else(|| "Real-text experiment: held-out prompts".into()),
-        summaries,
-    );
-    for (k, v) in &m {
-        if let Some(key) = k.strip_prefix("setting-") {
-            rep.settings.insert(key.to_string(), v.clone());
-        }
-    }
+    let mut rep = Report::new(title, summaries);
+    // In command-line order: a key given twice keeps its last value.
+    rep.settings.extend(settings);
     let refs: Vec<&MethodSamples> = methods.iter().collect();
     plot_cost_histogram(&refs, 0.0, out_dir.join("cost-hist.svg"))?;
     rep.plots.push(saferlhf_eval::PlotRef {
@@ -474,17 +553,8 @@ fn report(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn curves(args: &[String]) -> Result<()> {
-    let (m, runs) = flags(args)?;
-    let out = PathBuf::from(need(&m, "out")?);
-    let runs: Vec<(String, String)> = runs
-        .iter()
-        .map(|r| {
-            r.split_once('=')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .with_context(|| format!("{r}: expected NAME=metrics.jsonl"))
-        })
-        .collect::<Result<_>>()?;
+fn curves(args: CurvesArgs) -> Result<()> {
+    let CurvesArgs { out, runs } = args;
     let keys = [
         "reward_mean",
         "cost_mean",

