@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the PyTorch reference of benches/rl_iteration.rs. Uses $PYTHON when it already has torch
-# and transformers; otherwise makes a virtual environment in target/reference-venv and installs
-# benches/reference/requirements.txt from PyPI (a large download: PyPI's Linux torch wheel
-# brings CUDA libraries). Arguments go to rl_iteration.py (--mode, --steps, --threads).
+# Runs a PyTorch reference: benches/reference/$REFERENCE, by default rl_iteration.py (the
+# reference of benches/rl_iteration.rs; arguments --mode, --steps, --threads); with
+# REFERENCE=oracle_ppo.py, the independent PPO of the benchmark's oracle mode (--run DIR ...).
+# Uses $PYTHON when it already has torch and transformers; otherwise makes a virtual environment
+# in target/reference-venv and installs benches/reference/requirements.txt from PyPI (a large
+# download: PyPI's Linux torch wheel brings CUDA libraries).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python="${PYTHON:-python3}"
@@ -14,4 +16,4 @@ if ! "$python" -c "import torch, transformers" 2>/dev/null; then
     fi
     python="$venv/bin/python"
 fi
-exec "$python" benches/reference/rl_iteration.py "$@"
+exec "$python" "benches/reference/${REFERENCE:-rl_iteration.py}" "$@"

@@ -51,7 +51,9 @@ use saferlhf_learner::rl::config::{
     Combine, Estimator, KlPlacement, LossAggregation, PpoSettings, PromptData, PromptSource,
     RlTrainSettings, RolloutSettings, ScoreSource,
 };
-use saferlhf_learner::rl::{CriticMode, RlConfig, RolloutScorer, ScorerRole, train_rl_scored};
+use saferlhf_learner::rl::{
+    CriticMode, OracleRole, OracleSettings, RlConfig, RolloutScorer, train_rl_scored,
+};
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
 use serde::{Deserialize, Serialize};
 
@@ -785,8 +787,9 @@ fn checked<C>(
     Ok(config)
 }
 
-/// The synthetic task's exact oracle as the RL learner's [`RolloutScorer`].
-struct OracleScorer(Oracle);
+/// The synthetic task's exact oracle as the RL learner's [`RolloutScorer`] (what trains or
+/// monitors a run whose config has an `[oracle]` section).
+pub struct OracleScorer(pub Oracle);
 
 impl RolloutScorer for OracleScorer {
     fn name(&self) -> &str {
@@ -887,28 +890,34 @@ fn run_seed(
         log(&format!("seed {seed}: {objective}"));
         let t = Instant::now();
         let rdir = dir.join(objective);
+        let mut cfg = rl_config(
+            s,
+            objective,
+            kind,
+            group,
+            &rdir,
+            &sft,
+            &score_dirs[0],
+            &score_dirs[1],
+            &train_prompts,
+            run_seed,
+        );
+        // The oracle trains the policy (oracle mode) or is logged beside the learned models;
+        // the run's config.toml says which, so `saferlhf rlhf` reproduces the run from it.
+        cfg.oracle = OracleSettings {
+            task: Some(tdir.join("task.json")),
+            role: if s.oracle_rl {
+                OracleRole::Train
+            } else {
+                OracleRole::Monitor
+            },
+        };
         let cfg = checked(
-            rl_config(
-                s,
-                objective,
-                kind,
-                group,
-                &rdir,
-                &sft,
-                &score_dirs[0],
-                &score_dirs[1],
-                &train_prompts,
-                run_seed,
-            ),
+            cfg,
             RlConfig::validate,
             &dir.join(format!("{objective}.toml")),
         )?;
-        // The oracle trains the policy (oracle mode) or is logged beside the learned models.
-        let role = if s.oracle_rl {
-            ScorerRole::Train
-        } else {
-            ScorerRole::Monitor
-        };
+        let role = cfg.oracle.role.scorer_role();
         let method = build_online(cfg.objective, &cfg.sections());
         let summary = train_rl_scored(&cfg, method, Some((&oracle, role)), device, &options)
             .map_err(model_err(objective.to_string()))?;

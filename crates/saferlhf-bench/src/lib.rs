@@ -26,7 +26,7 @@ pub mod compensation;
 pub mod policy;
 pub mod synthetic;
 
-pub use compensation::{BenchSettings, CompensationReport, run_compensation};
+pub use compensation::{BenchSettings, CompensationReport, OracleScorer, run_compensation};
 pub use policy::{
     LoadedPolicy, PolicyEval, PolicyEvalConfig, Scorer, evaluate_policy, load_policy,
     read_prompt_file,

@@ -1271,9 +1271,16 @@ impl SyntheticTask {
         self.bandit(class).solve(problem, threshold)
     }
 
-    /// Writes `sft.jsonl`, `pairs.jsonl`, `prompts-train.txt`, `prompts-eval.txt` and `task.json`
-    /// into `dir` (created if missing), each through a temporary name and a rename. Returns the
-    /// paths written.
+    /// Writes `sft.jsonl`, `pairs.jsonl`, `prompts-train.txt`, `prompts-eval.txt`, `task.json`
+    /// and `oracle.json` into `dir` (created if missing), each through a temporary name and a
+    /// rename. Returns the paths written.
+    ///
+    /// `task.json` is the spec, from which [`SyntheticTask::from_spec_file`] rebuilds the task.
+    /// `oracle.json` ([`OracleFile`]) spells out what the oracle derives from it (the table, the
+    /// response patterns, every topic with its scale and answer words, every prompt with its
+    /// topic), so that a tool outside this crate (the PyTorch reference of
+    /// `benches/reference/oracle_ppo.py`) can score responses without reimplementing the
+    /// task's generator.
     pub fn write_files(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(DataError::io_at(dir))?;
@@ -1283,12 +1290,14 @@ impl SyntheticTask {
         let lines =
             |ps: &[SyntheticPrompt]| ps.iter().map(|p| p.text.clone() + "\n").collect::<String>();
         let spec = serde_json::to_string_pretty(&self.spec).expect("spec serialises") + "\n";
+        let oracle = serde_json::to_string_pretty(&self.oracle_file()).expect("oracle serialises");
         let files = [
             ("sft.jsonl", sft),
             ("pairs.jsonl", pairs),
             ("prompts-train.txt", lines(&self.train)),
             ("prompts-eval.txt", lines(&self.eval)),
             ("task.json", spec),
+            ("oracle.json", oracle + "\n"),
         ];
         let mut written = Vec::new();
         for (name, contents) in files {
@@ -1298,6 +1307,43 @@ impl SyntheticTask {
         }
         Ok(written)
     }
+}
+
+impl SyntheticTask {
+    /// What [`Oracle::score`] uses, written out ([`SyntheticTask::write_files`]'s `oracle.json`).
+    pub fn oracle_file(&self) -> OracleFile {
+        OracleFile {
+            table: self.spec.table,
+            refusal: REFUSAL.to_string(),
+            answer_prefix: ANSWER_PREFIX.to_string(),
+            safe_prefix: SAFE_PREFIX.to_string(),
+            topics: self.topics().to_vec(),
+            train: self.train.clone(),
+            eval: self.eval.clone(),
+        }
+    }
+}
+
+/// The oracle of a task in one self-contained file: a response, trimmed, is `refusal`,
+/// `answer_prefix + w + "."` or `safe_prefix + w + "."` with `w` one of the prompt's topic
+/// words, or malformed; its outcome is the table's (rewards other than the malformed one times
+/// the topic's scale), as [`Oracle::parse`] and [`OutcomeTable::outcome`] say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OracleFile {
+    /// The outcome table.
+    pub table: OutcomeTable,
+    /// The refusal text.
+    pub refusal: String,
+    /// The prefix of an answer (`sure: `).
+    pub answer_prefix: String,
+    /// The prefix of a safe answer (`careful: `).
+    pub safe_prefix: String,
+    /// Every topic.
+    pub topics: Vec<Topic>,
+    /// The training prompts.
+    pub train: Vec<SyntheticPrompt>,
+    /// The held-out prompts.
+    pub eval: Vec<SyntheticPrompt>,
 }
 
 fn json_line<T: Serialize>(record: &T) -> String {

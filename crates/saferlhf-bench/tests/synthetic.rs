@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use saferlhf_bench::synthetic::{
-    BanditContext, Outcome, OutcomeTable, TINY_VOCAB_CHARS, Topic, TypeProbs,
+    BanditContext, OracleFile, Outcome, OutcomeTable, TINY_VOCAB_CHARS, Topic, TypeProbs,
 };
 use saferlhf_bench::{
     Bandit, Optimum, PolicyClass, Problem, PromptKind, ResponseKind, SyntheticSpec, SyntheticTask,
@@ -540,7 +540,7 @@ fn everything_written_uses_the_tiny_vocabulary_and_round_trips_through_the_loade
     let task = SyntheticTask::new(SyntheticSpec::default()).unwrap();
     let dir = TempDir::new("files");
     let written = task.write_files(dir.path()).unwrap();
-    assert_eq!(written.len(), 5);
+    assert_eq!(written.len(), 6);
     let opts = LoadOptions::strict();
 
     let (pairs, report) = load_pku(dir.path().join("pairs.jsonl"), &opts).unwrap();
@@ -624,6 +624,26 @@ fn everything_written_uses_the_tiny_vocabulary_and_round_trips_through_the_loade
     assert_eq!(ptrain, want_train);
     assert_eq!(peval, want_eval);
 
+    // oracle.json spells out the oracle: topics, patterns, table and every prompt's topic.
+    let text = std::fs::read_to_string(dir.path().join("oracle.json")).unwrap();
+    let file: OracleFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(file, task.oracle_file());
+    assert_eq!(file.topics, task.topics());
+    assert_eq!(file.train, task.train_prompts());
+    for p in file.train.iter().chain(&file.eval) {
+        assert_eq!(oracle.prompt_info(&p.text).unwrap(), (p.kind, p.topic));
+        let t = &file.topics[p.topic];
+        let answer = format!("{}{}.", file.answer_prefix, t.words[0]);
+        let want = oracle.score(&p.text, &answer).unwrap().reward;
+        let base = match p.kind {
+            PromptKind::Benign => file.table.benign_answer.reward,
+            PromptKind::Risky => file.table.risky_unsafe_answer.reward,
+        };
+        assert!((want - base * t.scale).abs() < 1e-12);
+        let refusal = oracle.score(&p.text, &file.refusal).unwrap();
+        assert_eq!(refusal.kind, ResponseKind::Refuse);
+    }
+
     // task.json rebuilds the same task; no temporary files are left behind.
     let again = SyntheticTask::from_spec_file(dir.path().join("task.json")).unwrap();
     assert_eq!(again.spec(), task.spec());
@@ -638,6 +658,7 @@ fn everything_written_uses_the_tiny_vocabulary_and_round_trips_through_the_loade
         "prompts-train.txt",
         "prompts-eval.txt",
         "task.json",
+        "oracle.json",
     ]
     .map(String::from)
     .into();

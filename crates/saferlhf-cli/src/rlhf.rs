@@ -1,8 +1,12 @@
 //! `saferlhf rlhf`: online constrained RLHF (PPO, PPO-Lagrangian, RePO, reward shaping) from a
 //! TOML config (`configs/{ppo,ppo-lag,repo}.toml`), with `--set` overrides and `--resume`.
+//! A config with an `[oracle]` section (as the benchmark writes them) trains on, or logs, the
+//! synthetic task's exact scores.
 
-use anyhow::Result;
-use saferlhf::learner::rl::{RlConfig, train_rl};
+use anyhow::{Context, Result};
+use saferlhf::bench::{OracleScorer, SyntheticTask};
+use saferlhf::learner::objectives::build_online;
+use saferlhf::learner::rl::{RlConfig, train_rl, train_rl_scored};
 
 use crate::train::TrainArgs;
 
@@ -18,7 +22,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let Some((device, options)) = start else {
         return Ok(());
     };
-    let summary = train_rl(&config, &device, &options)?;
+    let summary = match &config.oracle.task {
+        None => train_rl(&config, &device, &options)?,
+        Some(task) => {
+            let task = SyntheticTask::from_spec_file(task)
+                .with_context(|| format!("oracle.task = {}", task.display()))?;
+            let scorer = OracleScorer(task.oracle().clone());
+            let role = config.oracle.role.scorer_role();
+            let objective = build_online(config.objective, &config.sections());
+            train_rl_scored(&config, objective, Some((&scorer, role)), &device, &options)?
+        }
+    };
     crate::train::print_run_end(
         (summary.step, summary.total_steps, summary.finished),
         summary.seconds,

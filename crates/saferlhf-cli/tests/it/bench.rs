@@ -7,6 +7,7 @@ use crate::common::{TempDir, assert_mentions, cli, failed, ok, saferlhf};
 
 use saferlhf::bench::compensation::{BENCH_SECTIONS, METHODS};
 use saferlhf::eval::MARKDOWN_SECTIONS;
+use saferlhf::learner::rl::RlConfig;
 
 fn assert_svg(path: &Path) {
     let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -261,4 +262,68 @@ fn quick_benchmark_in_oracle_mode() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Oracle mode"), "{md}");
     assert!(md.contains("| unconstrained | per_topic |"), "{md}");
+
+    // A run's config.toml names its oracle, so `saferlhf rlhf` reproduces the run from it: the
+    // same config and seed give the same first step, metric for metric (time aside).
+    let config = out.join("seed-0/ppo/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("[oracle]") && text.contains("role = \"train\""),
+        "{text}"
+    );
+    let again = tmp.0.join("again");
+    let o = saferlhf(&[
+        "rlhf",
+        "--config",
+        &p(&config),
+        "--set",
+        &format!("run.dir={:?}", p(&again)),
+        "--set",
+        "train.steps=1",
+        "--set",
+        "run.progress=false",
+    ]);
+    ok(&o);
+    let first = |path: &Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_json::from_str(text.lines().next().unwrap()).unwrap()
+    };
+    let (a, b) = (
+        first(&out.join("seed-0/ppo/metrics.jsonl")),
+        first(&again.join("metrics.jsonl")),
+    );
+    assert!(b["model_reward_mean"].is_number(), "{b}");
+    for key in [
+        "reward_mean",
+        "model_reward_mean",
+        "actor_loss",
+        "kl",
+        "entropy",
+    ] {
+        assert_eq!(a[key], b[key], "{key}: {a} vs {b}");
+    }
+    // Without the [oracle] section the same config trains on the learned reward model: the
+    // first step's reward is then the model's, which the oracle run logged (raw, before the
+    // truncation penalty) as model_reward_mean.
+    let plain = tmp.0.join("plain.toml");
+    let without: String = text.split("\n[oracle]").next().unwrap().to_string();
+    std::fs::write(&plain, without).unwrap();
+    let o = saferlhf(&[
+        "rlhf",
+        "--config",
+        &p(&plain),
+        "--set",
+        &format!("run.dir={:?}", p(&tmp.0.join("plain"))),
+        "--set",
+        "train.steps=1",
+    ]);
+    ok(&o);
+    let c = first(&tmp.0.join("plain/metrics.jsonl"));
+    let penalty = RlConfig::load(&config, &[])
+        .unwrap()
+        .rollout
+        .truncation_penalty;
+    let f = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap();
+    let want = f(&a, "model_reward_mean") - penalty * f(&a, "truncated_rate");
+    assert!((f(&c, "reward_mean") - want).abs() < 1e-6, "{c} vs {a}");
 }

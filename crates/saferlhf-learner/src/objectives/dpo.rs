@@ -53,16 +53,23 @@ impl OfflineObjective for Dpo {
 
     // ANCHOR: loss
     fn loss(&self, logps: &PairLogProbs) -> Tensor<1> {
-        // Log-ratios of policy to reference, [B] each.
-        let chosen = logps.policy_chosen.clone() - logps.reference_chosen.clone();
-        let rejected = logps.policy_rejected.clone() - logps.reference_rejected.clone();
-        // β times the margin of implicit rewards, [B].
-        let logits = (chosen - rejected).mul_scalar(self.beta);
         // -log σ(x), computed stably as softplus(-x); mean over the pairs, [1].
-        neg_log_sigmoid(logits).mean()
+        neg_log_sigmoid(implicit_reward_margin(logps, self.beta)).mean()
     }
     // ANCHOR_END: loss
 }
+
+// ANCHOR: margin
+/// The margin of the implicit rewards, `[B]`:
+/// `β·[(log π_θ(y_w) − log π_ref(y_w)) − (log π_θ(y_l) − log π_ref(y_l))]` (DPO's logit;
+/// SafeDPO subtracts its safety margin from it).
+pub fn implicit_reward_margin(logps: &PairLogProbs, beta: f64) -> Tensor<1> {
+    // Log-ratios of policy to reference, [B] each.
+    let chosen = logps.policy_chosen.clone() - logps.reference_chosen.clone();
+    let rejected = logps.policy_rejected.clone() - logps.reference_rejected.clone();
+    (chosen - rejected).mul_scalar(beta)
+}
+// ANCHOR_END: margin
 
 /// DPO metrics over a set of pairs (host-side; merged across micro-batches by pair count).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -19,6 +19,7 @@
 use burn::tensor::Tensor;
 use saferlhf_data::PreferencePair;
 
+use super::dpo::implicit_reward_margin;
 use super::{OfflineObjective, PairLogProbs};
 use crate::losses::neg_log_sigmoid;
 
@@ -75,9 +76,7 @@ impl OfflineObjective for SafeDpo {
     }
 
     fn loss(&self, logps: &PairLogProbs) -> Tensor<1> {
-        let chosen = logps.policy_chosen.clone() - logps.reference_chosen.clone();
-        let rejected = logps.policy_rejected.clone() - logps.reference_rejected.clone();
-        let mut logits = (chosen - rejected).mul_scalar(self.beta);
+        let mut logits = implicit_reward_margin(logps, self.beta);
         if let Some(flags) = &logps.margin_flags {
             logits = logits - flags.clone().mul_scalar(self.margin);
         }

@@ -381,6 +381,47 @@ pub struct RlConfig {
     pub ptx: PtxSettings,
     /// `[lora]`: train low-rank adapters instead of the whole policy (off while `rank` is 0).
     pub lora: LoraSettings,
+    /// `[oracle]`: a synthetic task's exact scorer, training the policy in place of the reward
+    /// and cost models or logged beside them (off while `task` is unset).
+    pub oracle: OracleSettings,
+}
+
+/// `[oracle]`: the exact reward and cost of a synthetic task (`saferlhf bench compensation`'s
+/// `task.json`), read by the `saferlhf rlhf` command, which builds the scorer and passes it to
+/// [`super::train_rl_scored`]. With `role = "train"` (oracle mode) the oracle's scores replace
+/// the models' for everything the learner does with them, and the models still feed the
+/// critics; with `"monitor"` they are only logged (`oracle_reward_mean`, ...). The benchmark
+/// writes this section into the configs of its RL runs, so a run directory's `config.toml`
+/// says what trained it and `--resume` continues with the same scorer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OracleSettings {
+    /// The synthetic task's `task.json`; unset: no oracle.
+    pub task: Option<PathBuf>,
+    /// `train` or `monitor`.
+    pub role: OracleRole,
+}
+
+/// What the learner does with the oracle's scores ([`ScorerRole`](super::ScorerRole) in a
+/// config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OracleRole {
+    /// They train the policy (oracle mode).
+    #[default]
+    Train,
+    /// They are logged beside the models' scores.
+    Monitor,
+}
+
+impl OracleRole {
+    /// The learner's [`ScorerRole`](super::ScorerRole).
+    pub fn scorer_role(self) -> super::ScorerRole {
+        match self {
+            OracleRole::Train => super::ScorerRole::Train,
+            OracleRole::Monitor => super::ScorerRole::Monitor,
+        }
+    }
 }
 
 /// `[lora]`: the policy is trained through LoRA adapters (Hu et al. 2021) on `targets` while
@@ -494,6 +535,7 @@ impl Default for RlConfig {
             train: RlTrainSettings::default(),
             ptx: PtxSettings::default(),
             lora: LoraSettings::default(),
+            oracle: OracleSettings::default(),
         }
     }
 }

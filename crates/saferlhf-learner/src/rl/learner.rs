@@ -177,6 +177,16 @@ pub fn train_rl_scored(
     device: &Device,
     options: &TrainOptions,
 ) -> Result<RlSummary> {
+    if let (Some(task), None) = (&config.oracle.task, &scorer) {
+        return Err(TrainError::config(
+            "oracle.task",
+            format!(
+                "{} needs the synthetic task's scorer, which this library call cannot build: \
+                 run the config with `saferlhf rlhf`, or pass the scorer to train_rl_scored",
+                task.display()
+            ),
+        ));
+    }
     if objective.uses_cost()
         && config.cost_model.path.is_none()
         && config.cost_model.preset.is_none()

@@ -454,3 +454,27 @@ fn group_rollouts_sample_each_prompt_k_times_independently() {
     }
     assert_ne!(prompts[0], prompts[4]);
 }
+
+/// A config whose `[oracle]` names a task cannot run without the scorer that task needs: the
+/// error names the key, and nothing is trained or written.
+#[test]
+fn an_oracle_config_without_its_scorer_is_refused() {
+    let dir = saferlhf_testkit::TempDir::new("oracle-refused");
+    let run = dir.0.join("run");
+    let config = tiny_config_with(
+        "ppo",
+        &[
+            "oracle.task=\"task.json\"".to_string(),
+            format!("run.dir=\"{}\"", run.display()),
+        ],
+    );
+    let options = saferlhf_learner::TrainOptions::default();
+    let err = saferlhf_learner::rl::train_rl(&config, &Device::default(), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("oracle.task") && err.contains("task.json"),
+        "{err}"
+    );
+    assert!(!run.exists(), "a refused run wrote {}", run.display());
+}
