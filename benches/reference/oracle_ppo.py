@@ -261,6 +261,24 @@ class Schedule:
         return self.peak * (self.min + (1 - self.min) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def optimizer_step(opt, schedule, step, params, loss, max_norm):
+    """Backward, clip the gradient's global norm, set the step's learning rate, step."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    for g in opt.param_groups:
+        g["lr"] = schedule.lr(step)
+    opt.step()
+
+
+def critic_values(critic, mode, ids, att, hidden):
+    """Per-token values [B, S-1]: a value head on the reward model's hidden states, or a full
+    critic on the tokens."""
+    if mode == "score_heads":
+        return critic(hidden).squeeze(-1)[:, :-1]
+    return critic(ids, att.long())[:, :-1]
+
+
 def adamw(params, section):
     return torch.optim.AdamW(
         params,
@@ -474,12 +492,8 @@ def main():
         with torch.no_grad():
             old, _ = token_logprobs(policy, ids, att, action, text, temperature)
             ref, _ = token_logprobs(reference, ids, att, action, text, temperature)
-            if ppo["critics"] == "score_heads":
-                hidden = reward_model.hidden(ids, att.long())
-                old_values = critic(hidden).squeeze(-1)[:, :-1]
-            else:
-                old_values = critic(ids, att.long())[:, :-1]
-            old_values = old_values * action
+            hidden = reward_model.hidden(ids, att.long()) if ppo["critics"] == "score_heads" else None
+            old_values = critic_values(critic, ppo["critics"], ids, att, hidden) * action
             kl = (old - ref) * action
             stream = (-beta * kl).clone()
             for b in range(len(batch)):
@@ -497,25 +511,12 @@ def main():
                 ratio = torch.exp(logp - old[mb])
                 surrogate = -torch.min(ratio * adv[mb], ratio.clamp(1 - ppo["clip_ratio"], 1 + ppo["clip_ratio"]) * adv[mb])
                 actor_loss = masked_mean(surrogate, action[mb])
-                opt_a.zero_grad()
-                actor_loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), actor_cfg["max_grad_norm"])
-                for g in opt_a.param_groups:
-                    g["lr"] = sched_a.lr(opt_step)
-                opt_a.step()
+                optimizer_step(opt_a, sched_a, opt_step, policy.parameters(), actor_loss, actor_cfg["max_grad_norm"])
 
-                if ppo["critics"] == "score_heads":
-                    values = critic(hidden[mb]).squeeze(-1)[:, :-1]
-                else:
-                    values = critic(ids[mb], att[mb].long())[:, :-1]
+                values = critic_values(critic, ppo["critics"], ids[mb], att[mb], None if hidden is None else hidden[mb])
                 clipped = torch.max(torch.min(values, old_values[mb] + ppo["clip_value"]), old_values[mb] - ppo["clip_value"])
                 vloss = 0.5 * masked_mean(torch.max((values - returns[mb]) ** 2, (clipped - returns[mb]) ** 2), action[mb])
-                opt_c.zero_grad()
-                vloss.backward()
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), critic_cfg["max_grad_norm"])
-                for g in opt_c.param_groups:
-                    g["lr"] = sched_c.lr(opt_step)
-                opt_c.step()
+                optimizer_step(opt_c, sched_c, opt_step, critic.parameters(), vloss, critic_cfg["max_grad_norm"])
                 opt_step += 1
 
         seq_kl = float((kl.sum(-1)).mean())
