@@ -52,7 +52,7 @@ use saferlhf_learner::rl::config::{
     RlTrainSettings, RolloutSettings, ScoreSource,
 };
 use saferlhf_learner::rl::{
-    CriticMode, OracleRole, OracleSettings, RlConfig, RolloutScorer, train_rl_scored,
+    CriticMode, OracleSettings, RlConfig, RolloutScorer, ScorerRole, train_rl_scored,
 };
 use saferlhf_learner::{TrainConfig, TrainOptions, align, merge_models, train};
 use serde::{Deserialize, Serialize};
@@ -907,9 +907,9 @@ fn run_seed(
         cfg.oracle = OracleSettings {
             task: Some(tdir.join("task.json")),
             role: if s.oracle_rl {
-                OracleRole::Train
+                ScorerRole::Train
             } else {
-                OracleRole::Monitor
+                ScorerRole::Monitor
             },
         };
         let cfg = checked(
@@ -917,7 +917,7 @@ fn run_seed(
             RlConfig::validate,
             &dir.join(format!("{objective}.toml")),
         )?;
-        let role = cfg.oracle.role.scorer_role();
+        let role = cfg.oracle.role;
         let method = build_online(cfg.objective, &cfg.sections());
         let summary = train_rl_scored(&cfg, method, Some((&oracle, role)), device, &options)
             .map_err(model_err(objective.to_string()))?;

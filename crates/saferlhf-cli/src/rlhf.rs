@@ -28,7 +28,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let task = SyntheticTask::from_spec_file(task)
                 .with_context(|| format!("oracle.task = {}", task.display()))?;
             let scorer = OracleScorer(task.oracle().clone());
-            let role = config.oracle.role.scorer_role();
+            let role = config.oracle.role;
             let objective = build_online(config.objective, &config.sections());
             train_rl_scored(&config, objective, Some((&scorer, role)), &device, &options)?
         }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use saferlhf_model::Precision;
 use serde::{Deserialize, Serialize};
 
+use super::scorer::ScorerRole;
 use crate::config::{
     DataSource, ModelConfig, OptimConfig, RunConfig, SourceFormat, defaults, load,
 };
@@ -399,29 +400,7 @@ pub struct OracleSettings {
     /// The synthetic task's `task.json`; unset: no oracle.
     pub task: Option<PathBuf>,
     /// `train` or `monitor`.
-    pub role: OracleRole,
-}
-
-/// What the learner does with the oracle's scores ([`ScorerRole`](super::ScorerRole) in a
-/// config).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OracleRole {
-    /// They train the policy (oracle mode).
-    #[default]
-    Train,
-    /// They are logged beside the models' scores.
-    Monitor,
-}
-
-impl OracleRole {
-    /// The learner's [`ScorerRole`](super::ScorerRole).
-    pub fn scorer_role(self) -> super::ScorerRole {
-        match self {
-            OracleRole::Train => super::ScorerRole::Train,
-            OracleRole::Monitor => super::ScorerRole::Monitor,
-        }
-    }
+    pub role: ScorerRole,
 }
 
 /// `[lora]`: the policy is trained through LoRA adapters (Hu et al. 2021) on `targets` while

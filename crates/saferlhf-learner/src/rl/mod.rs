@@ -23,7 +23,7 @@ pub mod ptx;
 pub mod scorer;
 pub mod update;
 
-pub use config::{CriticMode, OracleRole, OracleSettings, RlConfig};
+pub use config::{CriticMode, OracleSettings, RlConfig};
 pub use learner::{
     RlBatch, RlState, RlSummary, collect_experience, train_rl, train_rl_scored, train_rl_with,
 };

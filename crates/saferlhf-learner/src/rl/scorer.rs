@@ -10,6 +10,8 @@
 //! (`ppo.critics = "separate"`) or read their hidden states (`"score_heads"`), so they serve as
 //! the critics' features, never as the policy's reward.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
 
 /// Scores `(prompt, response)` texts.
@@ -22,10 +24,13 @@ pub trait RolloutScorer {
     fn score(&self, items: &[(String, String)]) -> Result<Vec<(f32, f32)>>;
 }
 
-/// What the learner does with a [`RolloutScorer`]'s scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the learner does with a [`RolloutScorer`]'s scores (`oracle.role` in a config:
+/// `train` or `monitor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ScorerRole {
     /// They train the policy in place of the models' (oracle mode).
+    #[default]
     Train,
     /// They are logged beside the models' (monitor mode).
     Monitor,
