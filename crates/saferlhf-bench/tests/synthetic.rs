@@ -709,7 +709,7 @@ fn same_seed_same_files_different_seed_different_split() {
         .unwrap()
         .write_files(c.path())
         .unwrap();
-    assert_eq!(read_all(c.path()).len(), 5);
+    assert_eq!(read_all(c.path()).len(), 6);
 }
 
 #[test]
