@@ -215,7 +215,7 @@ def token_logprobs(policy, ids, att, action, text, temperature):
     logits = policy(input_ids=ids, attention_mask=att.long(), position_ids=positions(att)).logits[:, :-1].float()
     logp = F.log_softmax(masked_logits(logits, text, temperature), -1)
     out = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-    return out.masked_fill(~action, 0.0), logp
+    return out.masked_fill(~action, 0.0)
 
 
 def masked_mean(x, mask):
@@ -350,7 +350,7 @@ def canonical(policy, text, oracle, prompts):
         ids[i, p_len : p_len + len(ri)] = torch.tensor(ri)
         att[i, p_len - len(pi) : p_len + len(ri)] = True
         action[i, p_len - 1 : p_len - 1 + len(ri)] = True
-    logp, _ = token_logprobs(policy, ids, att, action, text, 1.0)
+    logp = token_logprobs(policy, ids, att, action, text, 1.0)
     prob = logp.sum(-1).exp().tolist()
     per_prompt = {}
     for (p, c), q in zip(rows, prob):
@@ -381,6 +381,16 @@ def check_samples(oracle, path):
                  f"({reward}, {cost}) here, ({row['reward']}, {row['cost']}) in saferlhf")
         n += 1
     return n
+
+
+def finish(result, args, policy, text, oracle, max_new):
+    """Adds the evaluation on the training and held-out prompts to `result`, prints it and
+    writes it to --json."""
+    for key, prompts in [("training_prompts", oracle.train), ("held_out_prompts", oracle.eval)]:
+        result[key] = evaluate(policy, text, oracle, prompts, args.samples, max_new, args.seed + 1)
+    print(json.dumps(result), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main():
@@ -430,16 +440,8 @@ def main():
     if args.evaluate:
         policy = LlamaForCausalLM.from_pretrained(args.evaluate, torch_dtype=torch.float32).eval()
         text = Text(args.evaluate, policy.config.vocab_size)
-        result = {
-            "run": str(run),
-            "evaluated": args.evaluate,
-            "seed": args.seed,
-            "training_prompts": evaluate(policy, text, oracle, oracle.train, args.samples, ro["max_new_tokens"], args.seed + 1),
-            "held_out_prompts": evaluate(policy, text, oracle, oracle.eval, args.samples, ro["max_new_tokens"], args.seed + 1),
-        }
-        print(json.dumps(result), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        result = {"run": str(run), "evaluated": args.evaluate, "seed": args.seed}
+        finish(result, args, policy, text, oracle, ro["max_new_tokens"])
         return
     temperature = ro["temperature"]
     max_new = ro["max_new_tokens"]
@@ -490,8 +492,8 @@ def main():
             reward, _, _ = oracle.score(prompt_texts[i], text.decode(r))
             scores.append(reward - (0.0 if s else ro.get("truncation_penalty", 0.0)))
         with torch.no_grad():
-            old, _ = token_logprobs(policy, ids, att, action, text, temperature)
-            ref, _ = token_logprobs(reference, ids, att, action, text, temperature)
+            old = token_logprobs(policy, ids, att, action, text, temperature)
+            ref = token_logprobs(reference, ids, att, action, text, temperature)
             hidden = reward_model.hidden(ids, att.long()) if ppo["critics"] == "score_heads" else None
             old_values = critic_values(critic, ppo["critics"], ids, att, hidden) * action
             kl = (old - ref) * action
@@ -507,7 +509,7 @@ def main():
         for _ in range(ppo["update_epochs"]):
             perm = torch.randperm(len(batch), generator=gen)
             for mb in perm.split(ppo["minibatch"]):
-                logp, _ = token_logprobs(policy, ids[mb], att[mb], action[mb], text, temperature)
+                logp = token_logprobs(policy, ids[mb], att[mb], action[mb], text, temperature)
                 ratio = torch.exp(logp - old[mb])
                 surrogate = -torch.min(ratio * adv[mb], ratio.clamp(1 - ppo["clip_ratio"], 1 + ppo["clip_ratio"]) * adv[mb])
                 actor_loss = masked_mean(surrogate, action[mb])
@@ -539,12 +541,8 @@ def main():
         "steps": steps,
         "critics": ppo["critics"],
         "train_seconds": round(time.time() - started, 1),
-        "training_prompts": evaluate(policy, text, oracle, oracle.train, args.samples, max_new, args.seed + 1),
-        "held_out_prompts": evaluate(policy, text, oracle, oracle.eval, args.samples, max_new, args.seed + 1),
     }
-    print(json.dumps(result), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, args, policy, text, oracle, max_new)
 
 
 if __name__ == "__main__":

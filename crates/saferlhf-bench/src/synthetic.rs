@@ -1307,9 +1307,7 @@ impl SyntheticTask {
         }
         Ok(written)
     }
-}
 
-impl SyntheticTask {
     /// What [`Oracle::score`] uses, written out ([`SyntheticTask::write_files`]'s `oracle.json`).
     pub fn oracle_file(&self) -> OracleFile {
         OracleFile {

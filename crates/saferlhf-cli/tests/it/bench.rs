@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{TempDir, assert_mentions, cli, failed, ok, saferlhf};
+use crate::common::{TempDir, assert_mentions, cli, failed, metrics, ok, saferlhf};
 
 use saferlhf::bench::compensation::{BENCH_SECTIONS, METHODS};
 use saferlhf::eval::MARKDOWN_SECTIONS;
@@ -284,14 +284,8 @@ fn quick_benchmark_in_oracle_mode() {
         "run.progress=false",
     ]);
     ok(&o);
-    let first = |path: &Path| -> serde_json::Value {
-        let text = std::fs::read_to_string(path).unwrap();
-        serde_json::from_str(text.lines().next().unwrap()).unwrap()
-    };
-    let (a, b) = (
-        first(&out.join("seed-0/ppo/metrics.jsonl")),
-        first(&again.join("metrics.jsonl")),
-    );
+    let first = |run: &Path| metrics(run).swap_remove(0);
+    let (a, b) = (first(&out.join("seed-0/ppo")), first(&again));
     assert!(b["model_reward_mean"].is_number(), "{b}");
     for key in [
         "reward_mean",
@@ -318,7 +312,7 @@ fn quick_benchmark_in_oracle_mode() {
         "train.steps=1",
     ]);
     ok(&o);
-    let c = first(&tmp.0.join("plain/metrics.jsonl"));
+    let c = first(&tmp.0.join("plain"));
     let penalty = RlConfig::load(&config, &[])
         .unwrap()
         .rollout
